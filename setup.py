@@ -31,7 +31,10 @@ def openmp_flags():
     if sys.platform == "win32":
         candidates = [(["/openmp"], [])]
     elif sys.platform == "darwin":
-        candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
+        candidates = [
+            (["-Xpreprocessor", "-fopenmp"], ["-lomp"]),
+            (["-fopenmp"], ["-fopenmp"]),
+        ]
     else:
         candidates = [(["-fopenmp"], ["-fopenmp"])]
     code = textwrap.dedent(
@@ -55,7 +58,9 @@ def openmp_flags():
             src = os.path.join(tmp, "probe.c")
             with open(src, "w") as f:
                 f.write(code)
-            objects = compiler.compile([src], output_dir=tmp, extra_postargs=compile_args)
+            objects = compiler.compile(
+                [src], output_dir=tmp, extra_postargs=compile_args
+            )
             compiler.link_executable(
                 objects, "probe", output_dir=tmp, extra_postargs=link_args
             )

@@ -1,3 +1,28 @@
-"""sklearn_shapley: Shapley-value explainers that are scikit-learn estimators."""
+"""sklearn_shapley: Shapley-value explainers that are scikit-learn estimators.
+
+Every explainer is a transformer: ``fit`` prepares it (fitting the model when given an
+unfitted one), ``transform`` returns attributions ``(n_samples, n_players)``, ``explain``
+returns an :class:`Explanation`, and ``score`` is a higher-is-better fidelity figure.
+"""
+
+from ._base import BaseExplainer
+from ._explanation import Explanation, ShapleyValues
+from ._show_versions import show_versions
+from .exact import ExactExplainer, exact_shapley
+from .kernel import KernelExplainer, kernel_shap
+from .permutation import PermutationExplainer, permutation_shapley
 
 __version__ = "0.1.0.dev0"
+
+__all__ = [
+    "BaseExplainer",
+    "ExactExplainer",
+    "Explanation",
+    "KernelExplainer",
+    "PermutationExplainer",
+    "ShapleyValues",
+    "exact_shapley",
+    "kernel_shap",
+    "permutation_shapley",
+    "show_versions",
+]

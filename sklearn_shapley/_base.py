@@ -1,0 +1,245 @@
+"""``BaseExplainer``: what every explainer shares.
+
+Estimator resolution (clone-and-fit, frozen or callable), input validation, output
+selection, ``transform`` / ``explain`` / ``get_feature_names_out``. Subclasses implement
+``_fit_explainer(X, y)``, ``_explain_values(X) -> (values (n, d, K), base (n, K))`` and
+``score``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._explanation import Explanation
+
+
+def is_fitted_estimator(estimator):
+    """True when ``estimator`` is a fitted scikit-learn style estimator."""
+    if isinstance(estimator, FrozenEstimator):
+        return True
+    try:
+        check_is_fitted(estimator)
+    except (NotFittedError, TypeError):
+        return False
+    return True
+
+
+class BaseExplainer(TransformerMixin, BaseEstimator):
+    """Base class of the explainers: a transformer from rows to attributions.
+
+    The first parameter of every explainer is ``estimator``, the model to explain:
+
+    - an unfitted scikit-learn estimator is cloned and fitted on ``(X, y)`` in ``fit``;
+    - a fitted one wrapped in :class:`sklearn.frozen.FrozenEstimator` is explained as is
+      (and survives ``clone``, so ``GridSearchCV`` works); a fitted estimator passed
+      bare is explained as is when ``fit`` gets no ``y``, and cloned and refitted when
+      it does, as scikit-learn meta-estimators do;
+    - model-agnostic explainers also accept any callable ``f(X) -> array`` (a function,
+      a torch module).
+
+    ``output`` selects what ``transform`` returns for models with several outputs:
+    ``None`` picks the only output, the positive class of a binary classifier (column
+    1), and for multi-class models the class each row is predicted to be (the argmax
+    of the explained output); an int selects that output column, any other value
+    (e.g. a class label) is looked up in ``output_names``, and ``"predicted"`` forces
+    the per-row predicted class.
+    """
+
+    _accepts_callables = False
+    _allow_nan = False
+
+    # -- estimator -----------------------------------------------------------------
+    def _needs_target(self):
+        est = getattr(self, "estimator", None)
+        if est is None or isinstance(est, FrozenEstimator):
+            return False
+        if isinstance(est, BaseEstimator):
+            return not is_fitted_estimator(est)
+        return False
+
+    def _resolve_estimator(self, X, y):
+        est = self.estimator
+        if est is None:
+            raise ValueError(
+                f"{type(self).__name__} needs a model to explain: pass it as the first "
+                "argument, e.g. "
+                f"{type(self).__name__}(FrozenEstimator(fitted_model))."
+            )
+        if isinstance(est, FrozenEstimator):
+            return est
+        if isinstance(est, BaseEstimator) and hasattr(est, "fit"):
+            if y is None:
+                if is_fitted_estimator(est):
+                    return est
+                raise ValueError(
+                    f"{type(self).__name__} requires y to be passed, but the target y "
+                    f"is None: the estimator {type(est).__name__} is not fitted, so it "
+                    "is cloned and fitted on (X, y). Pass y, or pass a fitted model "
+                    "wrapped in sklearn.frozen.FrozenEstimator."
+                )
+            return clone(est).fit(X, y)
+        if hasattr(est, "predict") or (self._accepts_callables and callable(est)):
+            return est
+        supported = "a scikit-learn estimator"
+        if self._accepts_callables:
+            supported += ", a torch module or a callable f(X) -> array"
+        raise TypeError(
+            f"{type(self).__name__} cannot explain an object of type "
+            f"{type(est).__name__}; pass {supported}."
+        )
+
+    # -- validation -----------------------------------------------------------------
+    def _validate(self, X, reset):
+        return validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32],
+            ensure_all_finite="allow-nan" if self._allow_nan else True,
+        )
+
+    def fit(self, X, y=None):
+        """Fit the model if needed, then prepare the explainer.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows (for the model, background data and explainer training).
+        y : array-like of shape (n_samples,), default=None
+            Target, needed only when ``estimator`` is an unfitted scikit-learn model.
+
+        Returns
+        -------
+        self
+        """
+        X = self._validate(X, reset=True)
+        self.estimator_ = self._resolve_estimator(self._model_input(X), y)
+        self._fit_explainer(X, y)
+        return self
+
+    def _model_input(self, X):
+        """What the model is fitted on: ``X`` with its column names when it had them."""
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            return X
+        import pandas as pd
+
+        return pd.DataFrame(X, columns=names)
+
+    # -- players and outputs --------------------------------------------------------
+    def _player_names(self):
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            names = np.array(
+                [f"x{i}" for i in range(self.n_features_in_)], dtype=object
+            )
+        players = getattr(self, "players", None)
+        if players is None:
+            return np.asarray(names, dtype=object)
+        return np.array(
+            [
+                "+".join(str(names[c]) for c in np.atleast_1d(group))
+                for group in players
+            ],
+            dtype=object,
+        )
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the attribution columns ``transform`` returns (one per player)."""
+        check_is_fitted(self)
+        if input_features is not None:
+            input_features = np.asarray(input_features, dtype=object)
+            if len(input_features) != self.n_features_in_:
+                raise ValueError(
+                    f"input_features has {len(input_features)} names, expected "
+                    f"{self.n_features_in_}."
+                )
+            names_in = getattr(self, "feature_names_in_", None)
+            if names_in is not None and not np.array_equal(input_features, names_in):
+                raise ValueError("input_features is not equal to feature_names_in_")
+        return self._player_names()
+
+    def _output_index(self, values, base_values):
+        """Column of the output to return for each row: an int array ``(n,)``."""
+        n, K = base_values.shape
+        output = self.output
+        names = self.output_names_
+        predicted = None
+        if output is None:
+            if K == 1:
+                return np.zeros(n, dtype=np.int64)
+            if K == 2 and getattr(self, "_is_binary_classifier", False):
+                return np.ones(n, dtype=np.int64)
+            predicted = True
+        elif isinstance(output, str) and output == "predicted":
+            predicted = True
+        if predicted:
+            explained = base_values + values.sum(axis=1)
+            return np.argmax(explained, axis=1)
+        if isinstance(output, numbers.Integral) and not isinstance(output, bool):
+            if not -K <= output < K:
+                raise ValueError(f"output={output} is out of range for {K} outputs.")
+            return np.full(n, output % K, dtype=np.int64)
+        if names is not None and str(output) in names:
+            return np.full(n, names.index(str(output)), dtype=np.int64)
+        raise ValueError(
+            f"output={output!r} is neither an output index in [0, {K}) nor one of the "
+            f"output names {names}."
+        )
+
+    # -- the public methods -----------------------------------------------------------
+    def explain(self, X):
+        """Explain rows: return an :class:`~sklearn_shapley.Explanation`.
+
+        ``values`` is ``(n, n_players)`` for single-output models and
+        ``(n, n_players, n_outputs)`` otherwise; ``base_values + values.sum(axis=1)``
+        equals the explained output.
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        values, base, extra = self._explain_values(X)
+        if values.shape[2] == 1:
+            values, base = values[:, :, 0], base[:, 0]
+            output_names = None
+        else:
+            output_names = self.output_names_
+        return Explanation(
+            values,
+            base,
+            data=X,
+            feature_names=list(self._player_names()),
+            output_names=output_names,
+            **extra,
+        )
+
+    def transform(self, X):
+        """Attributions ``(n_samples, n_players)`` for the selected ``output``."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        values, base, _ = self._explain_values(X)
+        idx = self._output_index(values, base)
+        return values[np.arange(len(X)), :, idx]
+
+    def _more_tags(self):  # pragma: no cover - sklearn < 1.6 compatibility
+        return {"allow_nan": self._allow_nan}
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self._allow_nan
+        tags.target_tags.required = self._needs_target()
+        tags.requires_fit = True
+        return tags
+
+    # -- to implement ---------------------------------------------------------------
+    def _fit_explainer(self, X, y):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _explain_values(self, X):  # pragma: no cover - interface
+        """Return ``(values (n, d, K), base (n, K), extra dict for Explanation)``."""
+        raise NotImplementedError

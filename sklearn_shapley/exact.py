@@ -1,0 +1,156 @@
+"""Exact Shapley values by enumerating every coalition, and the explainer built on it."""
+
+from __future__ import annotations
+
+from math import factorial
+
+import numpy as np
+
+from ._explanation import ShapleyValues
+from ._game_explainer import GameExplainer
+from .sampling import all_coalitions
+
+#: Most players :func:`exact_shapley` accepts: ``2**20`` coalitions per row.
+MAX_EXACT_PLAYERS = 20
+
+
+def shapley_weights(n_players):
+    """``|S|! (d − |S| − 1)! / d!`` for ``|S| = 0..d-1``."""
+    d = n_players
+    return np.array(
+        [factorial(k) * factorial(d - k - 1) / factorial(d) for k in range(d)]
+    )
+
+
+def shapley_from_table(table):
+    """Shapley values from a full table of game values.
+
+    Parameters
+    ----------
+    table : ndarray of shape (n_rows, 2 ** d, n_outputs)
+        ``table[:, s]`` is ``v(S)`` for the coalition whose bits are ``s``.
+
+    Returns
+    -------
+    ndarray of shape (n_rows, d, n_outputs)
+    """
+    n, n_coal, K = table.shape
+    d = int(np.log2(n_coal))
+    codes = np.arange(n_coal)
+    sizes = np.array([bin(c).count("1") for c in codes])
+    weights = shapley_weights(d) if d > 0 else np.zeros(0)
+    phi = np.empty((n, d, K))
+    for i in range(d):
+        without = codes[(codes >> i) & 1 == 0]
+        diff = table[:, without | (1 << i)] - table[:, without]
+        phi[:, i] = np.einsum("nck,c->nk", diff, weights[sizes[without]])
+    return phi
+
+
+def exact_shapley(game, X, *, max_players=MAX_EXACT_PLAYERS, max_values=2**24):
+    """Exact Shapley values of ``game`` for every row of ``X``.
+
+    Evaluates all ``2^d`` coalitions once per row (in row chunks so that at most
+    ``max_values`` game values are held at once) and applies
+    ``φ_i = Σ_{S ∌ i} |S|!(d−|S|−1)!/d! (v(S ∪ i) − v(S))``.
+
+    Parameters
+    ----------
+    game : Game
+        The value function (see :mod:`sklearn_shapley.games`).
+    X : array-like of shape (n_rows, n_features)
+    max_players : int, default=20
+        Refuse games with more players (the cost is ``2^d`` evaluations per row).
+    max_values : int, default=2**24
+        Memory bound on the game values held at once.
+
+    Returns
+    -------
+    ShapleyValues
+    """
+    d = game.n_players
+    if d > max_players:
+        raise ValueError(
+            f"exact_shapley enumerates 2^d coalitions; d={d} players exceeds the limit "
+            f"max_players={max_players} (2^{d} = {2**d:,} evaluations per row). Use "
+            "KernelExplainer / kernel_shap, or group features with players=..."
+        )
+    X = np.asarray(X, dtype=np.float64)
+    masks = all_coalitions(d)
+    chunk = max(1, max_values // (2**d * max(d, 1)))
+    values, bases = [], []
+    for start in range(0, len(X), chunk):
+        table = game(X[start : start + chunk], masks)
+        values.append(shapley_from_table(table))
+        bases.append(table[:, 0])
+    n_outputs = getattr(game, "n_outputs", 1)
+    if not values:
+        return ShapleyValues(
+            np.zeros((0, d, n_outputs)), np.zeros((0, n_outputs)), np.zeros(0, int)
+        )
+    return ShapleyValues(
+        np.concatenate(values), np.concatenate(bases), np.full(len(X), 2**d)
+    )
+
+
+class ExactExplainer(GameExplainer):
+    """Exact Shapley values by enumeration of all ``2^d`` coalitions (small ``d``).
+
+    Parameters
+    ----------
+    estimator : estimator, FrozenEstimator or callable
+        The model to explain (see :class:`~sklearn_shapley.BaseExplainer`).
+    value_function : {"baseline", "marginal"} or Game, default="baseline"
+        How held-out features are removed: replaced by ``background``'s column means
+        (or the fixed values given), averaged over a background sample, or a game
+        object from :mod:`sklearn_shapley.games`.
+    background : array-like, default=None
+        Fixed values ``(n_features,)`` or rows ``(n, n_features)``; default: from the
+        training rows.
+    n_background : int, default=100
+        Rows kept for the marginal value function.
+    link : {"identity", "logit", "log", "log_softmax"} or callable, default="identity"
+        Applied to each prediction before averaging.
+    players : list of lists of int, default=None
+        Column groups treated as one player each.
+    output : int, str or None, default=None
+        Output ``transform`` returns (see :class:`~sklearn_shapley.BaseExplainer`).
+    max_players : int, default=20
+        Refuse more players than this.
+    random_state : int, RandomState or None, default=None
+        Seeds the background sample and the coalitions of ``score``.
+
+    Attributes
+    ----------
+    estimator_ : the explained model
+    game_ : Game
+    n_features_in_, feature_names_in_, output_names_
+    """
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        value_function="baseline",
+        background=None,
+        n_background=100,
+        link="identity",
+        players=None,
+        output=None,
+        max_players=MAX_EXACT_PLAYERS,
+        random_state=None,
+    ):
+        super().__init__(
+            estimator,
+            value_function=value_function,
+            background=background,
+            n_background=n_background,
+            link=link,
+            players=players,
+            output=output,
+            random_state=random_state,
+        )
+        self.max_players = max_players
+
+    def _estimate(self, X):
+        return exact_shapley(self.game_, X, max_players=self.max_players)

@@ -1,0 +1,313 @@
+"""Value functions ("games") ``v_x(S)``: a model's output with only the players in ``S`` known.
+
+A game is evaluated for many rows and many coalitions at once::
+
+    game(X, masks) -> ndarray (n_rows, n_coalitions, n_outputs)
+
+where ``masks`` is a boolean ``(n_coalitions, n_players)`` array shared by every row or an
+``(n_rows, n_coalitions, n_players)`` array with one set per row. The classes here hold a
+model; a learned surrogate (``sklearn_shapley.amortized``) implements the same
+interface. Games know nothing of explainers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import is_classifier
+from sklearn.utils import check_random_state
+
+__all__ = [
+    "Game",
+    "BaselineGame",
+    "MarginalGame",
+    "ModelFunction",
+    "model_function",
+    "apply_link",
+    "LINKS",
+]
+
+LINKS = ("identity", "logit", "log", "log_softmax")
+_EPS = 1e-12
+
+
+def apply_link(values, link):
+    """Apply ``link`` to predictions ``(n, n_outputs)`` before they are averaged.
+
+    ``"identity"`` leaves them; ``"logit"`` maps probabilities to log-odds;
+    ``"log"`` to log-probabilities; ``"log_softmax"`` to log-probabilities normalised
+    over the outputs; a callable is applied as is.
+    """
+    if callable(link):
+        return np.asarray(link(values), dtype=np.float64)
+    if link == "identity":
+        return values
+    clipped = np.clip(values, _EPS, 1.0 - _EPS)
+    if link == "logit":
+        return np.log(clipped) - np.log1p(-clipped)
+    if link == "log":
+        return np.log(clipped)
+    if link == "log_softmax":
+        logp = np.log(clipped)
+        return logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    raise ValueError(f"link must be one of {LINKS} or a callable, got {link!r}.")
+
+
+class ModelFunction:
+    """``f(X) -> ndarray (n, n_outputs)`` float64 for a model; picklable.
+
+    Classifiers are explained through ``predict_proba`` (all classes), regressors through
+    ``predict``; a torch module or any other callable is called on the array. A model
+    fitted on a DataFrame gets a DataFrame with its column names.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.names_in = getattr(model, "feature_names_in_", None)
+        if _is_classifier(model) and hasattr(model, "predict_proba"):
+            self.method = "predict_proba"
+            classes = getattr(model, "classes_", None)
+            self.output_names = None if classes is None else [str(c) for c in classes]
+        elif hasattr(model, "predict"):
+            self.method, self.output_names = "predict", None
+        elif _is_torch_module(model):
+            self.method, self.output_names = "torch", None
+        elif callable(model):
+            self.method, self.output_names = "call", None
+        else:
+            raise TypeError(
+                f"Cannot explain an object of type {type(model).__name__}: pass a "
+                "fitted scikit-learn estimator, a torch module or a callable "
+                "f(X) -> array."
+            )
+
+    def __call__(self, X):
+        n = len(X)
+        if self.method == "torch":
+            return self._call_torch(X)
+        if self.method == "call":
+            return np.asarray(self.model(X), dtype=np.float64).reshape(n, -1)
+        if self.names_in is not None:
+            import pandas as pd
+
+            X = pd.DataFrame(X, columns=self.names_in)
+        out = getattr(self.model, self.method)(X)
+        return np.asarray(out, dtype=np.float64).reshape(n, -1)
+
+    def _call_torch(self, X):
+        import torch
+
+        param = next(self.model.parameters(), None)
+        dtype = torch.float32 if param is None else param.dtype
+        device = "cpu" if param is None else param.device
+        with torch.no_grad():
+            out = self.model(torch.as_tensor(np.asarray(X), dtype=dtype, device=device))
+        return out.detach().cpu().double().numpy().reshape(len(X), -1)
+
+
+def model_function(model):
+    """Return ``(f, output_names)`` with ``f`` a :class:`ModelFunction` of ``model``."""
+    f = ModelFunction(model)
+    return f, f.output_names
+
+
+def _is_classifier(model):
+    """``sklearn.base.is_classifier`` that answers False for non-estimators."""
+    try:
+        return is_classifier(model)
+    except (AttributeError, TypeError):
+        return False
+
+
+def _is_torch_module(obj):
+    torch = __import__("sys").modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def player_membership(players, n_features):
+    """Boolean ``(n_players, n_features)`` matrix mapping players to feature columns.
+
+    ``players=None`` makes every feature its own player. Otherwise ``players`` is a list
+    of column-index groups that must partition ``range(n_features)``.
+    """
+    if players is None:
+        return np.eye(n_features, dtype=bool)
+    membership = np.zeros((len(players), n_features), dtype=bool)
+    for p, group in enumerate(players):
+        cols = np.atleast_1d(np.asarray(group, dtype=np.int64))
+        if cols.size == 0 or cols.min() < 0 or cols.max() >= n_features:
+            raise ValueError(
+                f"players[{p}] = {list(cols)} must be a non-empty list of column indices "
+                f"in [0, {n_features})."
+            )
+        membership[p, cols] = True
+    counts = membership.sum(axis=0)
+    if not np.all(counts == 1):
+        bad = np.flatnonzero(counts != 1)[:10].tolist()
+        raise ValueError(
+            "players must put every feature column in exactly one group; columns "
+            f"{bad} are in {counts[bad].tolist()} groups."
+        )
+    return membership
+
+
+class Game:
+    """Interface of a cooperative game over the players of each row.
+
+    Subclasses set ``n_players``, ``n_outputs`` and implement ``__call__``.
+    """
+
+    n_players: int
+    n_outputs: int
+    output_names = None
+
+    def __call__(self, X, masks):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def grand_and_empty(self, X):
+        """``(v(full), v(empty))``, each ``(n_rows, n_outputs)``."""
+        masks = np.stack(
+            [np.ones(self.n_players, dtype=bool), np.zeros(self.n_players, dtype=bool)]
+        )
+        values = self(X, masks)
+        return values[:, 0], values[:, 1]
+
+
+class _ModelGame(Game):
+    """Common machinery: model function, link, player groups, batching."""
+
+    def __init__(self, model, *, link="identity", players=None, batch_size=65536):
+        self.model = model
+        self.link = link
+        self._f, self.output_names = model_function(model)
+        self.players = players
+        self.batch_size = int(batch_size)
+        self._membership = None
+
+    def _setup(self, n_features):
+        self._membership = player_membership(self.players, n_features)
+        self.n_players = self._membership.shape[0]
+        self.n_features = n_features
+
+    def _feature_masks(self, masks):
+        masks = np.asarray(masks, dtype=bool)
+        if masks.shape[-1] != self.n_players:
+            raise ValueError(
+                f"masks have {masks.shape[-1]} players; this game has {self.n_players}."
+            )
+        if self.players is None:
+            return masks
+        return (masks.astype(np.uint8) @ self._membership.astype(np.uint8)).astype(bool)
+
+    def _predict(self, Z):
+        """Model output with the link applied, in batches of ``batch_size`` rows."""
+        outs = [
+            apply_link(self._f(Z[i : i + self.batch_size]), self.link)
+            for i in range(0, len(Z), self.batch_size)
+        ]
+        out = np.concatenate(outs, axis=0)
+        if self.output_names is not None and out.shape[1] != len(self.output_names):
+            self.output_names = None
+        self.n_outputs = out.shape[1]
+        return out
+
+    def _check_X(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(
+                f"X must have shape (n_rows, {self.n_features}), got {X.shape}."
+            )
+        return X
+
+    def _broadcast_masks(self, X, masks):
+        fmasks = self._feature_masks(masks)
+        if fmasks.ndim == 2:
+            fmasks = np.broadcast_to(fmasks, (len(X),) + fmasks.shape)
+        elif fmasks.shape[0] != len(X):
+            raise ValueError(
+                f"Per-row masks have {fmasks.shape[0]} rows, X has {len(X)}."
+            )
+        return fmasks
+
+
+class BaselineGame(_ModelGame):
+    """Held-out features are replaced by fixed values: ``v_x(S) = f(x_S, b_{¬S})``.
+
+    Parameters
+    ----------
+    model : estimator or callable
+        The model (see :func:`model_function`).
+    baseline : array-like of shape (n_features,)
+        Values for held-out features (e.g. column means).
+    link : str or callable, default="identity"
+        Applied to each prediction (see :func:`apply_link`).
+    players : list of lists of int, default=None
+        Column groups treated as one player each.
+    batch_size : int, default=65536
+        Most rows sent to the model in one call.
+    """
+
+    def __init__(
+        self, model, baseline, *, link="identity", players=None, batch_size=65536
+    ):
+        super().__init__(model, link=link, players=players, batch_size=batch_size)
+        self.baseline = np.asarray(baseline, dtype=np.float64).reshape(-1)
+        self._setup(len(self.baseline))
+
+    def __call__(self, X, masks):
+        X = self._check_X(X)
+        fmasks = self._broadcast_masks(X, masks)
+        Z = np.where(fmasks, X[:, None, :], self.baseline)
+        n, m, d = Z.shape
+        return self._predict(Z.reshape(n * m, d)).reshape(n, m, -1)
+
+
+class MarginalGame(_ModelGame):
+    """Held-out features are averaged over a background sample (interventional SHAP).
+
+    ``v_x(S) = mean_b link(f(x_S, b_{¬S}))`` over the rows ``b`` of ``background``.
+
+    Parameters
+    ----------
+    model : estimator or callable
+    background : array-like of shape (n_background, n_features)
+    link, players, batch_size : see :class:`BaselineGame`.
+    """
+
+    def __init__(
+        self, model, background, *, link="identity", players=None, batch_size=65536
+    ):
+        super().__init__(model, link=link, players=players, batch_size=batch_size)
+        self.background = np.asarray(background, dtype=np.float64)
+        if self.background.ndim != 2 or len(self.background) == 0:
+            raise ValueError("background must be a non-empty 2-D array.")
+        self._setup(self.background.shape[1])
+
+    def __call__(self, X, masks):
+        X = self._check_X(X)
+        fmasks = self._broadcast_masks(X, masks)
+        n, m, d = fmasks.shape
+        n_bg = len(self.background)
+        out = None
+        # Chunk (row, coalition) pairs so that chunk * n_bg rows fit the batch size.
+        pairs = max(1, self.batch_size // n_bg)
+        flat_masks = fmasks.reshape(n * m, d)
+        row_of_pair = np.repeat(np.arange(n), m)
+        for start in range(0, n * m, pairs):
+            sl = slice(start, start + pairs)
+            Z = np.where(
+                flat_masks[sl, None, :], X[row_of_pair[sl], None, :], self.background
+            )
+            vals = self._predict(Z.reshape(-1, d)).reshape(-1, n_bg, self.n_outputs)
+            if out is None:
+                out = np.empty((n * m, self.n_outputs))
+            out[sl] = vals.mean(axis=1)
+        return out.reshape(n, m, -1)
+
+
+def default_background(X, n_background, random_state=None):
+    """At most ``n_background`` rows of ``X`` drawn without replacement."""
+    rng = check_random_state(random_state)
+    if len(X) <= n_background:
+        return np.asarray(X, dtype=np.float64).copy()
+    idx = rng.choice(len(X), size=n_background, replace=False)
+    return np.asarray(X, dtype=np.float64)[np.sort(idx)]
