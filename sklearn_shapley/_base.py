@@ -226,6 +226,16 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         idx = self._output_index(values, base)
         return values[np.arange(len(X)), :, idx]
 
+    def explained_output(self, X):
+        """The model output that ``base_values + Σφ`` reconstructs, ``(n, n_outputs)``.
+
+        For the model-agnostic explainers this is the game of the grand coalition
+        (the model's prediction under ``link``); for tree models the raw margin.
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return self._explained_output(X)
+
     def _more_tags(self):  # pragma: no cover - sklearn < 1.6 compatibility
         return {"allow_nan": self._allow_nan}
 
@@ -237,6 +247,9 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         return tags
 
     # -- to implement ---------------------------------------------------------------
+    def _explained_output(self, X):  # pragma: no cover - interface
+        raise NotImplementedError
+
     def _fit_explainer(self, X, y):  # pragma: no cover - interface
         raise NotImplementedError
 

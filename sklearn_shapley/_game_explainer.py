@@ -120,6 +120,9 @@ class GameExplainer(BaseExplainer):
             {"n_evaluations": result.n_evaluations},
         )
 
+    def _explained_output(self, X):
+        return self.game_.grand_and_empty(X)[0]
+
     def _estimate(self, X):  # pragma: no cover - interface
         raise NotImplementedError
 
