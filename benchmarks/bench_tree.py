@@ -1,0 +1,591 @@
+"""QuadratureTreeExplainer against the peers, side by side, in one run.
+
+    python benchmarks/bench_tree.py            # the full run (about 10 minutes on 2 cores)
+    python benchmarks/bench_tree.py --quick    # a smoke run
+
+For every configuration it trains an XGBoost model on synthetic data shaped like the
+paper's benchmarks (seed 003, Table 1: 8 / 14 / 54 / 784 features; "small" depth 6,
+"large" depth 16, "sparse" 512 leaves grown loss-guided; tree counts and rows scaled
+down), plus shallow (depth 2-4) and deep (depth 24-32) trees, saves it (xgboost JSON +
+the rows as .npy) and times, alternating within each round, at equal thread counts:
+
+- this project (first order and pairwise interactions),
+- xgboost >= 3.3 ``pred_contribs`` / ``pred_interactions`` (Quadrature-TreeSHAP, 8
+  fixed points, float32) in a Python >= 3.12 virtual environment this script creates
+  in ``benchmarks/.peer-venv`` and drives through ``_xgb_peer.py`` on the same files,
+- the xgboost installed next to the project (classic TreeSHAP before 3.3),
+- ``shap.TreeExplainer`` on scikit-learn random forests, and ``shapiq`` at order 3.
+
+It prints markdown tables of times (best of the rounds), ratios (peer / ours: above 1
+means we are faster) and max |difference| against each peer, and writes them to
+``benchmarks/results/tree.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / ".work"
+PEER_VENV = HERE / ".peer-venv"
+
+
+# -- the peer xgboost ------------------------------------------------------------------
+def find_python312():
+    """A Python >= 3.12 interpreter, or None."""
+    candidates = ["python3.13", "python3.12"]
+    for name in candidates:
+        for env in ({}, {"PYENV_VERSION": "3.13.0"}, {"PYENV_VERSION": "3.12.1"}):
+            exe = shutil.which(name)
+            if exe is None:
+                continue
+            try:
+                out = subprocess.run(
+                    [exe, "-c", "import sys; print(sys.version_info >= (3, 12))"],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, **env},
+                    timeout=30,
+                )
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if out.returncode == 0 and out.stdout.strip() == "True":
+                return exe, env
+    return None, None
+
+
+def peer_python():
+    """The interpreter of the peer venv (created on first use), or None with a reason."""
+    exe = PEER_VENV / "bin" / "python"
+    if exe.exists():
+        check = subprocess.run(
+            [str(exe), "-c", "import xgboost; print(xgboost.__version__)"],
+            capture_output=True,
+            text=True,
+        )
+        if check.returncode == 0:
+            return str(exe), check.stdout.strip()
+    python, env = find_python312()
+    if python is None:
+        return None, "no Python >= 3.12 found (xgboost >= 3.3 needs one)"
+    print(f"creating {PEER_VENV} with {python} and installing xgboost ...", flush=True)
+    subprocess.run(
+        [python, "-m", "venv", str(PEER_VENV)], check=True, env={**os.environ, **env}
+    )
+    subprocess.run(
+        [str(exe), "-m", "pip", "install", "--quiet", "xgboost>=3.3", "numpy"],
+        check=True,
+    )
+    version = subprocess.run(
+        [str(exe), "-c", "import xgboost; print(xgboost.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return str(exe), version
+
+
+class PeerWorker:
+    """A long-lived peer process, so timings alternate without start-up costs."""
+
+    def __init__(self, python):
+        self.proc = subprocess.Popen(
+            [python, str(HERE / "_xgb_peer.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def time(self, model, rows, kind, nthread, repeats=1, save=None):
+        request = dict(
+            model=str(model),
+            rows=str(rows),
+            kind=kind,
+            nthread=nthread,
+            repeats=repeats,
+            save=None if save is None else str(save),
+        )
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+# -- configurations --------------------------------------------------------------------
+def configurations(quick):
+    """(name, n_features, xgboost params, n_trees, rows first order, rows pairs)."""
+    scale = 0.2 if quick else 1.0
+
+    def trees(n):
+        return max(2, int(n * scale))
+
+    configs = []
+    shapes = [("calhousing", 8), ("adult", 14), ("covtype", 54), ("fashion", 784)]
+    for name, d in shapes:
+        big = d == 784
+        configs += [
+            (
+                f"{name}-small",
+                d,
+                {"max_depth": 6},
+                trees(10 if not big else 100),
+                1000,
+                100,
+            ),
+            (
+                f"{name}-large",
+                d,
+                {"max_depth": 16},
+                trees(40 if not big else 20),
+                300 if big else 1000,
+                20 if big else 100,
+            ),
+            (
+                f"{name}-sparse",
+                d,
+                {"max_depth": 0, "max_leaves": 512, "grow_policy": "lossguide"},
+                trees(30 if not big else 20),
+                300 if big else 1000,
+                20 if big else 100,
+            ),
+        ]
+    for depth in (2, 3, 4):
+        configs.append(
+            (f"shallow-d{depth}", 8, {"max_depth": depth}, trees(100), 1000, 100)
+        )
+    for depth in (24, 32):
+        configs.append((f"deep-d{depth}", 54, {"max_depth": depth}, trees(20), 300, 30))
+    return configs
+
+
+def make_data(n_features, n_rows, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_rows, n_features)).astype(np.float32)
+    k = min(n_features, 24)
+    W = rng.normal(size=(n_features, k)) / np.sqrt(min(n_features, 16))
+    Z = X @ W
+    y = np.sin(Z).sum(axis=1) + Z[:, 0] * Z[:, 1] + 0.1 * rng.normal(size=n_rows)
+    X[rng.random(X.shape) < 0.02] = np.nan  # missing values follow default_left
+    return X, y
+
+
+def best(seconds):
+    return float(np.min(seconds))
+
+
+def timed(fn, repeats):
+    out, seconds = None, []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        seconds.append(time.perf_counter() - start)
+    return out, best(seconds)
+
+
+def run_xgboost_configs(args, threads, peer):
+    import xgboost as xgb
+    from sklearn.frozen import FrozenEstimator
+
+    from sklearn_shapley import QuadratureTreeExplainer
+
+    rows_out = []
+    for name, d, params, n_trees, n_first, n_pairs in configurations(args.quick):
+        n_train = 4000 if d == 784 else 20000
+        X, y = make_data(d, n_train)
+        start = time.perf_counter()
+        model = xgb.XGBRegressor(
+            n_estimators=n_trees,
+            tree_method="hist",
+            n_jobs=os.cpu_count(),
+            random_state=0,
+            **params,
+        ).fit(X, y)
+        train_s = time.perf_counter() - start
+        booster = model.get_booster()
+        model_path = WORK / f"{name}.json"
+        booster.save_model(model_path)
+        rows = X[: (n_first // 5 if args.quick else n_first)]
+        pair_rows = X[: max(2, n_pairs // 5 if args.quick else n_pairs)]
+        rows_path, pairs_path = WORK / f"{name}-rows.npy", WORK / f"{name}-pairs.npy"
+        np.save(rows_path, rows)
+        np.save(pairs_path, pair_rows)
+        explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(X[:10])
+        dump = json.loads(booster.save_raw("json"))
+        leaves = np.mean(
+            [
+                sum(1 for c in t["left_children"] if c == -1)
+                for t in dump["learner"]["gradient_booster"]["model"]["trees"]
+            ]
+        )
+        print(
+            f"{name}: {n_trees} trees, {leaves:.0f} leaves/tree, trained in {train_s:.1f} s",
+            flush=True,
+        )
+        local_dm = xgb.DMatrix(rows, missing=np.nan)
+        for t in threads:
+            explainer.set_params(n_jobs=t)
+            booster.set_param({"nthread": t})
+            ours_s, local_s, peer_s = [], [], []
+            for _ in range(args.repeats):  # alternate within each round
+                phi, s = timed(lambda: explainer.explain(rows), 1)
+                ours_s.append(s)
+                if peer is not None:
+                    peer_s.append(
+                        peer.time(
+                            model_path, rows_path, "contribs", t, save=WORK / "peer.npy"
+                        )["seconds"][0]
+                    )
+                if not args.skip_classic:
+                    ref, s = timed(
+                        lambda: booster.predict(local_dm, pred_contribs=True), 1
+                    )
+                    local_s.append(s)
+            ours_full = np.concatenate([phi.values, phi.base_values[:, None]], axis=1)
+            diff_peer = diff_local = np.nan
+            if peer is not None:
+                diff_peer = float(np.abs(np.load(WORK / "peer.npy") - ours_full).max())
+            if not args.skip_classic:
+                diff_local = float(np.abs(ref - ours_full).max())
+            rows_out.append(
+                dict(
+                    config=name,
+                    order=1,
+                    trees=n_trees,
+                    leaves=leaves,
+                    rows=len(rows),
+                    threads=t,
+                    ours=best(ours_s),
+                    peer=best(peer_s) if peer_s else np.nan,
+                    classic=best(local_s) if local_s else np.nan,
+                    diff_peer=diff_peer,
+                    diff_classic=diff_local,
+                )
+            )
+            print(_line(rows_out[-1]), flush=True)
+            if d > 100 and args.quick:
+                continue
+            # pairwise interactions
+            ours_s, peer_s = [], []
+            pair_dm = xgb.DMatrix(pair_rows, missing=np.nan)
+            local_pairs = []
+            for _ in range(args.repeats):
+                inter, s = timed(lambda: explainer.interactions(pair_rows, order=2), 1)
+                ours_s.append(s)
+                if peer is not None:
+                    peer_s.append(
+                        peer.time(
+                            model_path,
+                            pairs_path,
+                            "interactions",
+                            t,
+                            save=WORK / "peer.npy",
+                        )["seconds"][0]
+                    )
+                if not args.skip_classic and d <= 54 and t == threads[-1]:
+                    ref_pairs, s = timed(
+                        lambda: booster.predict(pair_dm, pred_interactions=True), 1
+                    )
+                    local_pairs.append(s)
+            diff_peer = np.nan
+            if peer is not None:
+                diff_peer = float(
+                    np.abs(np.load(WORK / "peer.npy")[:, :-1, :-1] - inter).max()
+                )
+            rows_out.append(
+                dict(
+                    config=name,
+                    order=2,
+                    trees=n_trees,
+                    leaves=leaves,
+                    rows=len(pair_rows),
+                    threads=t,
+                    ours=best(ours_s),
+                    peer=best(peer_s) if peer_s else np.nan,
+                    classic=best(local_pairs) if local_pairs else np.nan,
+                    diff_peer=diff_peer,
+                    diff_classic=np.nan,
+                )
+            )
+            print(_line(rows_out[-1]), flush=True)
+    return rows_out
+
+
+def run_shap_forests(args, threads):
+    """shap.TreeExplainer on scikit-learn random forests (single-threaded C++)."""
+    try:
+        import shap
+    except ImportError:
+        print("shap not installed: skipping the shap comparison")
+        return []
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.frozen import FrozenEstimator
+
+    from sklearn_shapley import QuadratureTreeExplainer
+
+    out = []
+    for depth, n_trees, n_rows in ((6, 50, 1000), (12, 50, 300)):
+        X, y = make_data(8, 5000)
+        X = np.nan_to_num(X)
+        forest = RandomForestRegressor(
+            n_estimators=max(2, n_trees // (5 if args.quick else 1)),
+            max_depth=depth,
+            random_state=0,
+            n_jobs=-1,
+        ).fit(X, y)
+        rows = X[: (n_rows // 5 if args.quick else n_rows)].astype(np.float64)
+        explainer = QuadratureTreeExplainer(FrozenEstimator(forest), n_jobs=1).fit(
+            X[:10]
+        )
+        reference = shap.TreeExplainer(
+            forest, feature_perturbation="tree_path_dependent"
+        )
+        ours_s, theirs_s = [], []
+        for _ in range(args.repeats):
+            phi, s = timed(lambda: explainer.transform(rows), 1)
+            ours_s.append(s)
+            ref, s = timed(
+                lambda: reference.shap_values(rows, check_additivity=False), 1
+            )
+            theirs_s.append(s)
+        out.append(
+            dict(
+                config=f"rf-depth{depth}",
+                trees=forest.n_estimators,
+                rows=len(rows),
+                threads=1,
+                ours=best(ours_s),
+                shap=best(theirs_s),
+                diff=float(np.abs(phi - ref).max()),
+            )
+        )
+        print(
+            f"  shap rf-depth{depth}: ours {best(ours_s):.4f} s, shap {best(theirs_s):.4f} s",
+            flush=True,
+        )
+    return out
+
+
+def run_shapiq(args):
+    """Order-3 Shapley interactions of one row: shapiq's TreeSHAP-IQ vs ours."""
+    try:
+        import shapiq
+    except ImportError:
+        print("shapiq not installed: skipping the order-3 comparison")
+        return []
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.frozen import FrozenEstimator
+
+    from sklearn_shapley import QuadratureTreeExplainer
+
+    out = []
+    for depth, n_trees in ((6, 20), (10, 10)):
+        X, y = make_data(8, 5000)
+        X = np.nan_to_num(X)
+        forest = RandomForestRegressor(
+            n_estimators=max(2, n_trees // (5 if args.quick else 1)),
+            max_depth=depth,
+            random_state=0,
+            n_jobs=-1,
+        ).fit(X, y)
+        explainer = QuadratureTreeExplainer(FrozenEstimator(forest), n_jobs=1).fit(
+            X[:10]
+        )
+        row = X[:1].astype(np.float64)
+        (subsets, ours), ours_s = timed(lambda: explainer.interactions(row, order=3), 1)
+        reference = shapiq.TreeExplainer(
+            model=forest, max_order=3, min_order=3, index="SII"
+        )
+        theirs, theirs_s = timed(lambda: reference.explain(row[0]), 1)
+        values = dict(theirs.dict_values)
+        ref = np.array([values.get(tuple(int(i) for i in s), 0.0) for s in subsets])
+        out.append(
+            dict(
+                config=f"rf-depth{depth}",
+                trees=forest.n_estimators,
+                ours=ours_s,
+                shapiq=theirs_s,
+                diff=float(np.abs(ours[0] - ref).max()),
+            )
+        )
+        print(
+            f"  shapiq rf-depth{depth}: ours {ours_s:.4f} s, shapiq {theirs_s:.4f} s",
+            flush=True,
+        )
+    return out
+
+
+def _ratio(a, b):
+    return "–" if not np.isfinite(a) or not np.isfinite(b) else f"{a / b:.2f}"
+
+
+def _fmt(x, digits=4):
+    return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _line(r):
+    return (
+        f"  order {r['order']} t={r['threads']}: ours {r['ours']:.4f} s | xgb>=3.3 {_fmt(r['peer'])} s "
+        f"(x{_ratio(r['peer'], r['ours'])}) | classic {_fmt(r['classic'])} s (x{_ratio(r['classic'], r['ours'])})"
+    )
+
+
+def report(
+    xgb_rows, shap_rows, shapiq_rows, peer_version, local_version, threads, note
+):
+    lines = [
+        "# Tree benchmark",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.platform()}; Python {platform.python_version()}.",
+        f"Peers: xgboost {peer_version} (Quadrature-TreeSHAP, Python >= 3.12 venv), "
+        f"xgboost {local_version} (installed beside the project). Threads: {threads}. {note}",
+        "Times are the best of the alternating rounds; ratio = peer time / our time "
+        "(> 1: we are faster). max |diff| is against the peer (xgboost works in float32).",
+        "",
+    ]
+    for order, title in (
+        (1, "First order (`pred_contribs`)"),
+        (2, "Pairwise interactions (`pred_interactions`)"),
+    ):
+        lines += [
+            f"## {title}",
+            "",
+            "| config | trees | leaves/tree | rows | threads | ours (s) | xgb>=3.3 (s) | ratio | classic xgb (s) | ratio | max abs diff vs xgb>=3.3 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in xgb_rows:
+            if r["order"] != order:
+                continue
+            lines.append(
+                f"| {r['config']} | {r['trees']} | {r['leaves']:.0f} | {r['rows']} | {r['threads']} | "
+                f"{r['ours']:.4f} | {_fmt(r['peer'])} | {_ratio(r['peer'], r['ours'])} | "
+                f"{_fmt(r['classic'])} | {_ratio(r['classic'], r['ours'])} | {_fmt(r['diff_peer'], 7)} |"
+            )
+        lines.append("")
+        if order == 1:
+            speedups = [
+                (r["config"], r["ours"] / rr["ours"])
+                for r in xgb_rows
+                for rr in xgb_rows
+                if r["order"] == 1
+                and rr["order"] == 1
+                and r["config"] == rr["config"]
+                and r["threads"] == 1
+                and rr["threads"] == threads[-1]
+                and threads[-1] > 1
+            ]
+            if speedups:
+                lines.append(
+                    f"Thread scaling 1 -> {threads[-1]} threads (first order): "
+                    + ", ".join(f"{c} x{s:.2f}" for c, s in speedups)
+                )
+                lines.append("")
+    if shap_rows:
+        lines += [
+            "## shap.TreeExplainer (scikit-learn random forests, 1 thread)",
+            "",
+            "| config | trees | rows | ours (s) | shap (s) | ratio | max abs diff |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['config']} | {r['trees']} | {r['rows']} | {r['ours']:.4f} | {r['shap']:.4f} | "
+            f"{r['shap'] / r['ours']:.2f} | {r['diff']:.2e} |"
+            for r in shap_rows
+        ]
+        lines.append("")
+    if shapiq_rows:
+        lines += [
+            "## shapiq TreeSHAP-IQ, order 3, one row",
+            "",
+            "| config | trees | ours (s) | shapiq (s) | ratio | max abs diff |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['config']} | {r['trees']} | {r['ours']:.4f} | {r['shapiq']:.4f} | "
+            f"{r['shapiq'] / r['ours']:.1f} | {r['diff']:.2e} |"
+            for r in shapiq_rows
+        ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds")
+    parser.add_argument(
+        "--threads", default=None, help="comma list, default '1,<all cores>'"
+    )
+    parser.add_argument(
+        "--skip-peer", action="store_true", help="do not use xgboost >= 3.3"
+    )
+    parser.add_argument(
+        "--skip-classic", action="store_true", help="skip the local xgboost"
+    )
+    parser.add_argument(
+        "--only", default=None, help="comma list of config name prefixes"
+    )
+    parser.add_argument("--out", default=str(HERE / "results" / "tree.md"))
+    args = parser.parse_args(argv)
+    import xgboost
+
+    threads = (
+        [int(t) for t in args.threads.split(",")]
+        if args.threads
+        else sorted({1, os.cpu_count() or 1})
+    )
+    WORK.mkdir(exist_ok=True)
+    peer, note, peer_version = None, "", "–"
+    if not args.skip_peer:
+        python, info = peer_python()
+        if python is None:
+            note = f"xgboost >= 3.3 not run: {info}."
+            print(note)
+        else:
+            peer, peer_version = PeerWorker(python), info
+    global configurations
+    if args.only:
+        prefixes = tuple(args.only.split(","))
+        all_configs = configurations
+        configurations = lambda quick: [
+            c for c in all_configs(quick) if c[0].startswith(prefixes)
+        ]  # noqa: E731
+    try:
+        xgb_rows = run_xgboost_configs(args, threads, peer)
+    finally:
+        if peer is not None:
+            peer.close()
+    shap_rows = run_shap_forests(args, threads)
+    shapiq_rows = run_shapiq(args)
+    text = report(
+        xgb_rows,
+        shap_rows,
+        shapiq_rows,
+        peer_version,
+        xgboost.__version__,
+        threads,
+        note,
+    )
+    print()
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
