@@ -29,7 +29,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -125,7 +124,7 @@ class PeerWorker:
 
 
 # -- configurations --------------------------------------------------------------------
-def configurations(quick):
+def configurations(quick, only=None):
     """(name, n_features, xgboost params, n_trees, rows first order, rows pairs)."""
     scale = 0.2 if quick else 1.0
 
@@ -168,6 +167,8 @@ def configurations(quick):
         )
     for depth in (24, 32):
         configs.append((f"deep-d{depth}", 54, {"max_depth": depth}, trees(20), 300, 30))
+    if only:
+        configs = [c for c in configs if c[0].startswith(tuple(only.split(",")))]
     return configs
 
 
@@ -186,13 +187,11 @@ def best(seconds):
     return float(np.min(seconds))
 
 
-def timed(fn, repeats):
-    out, seconds = None, []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        seconds.append(time.perf_counter() - start)
-    return out, best(seconds)
+def timed(fn, *args, **kwargs):
+    """``(fn(*args, **kwargs), seconds)``."""
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
 
 
 def run_xgboost_configs(args, threads, peer):
@@ -202,7 +201,9 @@ def run_xgboost_configs(args, threads, peer):
     from sklearn_shapley import QuadratureTreeExplainer
 
     rows_out = []
-    for name, d, params, n_trees, n_first, n_pairs in configurations(args.quick):
+    for name, d, params, n_trees, n_first, n_pairs in configurations(
+        args.quick, args.only
+    ):
         n_train = 4000 if d == 784 else 20000
         X, y = make_data(d, n_train)
         start = time.perf_counter()
@@ -240,7 +241,7 @@ def run_xgboost_configs(args, threads, peer):
             booster.set_param({"nthread": t})
             ours_s, local_s, peer_s = [], [], []
             for _ in range(args.repeats):  # alternate within each round
-                phi, s = timed(lambda: explainer.explain(rows), 1)
+                phi, s = timed(explainer.explain, rows)
                 ours_s.append(s)
                 if peer is not None:
                     peer_s.append(
@@ -282,7 +283,7 @@ def run_xgboost_configs(args, threads, peer):
             pair_dm = xgb.DMatrix(pair_rows, missing=np.nan)
             local_pairs = []
             for _ in range(args.repeats):
-                inter, s = timed(lambda: explainer.interactions(pair_rows, order=2), 1)
+                inter, s = timed(explainer.interactions, pair_rows, order=2)
                 ours_s.append(s)
                 if peer is not None:
                     peer_s.append(
@@ -354,7 +355,7 @@ def run_shap_forests(args, threads):
         )
         ours_s, theirs_s = [], []
         for _ in range(args.repeats):
-            phi, s = timed(lambda: explainer.transform(rows), 1)
+            phi, s = timed(explainer.transform, rows)
             ours_s.append(s)
             ref, s = timed(
                 lambda: reference.shap_values(rows, check_additivity=False), 1
@@ -404,11 +405,11 @@ def run_shapiq(args):
             X[:10]
         )
         row = X[:1].astype(np.float64)
-        (subsets, ours), ours_s = timed(lambda: explainer.interactions(row, order=3), 1)
+        (subsets, ours), ours_s = timed(explainer.interactions, row, order=3)
         reference = shapiq.TreeExplainer(
             model=forest, max_order=3, min_order=3, index="SII"
         )
-        theirs, theirs_s = timed(lambda: reference.explain(row[0]), 1)
+        theirs, theirs_s = timed(reference.explain, row[0])
         values = dict(theirs.dict_values)
         ref = np.array([values.get(tuple(int(i) for i in s), 0.0) for s in subsets])
         out.append(
