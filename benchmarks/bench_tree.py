@@ -250,9 +250,7 @@ def run_xgboost_configs(args, threads, peer):
                         )["seconds"][0]
                     )
                 if not args.skip_classic:
-                    ref, s = timed(
-                        lambda: booster.predict(local_dm, pred_contribs=True), 1
-                    )
+                    ref, s = timed(booster.predict, local_dm, pred_contribs=True)
                     local_s.append(s)
             ours_full = np.concatenate([phi.values, phi.base_values[:, None]], axis=1)
             diff_peer = diff_local = np.nan
@@ -297,7 +295,7 @@ def run_xgboost_configs(args, threads, peer):
                     )
                 if not args.skip_classic and d <= 54 and t == threads[-1]:
                     ref_pairs, s = timed(
-                        lambda: booster.predict(pair_dm, pred_interactions=True), 1
+                        booster.predict, pair_dm, pred_interactions=True
                     )
                     local_pairs.append(s)
             diff_peer = np.nan
@@ -357,9 +355,7 @@ def run_shap_forests(args, threads):
         for _ in range(args.repeats):
             phi, s = timed(explainer.transform, rows)
             ours_s.append(s)
-            ref, s = timed(
-                lambda: reference.shap_values(rows, check_additivity=False), 1
-            )
+            ref, s = timed(reference.shap_values, rows, check_additivity=False)
             theirs_s.append(s)
         out.append(
             dict(
@@ -557,13 +553,6 @@ def main(argv=None):
             print(note)
         else:
             peer, peer_version = PeerWorker(python), info
-    global configurations
-    if args.only:
-        prefixes = tuple(args.only.split(","))
-        all_configs = configurations
-        configurations = lambda quick: [
-            c for c in all_configs(quick) if c[0].startswith(prefixes)
-        ]  # noqa: E731
     try:
         xgb_rows = run_xgboost_configs(args, threads, peer)
     finally:
