@@ -11,6 +11,7 @@ from ._show_versions import show_versions
 from .exact import ExactExplainer, exact_shapley
 from .kernel import KernelExplainer, kernel_shap
 from .permutation import PermutationExplainer, permutation_shapley
+from .tree import QuadratureTreeExplainer
 
 __version__ = "0.1.0.dev0"
 
@@ -20,6 +21,7 @@ __all__ = [
     "Explanation",
     "KernelExplainer",
     "PermutationExplainer",
+    "QuadratureTreeExplainer",
     "ShapleyValues",
     "exact_shapley",
     "kernel_shap",

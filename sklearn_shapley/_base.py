@@ -236,9 +236,6 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         X = self._validate(X, reset=False)
         return self._explained_output(X)
 
-    def _more_tags(self):  # pragma: no cover - sklearn < 1.6 compatibility
-        return {"allow_nan": self._allow_nan}
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = self._allow_nan

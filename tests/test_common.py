@@ -8,9 +8,15 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_shapley import ExactExplainer, KernelExplainer, PermutationExplainer
+from sklearn_shapley import (
+    ExactExplainer,
+    KernelExplainer,
+    PermutationExplainer,
+    QuadratureTreeExplainer,
+)
 
 
 def _explainers():
@@ -19,6 +25,7 @@ def _explainers():
         ExactExplainer(Ridge()),
         KernelExplainer(Ridge(), max_evaluations=64),
         PermutationExplainer(Ridge(), max_evaluations=64),
+        QuadratureTreeExplainer(DecisionTreeRegressor(max_depth=4, random_state=0)),
     ]
 
 

@@ -1,0 +1,491 @@
+"""Python face of the Quadrature-TreeSHAP kernel: arrays in, exact SHAP values out.
+
+The functions here validate and cast a
+:class:`~sklearn_shapley.tree._flat.FlatEnsemble` and the data, choose the
+Gauss-Legendre rule of each tree, and call the Cython kernel in
+:mod:`sklearn_shapley.tree._quadrature`, which runs its OpenMP loop over rows.
+
+All values are the path-dependent ("tree_path_dependent") game of TreeSHAP: a feature
+outside the coalition follows both branches of its splits, weighted by cover. A tree
+with ``tree_group[t] == g >= 0`` adds ``value[leaf, g]`` to output ``g`` only; a tree
+with group ``-1`` adds ``value[leaf, k]`` to every output ``k``.
+
+The integrand of an order-``k`` interaction over a leaf is a polynomial of degree at
+most ``D_u - k`` (``D_u`` the most distinct features on a root-to-leaf path of the
+tree), so a ``Q``-point Gauss-Legendre rule with ``2 Q - 1 >= D_u - k`` is exact;
+``"auto"`` picks the smallest such ``Q`` per tree.
+"""
+
+from __future__ import annotations
+
+import functools
+from itertools import combinations
+from math import comb
+
+import numpy as np
+
+from .._openmp import effective_n_threads
+from . import _quadrature
+from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT, FlatEnsemble
+
+__all__ = [
+    "expected_value",
+    "gauss_legendre_01",
+    "interaction_subsets",
+    "max_path_features",
+    "n_quadrature_per_tree",
+    "shap_interaction_values",
+    "shap_values",
+    "shapley_interactions",
+]
+
+
+# Per-thread memory the kernel may spend on tabulating 1 / f for every node of one
+# tree (2 * nodes * Q doubles); larger trees compute it on entering each node instead.
+_TABLE_BYTES = 32 << 20
+
+
+@functools.lru_cache(maxsize=256)
+def _gauss_legendre_01_cached(q: int) -> tuple[np.ndarray, np.ndarray]:
+    x, w = np.polynomial.legendre.leggauss(q)
+    t = 0.5 * (x + 1.0)
+    w = 0.5 * w
+    t.setflags(write=False)
+    w.setflags(write=False)
+    return t, w
+
+
+def gauss_legendre_01(q):
+    """Gauss-Legendre nodes and weights on ``[0, 1]``.
+
+    Parameters
+    ----------
+    q : int
+        Number of points (at least 1). The rule integrates polynomials of degree up
+        to ``2 q - 1`` exactly.
+
+    Returns
+    -------
+    nodes : ndarray of shape (q,)
+        Points in the open interval ``(0, 1)``, increasing.
+    weights : ndarray of shape (q,)
+        Positive weights summing to 1.
+    """
+    q = int(q)
+    if q < 1:
+        raise ValueError(f"the number of quadrature points must be >= 1, got {q}")
+    t, w = _gauss_legendre_01_cached(q)
+    return t.copy(), w.copy()
+
+
+def _i64(a):
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _structure(flat, with_leaves=False):
+    """``(max_depth, max_distinct[, leaves])`` per tree (see ``tree_structure``)."""
+    return _quadrature.tree_structure(
+        _i64(flat.tree_offsets),
+        _i64(flat.children_left),
+        _i64(flat.children_right),
+        _i64(flat.feature),
+        int(flat.n_features),
+        with_leaves,
+    )
+
+
+def max_path_features(flat):
+    """Most distinct features on any root-to-leaf path of each tree.
+
+    Parameters
+    ----------
+    flat : FlatEnsemble
+        The ensemble.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_trees,)
+        ``D_u`` of each tree (0 for a tree that is a single leaf).
+    """
+    return _structure(flat)[1]
+
+
+def _q_from_distinct(distinct, order, n_quadrature):
+    if isinstance(n_quadrature, str):
+        if n_quadrature != "auto":
+            raise ValueError(
+                f'n_quadrature must be "auto" or a positive int, got {n_quadrature!r}'
+            )
+        q = -((-(distinct - order + 1)) // 2)  # ceil((D_u - order + 1) / 2)
+        return np.maximum(q, 1).astype(np.int64)
+    if isinstance(n_quadrature, bool | float) or int(n_quadrature) != n_quadrature:
+        raise ValueError(f"n_quadrature must be an int, got {n_quadrature!r}")
+    if int(n_quadrature) < 1:
+        raise ValueError(f"n_quadrature must be >= 1, got {n_quadrature}")
+    return np.full(len(distinct), int(n_quadrature), dtype=np.int64)
+
+
+def n_quadrature_per_tree(flat, order=1, n_quadrature="auto"):
+    """Number of Gauss-Legendre points used for each tree.
+
+    Parameters
+    ----------
+    flat : FlatEnsemble
+        The ensemble.
+    order : int, default=1
+        Interaction order ``k`` (1 for Shapley values).
+    n_quadrature : "auto" or int, default="auto"
+        ``"auto"``: ``max(1, ceil((D_u - k + 1) / 2))`` for a tree whose paths have at
+        most ``D_u`` distinct features, the fewest points that are exact. An int uses
+        that many points for every tree (exact only where it is at least the auto
+        value).
+
+    Returns
+    -------
+    ndarray of int64, shape (n_trees,)
+    """
+    return _q_from_distinct(max_path_features(flat), int(order), n_quadrature)
+
+
+def expected_value(flat):
+    """The base value: the game with no feature known.
+
+    Parameters
+    ----------
+    flat : FlatEnsemble
+        The ensemble.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_outputs,)
+        ``base_offset`` plus, for every tree, the mean of its leaf values weighted by
+        ``cover[leaf] / cover[root]``, added to the tree's output group (or to every
+        output for group ``-1``).
+    """
+    offsets = _i64(flat.tree_offsets)
+    left = _i64(flat.children_left)
+    cover = np.asarray(flat.cover, dtype=np.float64)
+    value = np.asarray(flat.value, dtype=np.float64).reshape(len(left), -1)
+    group = _i64(flat.tree_group)
+    out = np.array(flat.base_offset, dtype=np.float64).reshape(-1).copy()
+    n_trees = len(offsets) - 1
+    tree_of = np.repeat(np.arange(n_trees), np.diff(offsets))
+    leaves = np.flatnonzero(left < 0)
+    lt = tree_of[leaves]
+    root_cover = cover[offsets[:-1]][lt]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(root_cover > 0, cover[leaves] / root_cover, 0.0)
+    g = group[lt]
+    every = g < 0
+    out += (value[leaves[every]] * frac[every, None]).sum(axis=0)
+    one = ~every
+    np.add.at(out, g[one], value[leaves[one], g[one]] * frac[one])
+    return out
+
+
+def _validate_X(flat, X):
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got shape {X.shape}")
+    if X.shape[1] != flat.n_features:
+        raise ValueError(
+            f"X has {X.shape[1]} features, the ensemble expects {flat.n_features}"
+        )
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    return np.ascontiguousarray(X)
+
+
+def _n_threads(n_threads, n_rows):
+    return int(max(1, min(effective_n_threads(n_threads), max(n_rows, 1))))
+
+
+def _prepare(flat, qs, max_depth, leaves=None):
+    """Bundle the ensemble, cover ratios and per-tree quadrature for the kernel."""
+    n_nodes = flat.n_nodes
+    left = _i64(flat.children_left)
+    right = _i64(flat.children_right)
+    feature = _i64(flat.feature)
+    if flat.n_features < 1:
+        raise ValueError("the ensemble must have at least one feature")
+    internal = np.flatnonzero(left >= 0)
+    if internal.size and (
+        feature[internal].min() < 0 or feature[internal].max() >= flat.n_features
+    ):
+        raise ValueError("split features must lie in [0, n_features)")
+    kinds = np.asarray(flat.split_kind)[internal]
+    if kinds.size and not np.isin(kinds, (NUMERIC_SPLIT, CATEGORICAL_SPLIT)).all():
+        raise ValueError(
+            "the kernel knows numeric (0) and categorical (1) splits only, got "
+            f"split kinds {sorted(set(kinds.tolist()) - {0, 1})}"
+        )
+    cover = np.asarray(flat.cover, dtype=np.float64)
+    ratio = np.ones(n_nodes, dtype=np.float64)
+    parent_cover = cover[internal]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for child in (left[internal], right[internal]):
+            ratio[child] = np.where(parent_cover > 0, cover[child] / parent_cover, 0.0)
+    offsets = _i64(flat.tree_offsets)
+    layout = _quadrature.tree_layout(
+        offsets, left, right, feature, ratio, int(flat.n_features)
+    )
+    value = np.ascontiguousarray(flat.value, dtype=np.float64).reshape(n_nodes, -1)
+    group = _i64(flat.tree_group)
+    if group.size and group.max() >= value.shape[1]:
+        raise ValueError("tree_group refers to an output the ensemble does not have")
+    # each tree's rule, padded to a multiple of the kernel's lane width with points
+    # of weight 0 (t = 1/2 keeps every factor positive)
+    lanes = _quadrature.QUADRATURE_LANES
+    padded = -(-np.asarray(qs, dtype=np.int64) // lanes) * lanes
+    qoff = np.zeros(len(qs) + 1, dtype=np.int64)
+    np.cumsum(padded, out=qoff[1:])
+    rules = {}
+    for q, qp in set(zip(np.asarray(qs).tolist(), padded.tolist())):
+        t, w = _gauss_legendre_01_cached(q)
+        rules[q] = (
+            np.concatenate([t, np.full(qp - q, 0.5)]),
+            np.concatenate([w, np.zeros(qp - q)]),
+        )
+    if len(qs):
+        qt = np.concatenate([rules[int(q)][0] for q in qs])
+        qw = np.concatenate([rules[int(q)][1] for q in qs])
+    else:
+        qt, qw = np.full(lanes, 0.5), np.zeros(lanes)
+    cat_bitsets = np.ascontiguousarray(flat.cat_bitsets, dtype=np.uint32)
+    if cat_bitsets.size == 0:
+        cat_bitsets = np.zeros(1, dtype=np.uint32)
+    kwargs = {}
+    if leaves is not None:
+        kwargs = dict(zip(("leaf_index", "leaf_fptr", "leaf_feats"), leaves[:3]))
+        kwargs.update(leaf_cptr=leaves[3], leaf_cols=leaves[4])
+    return _quadrature.KernelData(
+        offsets,
+        group,
+        left,
+        feature,
+        np.ascontiguousarray(flat.threshold, dtype=np.float64),
+        np.ascontiguousarray(flat.missing_left, dtype=np.uint8),
+        np.ascontiguousarray(flat.split_kind, dtype=np.uint8),
+        _i64(flat.cat_start),
+        _i64(flat.cat_len),
+        cat_bitsets,
+        value,
+        layout,
+        qoff,
+        qt,
+        qw,
+        int(flat.n_features),
+        int(max(max_depth.max(initial=0), 0)),
+        np.dtype(flat.decision_dtype) == np.float32,
+        table_bytes=_TABLE_BYTES,
+        **kwargs,
+    )
+
+
+def shap_values(flat: FlatEnsemble, X, *, n_quadrature="auto", n_threads=1):
+    """Exact path-dependent Shapley values of every feature for every row.
+
+    The ``shap.TreeExplainer(feature_perturbation="tree_path_dependent")`` / xgboost
+    ``pred_contribs`` values, without the bias column: for each row,
+    ``expected_value(flat) + phi.sum(axis=0)`` is the raw model output.
+
+    Parameters
+    ----------
+    flat : FlatEnsemble
+        The ensemble.
+    X : array-like of shape (n_samples, n_features)
+        Rows to explain; float32 and float64 are used as they are (read-only arrays
+        too), other dtypes are cast to float64.
+    n_quadrature : "auto" or int, default="auto"
+        Gauss-Legendre points per tree (see :func:`n_quadrature_per_tree`); ``"auto"``
+        is exact.
+    n_threads : int or None, default=1
+        OpenMP threads over rows (``None``: all, negative: counted back from the CPU
+        count). Results are bit-identical for any value.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_samples, n_features, n_outputs)
+    """
+    X = _validate_X(flat, X)
+    max_depth, distinct = _structure(flat)
+    qs = _q_from_distinct(distinct, 1, n_quadrature)
+    kd = _prepare(flat, qs, max_depth)
+    out = np.zeros((X.shape[0], flat.n_features, flat.n_outputs), dtype=np.float64)
+    _quadrature.shap_order1(kd, X, out, _n_threads(n_threads, X.shape[0]))
+    return out
+
+
+def shap_interaction_values(flat: FlatEnsemble, X, *, n_quadrature="auto", n_threads=1):
+    """Exact SHAP interaction values in the TreeSHAP convention.
+
+    Off the diagonal, ``(i, j)`` and ``(j, i)`` each hold half the pairwise Shapley
+    interaction index; the diagonal is ``phi_i`` minus the rest of its row, so every
+    row sums to the Shapley value ``phi_i`` (as xgboost ``pred_interactions`` and
+    ``shap.TreeExplainer.shap_interaction_values``).
+
+    Parameters
+    ----------
+    flat : FlatEnsemble
+        The ensemble.
+    X : array-like of shape (n_samples, n_features)
+        Rows to explain.
+    n_quadrature : "auto" or int, default="auto"
+        Gauss-Legendre points per tree; ``"auto"`` uses the first-order rule, exact
+        for both the diagonal and the pairs.
+    n_threads : int or None, default=1
+        OpenMP threads over rows; results are bit-identical for any value.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_samples, n_features, n_features, n_outputs)
+    """
+    X = _validate_X(flat, X)
+    max_depth, distinct = _structure(flat)
+    qs = _q_from_distinct(distinct, 1, n_quadrature)
+    kd = _prepare(flat, qs, max_depth)
+    d = flat.n_features
+    out = np.zeros((X.shape[0], d, d, flat.n_outputs), dtype=np.float64)
+    _quadrature.shap_order2(kd, X, out, _n_threads(n_threads, X.shape[0]))
+    return out
+
+
+def _leaf_subsets(flat, order):
+    """Every leaf's ``order``-subsets of its sorted distinct path features.
+
+    Returns ``(structure, leaf_index, fptr, feats, cptr, subsets)`` where ``subsets``
+    (int64, ``(cptr[-1], order)``) lists, leaf after leaf, the subsets in
+    ``itertools.combinations`` order.
+    """
+    max_depth, distinct, (lnodes, fptr, feats) = _structure(flat, with_leaves=True)
+    leaf_index = np.full(flat.n_nodes, -1, dtype=np.int64)
+    leaf_index[lnodes] = np.arange(len(lnodes))
+    dl = np.diff(fptr)
+    counts = np.array([comb(int(d), order) for d in range(int(dl.max(initial=0)) + 1)])
+    n_sub = counts[dl] if len(dl) else np.zeros(0, dtype=np.int64)
+    cptr = np.zeros(len(dl) + 1, dtype=np.int64)
+    np.cumsum(n_sub, out=cptr[1:])
+    subsets = np.zeros((cptr[-1], order), dtype=np.int64)
+    for d in np.unique(dl):
+        d = int(d)
+        if d < order:
+            continue
+        ls = np.flatnonzero(dl == d)
+        pos = np.array(list(combinations(range(d), order)), dtype=np.int64)
+        fe = feats[fptr[ls][:, None] + np.arange(d)]  # (n_l, d)
+        rows = cptr[ls][:, None] + np.arange(len(pos))  # (n_l, C)
+        subsets[rows.ravel()] = fe[:, pos].reshape(-1, order)
+    return (max_depth, distinct), leaf_index, fptr, feats, cptr, subsets
+
+
+def _unique_rows(a):
+    if len(a) == 0:
+        return a.reshape(0, a.shape[1]), np.zeros(0, dtype=np.int64)
+    uniq, inv = np.unique(a, axis=0, return_inverse=True)
+    return uniq, inv.reshape(-1).astype(np.int64)
+
+
+def interaction_subsets(flat, order):
+    """The feature subsets that can have a nonzero order-``order`` interaction.
+
+    Parameters
+    ----------
+    flat : FlatEnsemble
+        The ensemble.
+    order : int
+        Subset size ``k >= 1``.
+
+    Returns
+    -------
+    ndarray of int64, shape (m, order)
+        Every sorted ``k``-subset of distinct features that occur together on some
+        root-to-leaf path, each once, in lexicographic order.
+    """
+    order = int(order)
+    if order < 1:
+        raise ValueError(f"order must be >= 1, got {order}")
+    if order == 1:
+        left = _i64(flat.children_left)
+        used = np.unique(_i64(flat.feature)[left >= 0])
+        return used.reshape(-1, 1).astype(np.int64)
+    subsets = _leaf_subsets(flat, order)[-1]
+    return _unique_rows(subsets)[0]
+
+
+def _row_keys(a):
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    return a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
+
+
+def shapley_interactions(
+    flat: FlatEnsemble, X, order, *, subsets=None, n_quadrature="auto", n_threads=1
+):
+    """Exact order-``k`` Shapley interaction index (SII) of feature subsets.
+
+    ``SII(T) = sum over S in N \\ T of |S|! (d - |S| - k)! / (d - k + 1)!`` times the
+    discrete derivative of the path-dependent game on ``T`` at ``S``; order 1 gives the
+    Shapley values. Computed by leaf extraction: each leaf adds its term to the
+    ``k``-subsets of its path features (column ids precomputed once per call).
+
+    Parameters
+    ----------
+    flat : FlatEnsemble
+        The ensemble.
+    X : array-like of shape (n_samples, n_features)
+        Rows to explain.
+    order : int
+        Interaction order ``k >= 1``.
+    subsets : array-like of int of shape (m, order), default=None
+        Subsets to report (each row distinct features, any order within a row).
+        Default: :func:`interaction_subsets` ``(flat, order)``; other subsets are zero.
+    n_quadrature : "auto" or int, default="auto"
+        Gauss-Legendre points per tree; ``"auto"`` is exact for this order.
+    n_threads : int or None, default=1
+        OpenMP threads over rows; results are bit-identical for any value.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_samples, m, n_outputs)
+        Column ``c`` is the interaction of ``subsets[c]``.
+    """
+    order = int(order)
+    if order < 1:
+        raise ValueError(f"order must be >= 1, got {order}")
+    X = _validate_X(flat, X)
+    if subsets is None:
+        subsets = interaction_subsets(flat, order)
+    subsets = np.asarray(subsets, dtype=np.int64)
+    if subsets.ndim != 2 or subsets.shape[1] != order:
+        raise ValueError(f"subsets must have shape (m, {order}), got {subsets.shape}")
+    subsets = np.sort(subsets, axis=1)
+    if subsets.size and (
+        subsets.min() < 0
+        or subsets.max() >= flat.n_features
+        or np.any(np.diff(subsets, axis=1) == 0)
+    ):
+        raise ValueError("subsets must hold distinct features in [0, n_features)")
+    n, m, K = X.shape[0], len(subsets), flat.n_outputs
+    if order == 1:
+        phi = shap_values(flat, X, n_quadrature=n_quadrature, n_threads=n_threads)
+        return np.ascontiguousarray(phi[:, subsets[:, 0], :])
+    wanted, wanted_inv = _unique_rows(subsets)
+    (max_depth, distinct), leaf_index, fptr, feats, cptr, leaf_sub = _leaf_subsets(
+        flat, order
+    )
+    # column of each leaf subset among the wanted ones, -1 when not wanted
+    cols = np.full(len(leaf_sub), -1, dtype=np.int64)
+    if len(leaf_sub) and len(wanted):
+        wkeys = _row_keys(wanted)
+        worder = np.argsort(wkeys, kind="stable")
+        skeys = wkeys[worder]
+        lkeys = _row_keys(leaf_sub)
+        pos = np.minimum(np.searchsorted(skeys, lkeys), len(skeys) - 1)
+        hit = skeys[pos] == lkeys
+        cols[hit] = worder[pos[hit]]
+    qs = _q_from_distinct(distinct, order, n_quadrature)
+    kd = _prepare(flat, qs, max_depth, leaves=(leaf_index, fptr, feats, cptr, cols))
+    out = np.zeros((n, len(wanted), K), dtype=np.float64)
+    _quadrature.shap_orderk(kd, X, order, out, _n_threads(n_threads, n))
+    if len(wanted) == m and np.array_equal(wanted_inv, np.arange(m)):
+        return out
+    return np.ascontiguousarray(out[:, wanted_inv, :])
