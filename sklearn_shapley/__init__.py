@@ -8,6 +8,10 @@ returns an :class:`Explanation`, and ``score`` is a higher-is-better fidelity fi
 from ._base import BaseExplainer
 from ._explanation import Explanation, ShapleyValues
 from ._show_versions import show_versions
+from .amortized import FastSHAPExplainer, SurrogateGame, fit_surrogate
+from .amortized._instashap import InstaSHAPGAM
+from .amortized._vit import ViTClassifier
+from .amortized._vit_shapley import UNetShapleyExplainer, ViTShapleyExplainer
 from .exact import ExactExplainer, exact_shapley
 from .kernel import KernelExplainer, kernel_shap
 from .permutation import PermutationExplainer, permutation_shapley
@@ -19,11 +23,18 @@ __all__ = [
     "BaseExplainer",
     "ExactExplainer",
     "Explanation",
+    "FastSHAPExplainer",
+    "InstaSHAPGAM",
     "KernelExplainer",
     "PermutationExplainer",
     "QuadratureTreeExplainer",
     "ShapleyValues",
+    "SurrogateGame",
+    "UNetShapleyExplainer",
+    "ViTClassifier",
+    "ViTShapleyExplainer",
     "exact_shapley",
+    "fit_surrogate",
     "kernel_shap",
     "permutation_shapley",
     "show_versions",

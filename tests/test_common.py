@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.datasets import make_regression
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import Ridge
@@ -13,9 +14,13 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_shapley import (
     ExactExplainer,
+    FastSHAPExplainer,
+    InstaSHAPGAM,
     KernelExplainer,
     PermutationExplainer,
     QuadratureTreeExplainer,
+    UNetShapleyExplainer,
+    ViTShapleyExplainer,
 )
 
 
@@ -25,7 +30,27 @@ def _explainers():
         ExactExplainer(Ridge()),
         KernelExplainer(Ridge(), max_evaluations=64),
         PermutationExplainer(Ridge(), max_evaluations=64),
+        InstaSHAPGAM(
+            Ridge(),
+            value_function="baseline",
+            normalization="additive",
+            hidden_layer_sizes=(4,),
+            n_coalitions=4,
+            max_epochs=2,
+        ),
         QuadratureTreeExplainer(DecisionTreeRegressor(max_depth=4, random_state=0)),
+        FastSHAPExplainer(Ridge(), hidden_layer_sizes=(8,), max_epochs=2, surrogate_params={"max_epochs": 2}),
+        # Image explainers on 2-D rows: each column a 1 x 1 patch (one player).
+        ViTShapleyExplainer(
+            Ridge(),
+            value_function="model",
+            vit_params={"embed_dim": 8, "depth": 1, "n_heads": 1},
+            n_coalitions=4,
+            max_epochs=1,
+        ),
+        UNetShapleyExplainer(
+            Ridge(), value_function="model", channels=4, n_coalitions=4, max_epochs=1
+        ),
     ]
 
 
@@ -41,8 +66,13 @@ def test_pipeline_fits_model_then_explainer(explainer):
     phi = pipe.fit(X, y).transform(X[:7])
     assert phi.shape == (7, 5)
     fitted = pipe[-1]
-    explained = fitted.estimator_.predict(pipe[0].transform(X[:7]))
-    base = fitted.explain(pipe[0].transform(X[:7])).base_values
+    Z = pipe[0].transform(X[:7])
+    # The pipeline fitted the model on the scaled data ...
+    expected_model = clone(explainer.estimator).fit(pipe[0].transform(X), y)
+    np.testing.assert_allclose(fitted.estimator_.predict(Z), expected_model.predict(Z))
+    # ... and the attributions add up to the output the explainer explains.
+    explained = fitted.explained_output(Z)[:, 0]
+    base = fitted.explain(Z).base_values
     np.testing.assert_allclose(base + phi.sum(axis=1), explained, atol=1e-8)
 
 

@@ -1,0 +1,429 @@
+"""PyTorch modules and skorch nets shared by the amortized explainers.
+
+- :func:`make_mlp`: a ReLU multilayer perceptron.
+- :class:`MaskedModule`: ``g(x ⊙ S, S)``, a network that sees the features of the
+  players in a coalition ``S`` (the others set to 0) with the mask appended.
+- :class:`ShapleyModule`: ``φ(x) ∈ R^{d × K}`` with the efficiency normalization as its
+  output layer.
+- :class:`SurrogateNet`: a skorch ``NeuralNet`` training a :class:`MaskedModule` on
+  fresh random coalitions (KL divergence to the model's probabilities, or MSE).
+- :class:`ShapleyNet`: a skorch ``NeuralNet`` training a :class:`ShapleyModule` on the
+  FastSHAP loss ``Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀ φ_k(x))²``; the game values of fresh
+  coalitions are computed by the game (numpy) for every batch.
+- :func:`training_callbacks`: the learning-rate schedule, early stopping with the best
+  weights restored, and the progress log.
+
+Training coalitions are drawn by a :class:`numpy.random.Generator` owned by the net and
+seeded by the caller; validation coalitions are fixed (part of the validation data), so
+the validation loss that drives early stopping is comparable across epochs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping, LRScheduler
+from skorch.dataset import unpack_data
+from skorch.utils import to_tensor
+from torch import nn
+from torch.nn import functional as F
+
+NORMALIZATIONS = ("additive", "multiplicative", "none")
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run torch on one thread inside the block (restored after).
+
+    The networks here are small (batches of tens of rows, layers of ~128 units): one
+    thread is as fast as several on an idle machine and several times faster on a busy
+    one, where intra-op threads wait for each other.
+    """
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n_threads)
+
+
+class BatchIterator:
+    """Mini-batches of a skorch ``Dataset`` by fancy indexing, without per-row collation.
+
+    A drop-in ``iterator_train`` / ``iterator_valid`` for the nets here (their data are
+    dicts of in-memory arrays): one indexing per batch instead of one ``__getitem__``
+    per row. Shuffling draws from torch's global generator, so a seeded (forked) torch
+    RNG makes the batch order reproducible.
+    """
+
+    def __init__(self, dataset, batch_size=32, shuffle=False, **kwargs):
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+
+    def __len__(self):
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = torch.randperm(n).numpy() if self.shuffle else np.arange(n)
+        for start in range(0, n, self.batch_size):
+            Xi, yi = self.dataset[order[start : start + self.batch_size]]
+            yield to_tensor(Xi, "cpu"), to_tensor(yi, "cpu")
+
+
+def make_mlp(n_inputs, n_outputs, hidden_layer_sizes):
+    """A ReLU MLP ``n_inputs → hidden_layer_sizes → n_outputs`` (linear output)."""
+    sizes = [int(n_inputs), *(int(h) for h in hidden_layer_sizes)]
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    layers.append(nn.Linear(sizes[-1], int(n_outputs)))
+    return nn.Sequential(*layers)
+
+
+class PlayerwiseMLP(nn.Module):
+    """One small MLP per player on that player's own features: ``h_p(x_p) ∈ R^K``.
+
+    Parameters
+    ----------
+    membership : array-like of bool, shape (n_players, n_features)
+    n_outputs : int
+    hidden_layer_sizes : tuple of int
+        Hidden widths of every player's network.
+    """
+
+    def __init__(self, membership, n_outputs, hidden_layer_sizes=(32,)):
+        super().__init__()
+        membership = np.asarray(membership, dtype=bool)
+        n_players = membership.shape[0]
+        width = int(membership.sum(axis=1).max())
+        index = np.zeros((n_players, width), dtype=np.int64)
+        valid = np.zeros((n_players, width), dtype=np.float32)
+        for p, row in enumerate(membership):
+            cols = np.flatnonzero(row)
+            index[p, : len(cols)] = cols
+            valid[p, : len(cols)] = 1.0
+        self.register_buffer("index", torch.as_tensor(index))
+        self.register_buffer("valid", torch.as_tensor(valid))
+        sizes = [width, *(int(h) for h in hidden_layer_sizes), int(n_outputs)]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            bound = 1.0 / math.sqrt(n_in)
+            self.weights.append(
+                nn.Parameter(
+                    torch.empty(n_players, n_in, n_out).uniform_(-bound, bound)
+                )
+            )
+            self.biases.append(
+                nn.Parameter(torch.empty(n_players, n_out).uniform_(-bound, bound))
+            )
+
+    def forward(self, x):
+        """``(n, n_players, n_outputs)`` for rows ``x (n, n_features)``."""
+        h = x[:, self.index] * self.valid
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            h = torch.einsum("npi,pio->npo", h, weight) + bias
+            if i < len(self.weights) - 1:
+                h = torch.relu(h)
+        return h
+
+
+class MaskedModule(nn.Module):
+    """``g(x ⊙ S, S)``: an MLP on the masked (standardised) features and the mask.
+
+    Parameters
+    ----------
+    membership : array-like of bool, shape (n_players, n_features)
+        Which feature columns belong to each player.
+    n_outputs : int
+        Outputs of the network (logits of the classes, or regression targets).
+    hidden_layer_sizes : tuple of int
+        Widths of the hidden ReLU layers.
+    """
+
+    def __init__(self, membership, n_outputs, hidden_layer_sizes=(128, 128)):
+        super().__init__()
+        membership = torch.as_tensor(np.asarray(membership), dtype=torch.float32)
+        self.register_buffer("membership", membership)
+        n_players, n_features = membership.shape
+        self.mlp = make_mlp(n_features + n_players, n_outputs, hidden_layer_sizes)
+
+    def forward(self, x, mask):
+        """Outputs ``(n, n_outputs)`` for rows ``x (n, n_features)`` and ``mask (n, d)``."""
+        mask = mask.to(x.dtype)
+        feature_mask = mask @ self.membership
+        return self.mlp(torch.cat([x * feature_mask, mask], dim=1))
+
+
+class ShapleyModule(nn.Module):
+    """``φ(x) ∈ R^{n_players × n_outputs}`` with an efficiency normalization layer.
+
+    Parameters
+    ----------
+    n_features, n_players, n_outputs : int
+    hidden_layer_sizes : tuple of int
+    normalization : {"additive", "multiplicative", "none"}
+        Applied when ``total = v(full) − v(∅)`` is given to ``forward``: additive
+        ``φ + (total − 1ᵀφ)/d``, multiplicative ``φ · total / 1ᵀφ``, or none.
+    output_scale : float, default=1.0
+        The MLP's outputs are multiplied by it, so that a network initialised with
+        outputs of order 1 starts at the scale of the game's values.
+    """
+
+    def __init__(
+        self,
+        n_features,
+        n_players,
+        n_outputs,
+        hidden_layer_sizes=(128, 128),
+        normalization="additive",
+        output_scale=1.0,
+        membership=None,
+        playerwise_layer_sizes=None,
+    ):
+        super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}."
+            )
+        self.n_players = int(n_players)
+        self.n_outputs = int(n_outputs)
+        self.normalization = normalization
+        self.mlp = make_mlp(n_features, n_players * n_outputs, hidden_layer_sizes)
+        self.register_buffer("output_scale", torch.tensor(float(output_scale)))
+        self.playerwise = None
+        if playerwise_layer_sizes is not None:
+            self.playerwise = PlayerwiseMLP(
+                membership, n_outputs, playerwise_layer_sizes
+            )
+
+    def forward(self, x, total=None):
+        """``φ (n, n_players, n_outputs)``, normalised when ``total (n, K)`` is given."""
+        phi = self.mlp(x).view(-1, self.n_players, self.n_outputs)
+        if self.playerwise is not None:
+            phi = phi + self.playerwise(x)
+        phi = phi * self.output_scale
+        return normalize(phi, total, self.normalization)
+
+
+def normalize(phi, total, normalization):
+    """Project ``phi (n, d, K)`` onto ``1ᵀφ = total (n, K)`` (see ShapleyModule)."""
+    if total is None or normalization == "none":
+        return phi
+    gap = total - phi.sum(dim=1)
+    if normalization == "additive":
+        return phi + gap.unsqueeze(1) / phi.shape[1]
+    current = phi.sum(dim=1)
+    safe = torch.where(current.abs() < 1e-12, torch.full_like(current, 1e-12), current)
+    return phi * (total / safe).unsqueeze(1)
+
+
+class _CoalitionNet(NeuralNet):
+    """A ``NeuralNet`` whose training batches get fresh random coalitions.
+
+    ``sampler`` is a :class:`~sklearn_shapley.sampling.CoalitionSampler`-like object
+    with ``sample(n, rng)``; ``mask_seed`` seeds the generator of the training
+    coalitions (re-created at the start of every ``fit``).
+    """
+
+    def __init__(self, *args, sampler=None, mask_seed=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sampler = sampler
+        self.mask_seed = mask_seed
+
+    def initialize(self):
+        super().initialize()
+        self.mask_rng_ = np.random.default_rng(self.mask_seed)
+        return self
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        Xi = self.add_coalitions(dict(Xi), yi)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def add_coalitions(self, Xi, yi):  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class SurrogateNet(_CoalitionNet):
+    """Trains a :class:`MaskedModule` to imitate a model with features held out.
+
+    The batch is ``{"x": standardised rows}`` with targets ``y`` the model's
+    probabilities (``task="classification"``: loss ``KL(f(x) ‖ softmax(g(x_S)))``) or
+    its standardised predictions (``task="regression"``: MSE). A fresh coalition is
+    drawn for every training row; validation batches carry fixed coalitions in
+    ``"mask"``. Extra parameters: ``task``, ``sampler``, ``mask_seed``, and
+    ``p_full`` / ``p_empty``, the shares of training rows given the full and the empty
+    coalition (which the Shapley kernel never draws, though the surrogate's game uses
+    both).
+    """
+
+    def __init__(self, *args, task="regression", p_full=0.1, p_empty=0.05, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task = task
+        self.p_full = p_full
+        self.p_empty = p_empty
+
+    def add_coalitions(self, Xi, yi):
+        n = len(Xi["x"])
+        masks = surrogate_masks(
+            self.sampler, n, self.mask_rng_, self.p_full, self.p_empty
+        )
+        Xi["mask"] = torch.as_tensor(masks, device=Xi["x"].device)
+        return Xi
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        y_true = y_true.to(y_pred.device, y_pred.dtype)
+        if self.task == "classification":
+            log_q = F.log_softmax(y_pred, dim=1)
+            return F.kl_div(log_q, y_true, reduction="sum") / len(y_pred)
+        return F.mse_loss(y_pred, y_true, reduction="sum") / len(y_pred)
+
+
+def surrogate_masks(sampler, n, rng, p_full, p_empty):
+    """``n`` coalitions from ``sampler``, a share of them replaced by full / empty."""
+    masks = sampler.sample(n, rng)[:n]
+    u = rng.random(n)
+    masks[u < p_full] = True
+    masks[(u >= p_full) & (u < p_full + p_empty)] = False
+    return masks
+
+
+class ShapleyNet(_CoalitionNet):
+    """Trains a :class:`ShapleyModule` on the FastSHAP loss.
+
+    Batches are dicts with ``"x"`` (standardised rows), ``"rows"`` (the raw rows the
+    game is evaluated on), ``"index"`` (row numbers), ``"empty"`` and ``"total"``
+    (``v(∅)`` and ``v(full) − v(∅)`` per row and output). For a training batch,
+    ``n_coalitions`` coalitions per row are drawn (paired when the sampler is) and
+    ``"masks"`` / ``"values"`` (``v_x(S)``) are added:
+
+    - by evaluating ``game`` on fresh coalitions (default). With ``input_noise > 0``
+      the rows are first perturbed by Gaussian noise of ``input_noise`` standard
+      deviations (``feature_scale``) and ``v(full)``, ``v(∅)`` are evaluated as well:
+      the explainer then learns the Shapley values around the training rows too,
+      which the network needs to generalise from a few hundred rows;
+    - or, when ``pool_masks`` ``(n_rows, P, d)`` and ``pool_values``
+      ``(n_rows, P, K)`` are given (games too costly to evaluate every batch), by
+      drawing ``n_coalitions / 2`` complementary pairs of the row's pool.
+
+    Validation batches carry fixed masks and values. The loss is
+    ``mean_{x,S} Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀφ_k(x))²`` plus
+    ``efficiency_lambda · mean_x Σ_k (1ᵀφ_k(x) − v_xk(full) + v_xk(∅))²``.
+    """
+
+    def __init__(
+        self,
+        *args,
+        game=None,
+        n_coalitions=32,
+        efficiency_lambda=0.0,
+        input_noise=0.0,
+        feature_scale=None,
+        pool_masks=None,
+        pool_values=None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.game = game
+        self.n_coalitions = n_coalitions
+        self.efficiency_lambda = efficiency_lambda
+        self.input_noise = input_noise
+        self.feature_scale = feature_scale
+        self.pool_masks = pool_masks
+        self.pool_values = pool_values
+
+    def add_coalitions(self, Xi, yi):
+        device = Xi["x"].device
+        if self.pool_masks is not None:
+            masks, values = self._pool_coalitions(Xi["index"].cpu().numpy())
+        else:
+            masks, values = self._fresh_coalitions(Xi)
+        Xi["masks"] = torch.as_tensor(masks, device=device)
+        Xi["values"] = torch.as_tensor(values, dtype=torch.float32, device=device)
+        return Xi
+
+    def _pool_coalitions(self, index):
+        n, m = len(index), self.n_coalitions
+        n_pairs = self.pool_masks.shape[1] // 2
+        pairs = self.mask_rng_.random((n, n_pairs)).argsort(axis=1)[:, : m // 2]
+        picks = np.stack([2 * pairs, 2 * pairs + 1], axis=2).reshape(n, -1)
+        rows = index[:, None]
+        return self.pool_masks[rows, picks], self.pool_values[rows, picks]
+
+    def _fresh_coalitions(self, Xi):
+        rows = Xi["rows"].cpu().numpy()
+        n, m = len(rows), self.n_coalitions
+        masks = self.sampler.sample(n * m, self.mask_rng_)[: n * m].reshape(n, m, -1)
+        if not self.input_noise:
+            return masks, self.game(rows, masks)
+        device = Xi["x"].device
+        noise = self.input_noise * self.mask_rng_.standard_normal(rows.shape)
+        rows = rows + noise * self.feature_scale
+        Xi["x"] = Xi["x"] + torch.as_tensor(noise, dtype=Xi["x"].dtype, device=device)
+        d = masks.shape[2]
+        ends = np.broadcast_to(np.array([[True] * d, [False] * d]), (n, 2, d))
+        values = self.game(rows, np.concatenate([masks, ends], axis=1))
+        full, empty = values[:, m], values[:, m + 1]
+        Xi["empty"] = torch.as_tensor(empty, dtype=torch.float32, device=device)
+        Xi["total"] = torch.as_tensor(full - empty, dtype=torch.float32, device=device)
+        return masks, values[:, :m]
+
+    def infer(self, x, **fit_params):
+        x = {key: x[key] for key in ("x", "total") if key in x}
+        return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        masks = X["masks"].to(y_pred.dtype)
+        target = X["values"].to(y_pred.dtype) - X["empty"].to(y_pred.dtype)[:, None]
+        pred = torch.einsum("nmd,ndk->nmk", masks, y_pred)
+        loss = ((target - pred) ** 2).sum(dim=2).mean()
+        if self.efficiency_lambda:
+            gap = y_pred.sum(dim=1) - X["total"].to(y_pred.dtype)
+            loss = loss + self.efficiency_lambda * (gap**2).sum(dim=1).mean()
+        return loss
+
+
+def training_callbacks(*, early_stopping, patience, lr_patience):
+    """Callbacks: ReduceLROnPlateau (×0.5), early stopping with best-weights restore.
+
+    Both watch ``valid_loss`` when ``early_stopping`` (a validation set with fixed
+    coalitions is then given), else ``train_loss`` (and nothing stops early). Progress
+    is printed by skorch's default ``PrintLog`` when the net's ``verbose`` is set.
+    """
+    monitor = "valid_loss" if early_stopping else "train_loss"
+    callbacks = [
+        (
+            "lr_scheduler",
+            LRScheduler(
+                policy=torch.optim.lr_scheduler.ReduceLROnPlateau,
+                monitor=monitor,
+                mode="min",
+                factor=0.5,
+                patience=lr_patience,
+            ),
+        )
+    ]
+    if early_stopping:
+        callbacks.append(
+            (
+                "early_stopping",
+                EarlyStopping(
+                    monitor=monitor,
+                    patience=patience,
+                    threshold=1e-4,
+                    load_best=True,
+                ),
+            )
+        )
+    return callbacks

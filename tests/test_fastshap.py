@@ -1,0 +1,271 @@
+"""FastSHAPExplainer and the surrogate game, against exact enumeration as the oracle."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import GridSearchCV
+
+from sklearn_shapley import exact_shapley
+from sklearn_shapley.amortized import FastSHAPExplainer, SurrogateGame, fit_surrogate
+from sklearn_shapley.games import BaselineGame
+from sklearn_shapley.metrics import shapley_error
+
+# Small networks and few epochs: every test trains in a few seconds on one core.
+TINY = dict(hidden_layer_sizes=(32,), max_epochs=3, batch_size=64)
+
+
+def additive_model(X):
+    """``f(x) = Σ_j g_j(x_j)``: its baseline-game Shapley values are the terms."""
+    X = np.asarray(X)
+    return np.sin(2 * X[:, 0]) + 0.5 * X[:, 1] ** 2 - X[:, 2] + np.tanh(X[:, 3]) * 2.0
+
+
+def additive_terms(X, baseline):
+    """Exact Shapley values of ``additive_model`` under the baseline game."""
+    terms = lambda Z: np.column_stack(  # noqa: E731
+        [np.sin(2 * Z[:, 0]), 0.5 * Z[:, 1] ** 2, -Z[:, 2], np.tanh(Z[:, 3]) * 2.0]
+    )
+    return terms(np.asarray(X)) - terms(np.asarray(baseline)[None, :])
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(600, 4)), rng.normal(size=(50, 4))
+
+
+@pytest.fixture(scope="module")
+def additive_explainer(data):
+    X, _ = data
+    return FastSHAPExplainer(
+        additive_model,
+        value_function="baseline",
+        hidden_layer_sizes=(64, 64),
+        max_epochs=60,
+        random_state=0,
+    ).fit(X)
+
+
+def test_recovers_the_terms_of_an_additive_model(data, additive_explainer):
+    X, X_test = data
+    exp = additive_explainer.explain(X_test)
+    exact = exact_shapley(additive_explainer.game_, X_test).values[:, :, 0]
+    np.testing.assert_allclose(
+        exact, additive_terms(X_test, X.mean(axis=0)), atol=1e-10
+    )
+    error = shapley_error(exp.values, exact)
+    scale = np.mean(np.linalg.norm(exact, axis=1))
+    assert error < 0.05 * scale, (error, scale)
+
+
+def test_efficiency_holds_to_float_precision(data, additive_explainer):
+    _, X_test = data
+    exp = additive_explainer.explain(X_test)
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), additive_model(X_test), atol=1e-9
+    )
+    empty_value = additive_model(data[0].mean(axis=0)[None])[0]
+    np.testing.assert_allclose(exp.base_values, np.full(len(X_test), empty_value))
+
+
+def test_same_random_state_same_explainer(data):
+    X, X_test = data
+    kwargs = dict(value_function="baseline", random_state=3, **TINY)
+    a = FastSHAPExplainer(additive_model, **kwargs).fit(X).transform(X_test)
+    b = FastSHAPExplainer(additive_model, **kwargs).fit(X).transform(X_test)
+    assert np.array_equal(a, b)
+    kwargs["random_state"] = 4
+    c = FastSHAPExplainer(additive_model, **kwargs).fit(X).transform(X_test)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("value_function", ["surrogate", "baseline", "marginal"])
+def test_classifier_explains_all_classes(value_function):
+    X, y = make_classification(
+        n_samples=150, n_features=5, n_informative=3, n_classes=3, random_state=0
+    )
+    clf = LogisticRegression().fit(X, y)
+    explainer = FastSHAPExplainer(
+        FrozenEstimator(clf),
+        value_function=value_function,
+        n_background=20,
+        surrogate_params={"max_epochs": 3},
+        random_state=0,
+        **TINY,
+    ).fit(X)
+    exp = explainer.explain(X[:7])
+    assert exp.values.shape == (7, 5, 3)
+    assert exp.base_values.shape == (7, 3)
+    assert exp.output_names == ["0", "1", "2"]
+    assert explainer.transform(X[:7]).shape == (7, 5)
+    full = explainer.game_.grand_and_empty(X[:7])[0]
+    # float32 networks: the surrogate's v(full) is reproducible to ~1e-7 only.
+    atol = 1e-6 if value_function == "surrogate" else 1e-9
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), full, atol=atol
+    )
+    if value_function != "surrogate":
+        np.testing.assert_allclose(full, clf.predict_proba(X[:7]), atol=1e-12)
+
+
+def test_logit_link_explains_log_odds():
+    X, y = make_classification(n_samples=120, n_features=4, random_state=1)
+    clf = LogisticRegression().fit(X, y)
+    explainer = FastSHAPExplainer(
+        FrozenEstimator(clf), value_function="baseline", link="logit", **TINY
+    ).fit(X)
+    exp = explainer.explain(X[:5])
+    log_odds = clf.decision_function(X[:5])
+    np.testing.assert_allclose(
+        exp.base_values[:, 1] + exp.values[:, :, 1].sum(axis=1), log_odds, atol=1e-8
+    )
+
+
+def test_player_groups_are_explained_as_one(data, additive_explainer):
+    X, X_test = data
+    players = [[0, 2], [1], [3]]
+    explainer = FastSHAPExplainer(
+        additive_model,
+        value_function="baseline",
+        players=players,
+        hidden_layer_sizes=(64, 64),
+        max_epochs=60,
+        random_state=0,
+    ).fit(X)
+    phi = explainer.transform(X_test)
+    assert phi.shape == (50, 3)
+    assert list(explainer.get_feature_names_out()) == ["x0+x2", "x1", "x3"]
+    terms = additive_terms(X_test, X.mean(axis=0))
+    grouped = np.column_stack([terms[:, [0, 2]].sum(1), terms[:, 1], terms[:, 3]])
+    assert shapley_error(phi, grouped) < 0.05 * np.linalg.norm(grouped, axis=1).mean()
+
+
+def test_surrogate_imitates_the_model_on_the_full_coalition():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 4))
+    model = Ridge().fit(X, X @ np.array([1.0, -2.0, 0.5, 0.0]))
+    game = fit_surrogate(
+        FrozenEstimator(model), X, hidden_layer_sizes=(64, 64), random_state=0
+    )
+    assert isinstance(game, SurrogateGame)
+    assert (game.n_players, game.n_outputs) == (4, 1)
+    X_test = rng.normal(size=(100, 4))
+    full, empty = game.grand_and_empty(X_test)
+    pred = model.predict(X_test)
+    r2 = 1 - np.mean((full[:, 0] - pred) ** 2) / np.var(pred)
+    assert r2 > 0.95, r2
+    # With nothing known, the surrogate predicts about the mean output.
+    assert abs(empty[0, 0] - pred.mean()) < 0.3 * pred.std()
+    # A game like any other: pickles, takes per-row masks, honours the link.
+    clone = pickle.loads(pickle.dumps(game))
+    masks = rng.random((100, 3, 4)) < 0.5
+    np.testing.assert_array_equal(clone(X_test, masks), game(X_test, masks))
+
+
+def test_surrogate_value_function_is_kept_and_used(data):
+    X, y = make_classification(n_samples=150, n_features=4, random_state=0)
+    clf = LogisticRegression().fit(X, y)
+    explainer = FastSHAPExplainer(
+        FrozenEstimator(clf),
+        surrogate_params={"max_epochs": 5, "hidden_layer_sizes": (32,)},
+        random_state=0,
+        **TINY,
+    ).fit(X)
+    assert explainer.game_ is explainer.surrogate_
+    exact = exact_shapley(explainer.surrogate_, X[:5]).values
+    exp = explainer.explain(X[:5])
+    np.testing.assert_allclose(
+        exp.base_values, exact_shapley(explainer.game_, X[:5]).base_values
+    )
+    assert exp.values.shape == exact.shape
+    probabilities = explainer.surrogate_(X[:5], np.ones((1, 4), bool))[:, 0]
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_game_object_as_value_function(data):
+    X, X_test = data
+    game = BaselineGame(additive_model, np.zeros(4))
+    explainer = FastSHAPExplainer(value_function=game, **TINY).fit(X)
+    exp = explainer.explain(X_test)
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), additive_model(X_test), atol=1e-9
+    )
+    np.testing.assert_allclose(
+        exp.base_values, np.full(len(X_test), additive_model(np.zeros((1, 4)))[0])
+    )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"normalization": "none", "efficiency_lambda": 1.0},
+        {"normalization": "multiplicative"},
+        {"paired_sampling": False, "n_coalitions": 7},
+        {"early_stopping": False},
+    ],
+)
+def test_training_variants_stay_efficient(data, params):
+    X, X_test = data
+    explainer = FastSHAPExplainer(
+        additive_model, value_function="baseline", random_state=0, **TINY
+    ).set_params(**params)
+    exp = explainer.fit(X).explain(X_test)
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), additive_model(X_test), atol=1e-9
+    )
+
+
+def test_score_prefers_the_better_trained_explainer(data, additive_explainer):
+    X, X_test = data
+    barely = (
+        FastSHAPExplainer(
+            additive_model, value_function="baseline", random_state=0, **TINY
+        )
+        .set_params(max_epochs=1, hidden_layer_sizes=(4,))
+        .fit(X)
+    )
+    assert additive_explainer.score(X_test) > barely.score(X_test)
+    assert additive_explainer.score(X_test) <= 0
+
+
+def test_grid_search_selects_by_the_held_out_loss(data):
+    X, _ = data
+    search = GridSearchCV(
+        FastSHAPExplainer(additive_model, value_function="baseline", random_state=0),
+        {"max_epochs": [1, 30], "hidden_layer_sizes": [(4,), (32, 32)]},
+        cv=2,
+    ).fit(X[:300])
+    assert search.best_params_ == {"max_epochs": 30, "hidden_layer_sizes": (32, 32)}
+
+
+def test_history_and_verbose_progress(data, capsys):
+    X, _ = data
+    explainer = FastSHAPExplainer(
+        additive_model, value_function="baseline", verbose=1, **TINY
+    ).fit(X[:100])
+    out = capsys.readouterr().out
+    assert "valid_loss" in out and "train_loss" in out
+    assert len(explainer.history_) == TINY["max_epochs"]
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"value_function": "kernel"}, "value_function must be one of"),
+        ({"value_function": 3}, "value_function must be one of"),
+        ({"link": "probit"}, "link must be one of"),
+        ({"normalization": "scaled"}, "normalization must be one of"),
+        ({"validation_fraction": 1.5}, "validation_fraction"),
+    ],
+)
+def test_bad_parameters_raise(data, params, message):
+    X, _ = data
+    explainer = FastSHAPExplainer(
+        additive_model, **{"value_function": "baseline", **TINY, **params}
+    )
+    with pytest.raises(ValueError, match=message):
+        explainer.fit(X[:50])
