@@ -7,7 +7,6 @@ probed by compiling and linking a tiny program with ``-fopenmp``; when that fail
 """
 
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -82,23 +81,13 @@ def extensions():
     for pyx in sorted((HERE / "sklearn_shapley").rglob("*.pyx")):
         rel = pyx.relative_to(HERE)
         name = ".".join(rel.with_suffix("").parts)
-        # ``*_avx2`` modules are variants of a portable module, compiled for AVX2 + FMA
-        # and chosen at import only where the CPU has both (see _openmp.cpu_has_avx2_fma)
-        simd = (
-            ["-mavx2", "-mfma"]
-            if name.endswith("_avx2") and sys.platform != "win32"
-            and platform.machine().lower() in ("x86_64", "amd64")
-            else []
-        )
-        if name.endswith("_avx2") and not simd:
-            continue
         modules.append(
             Extension(
                 name,
                 [str(rel)],
                 include_dirs=[np.get_include()],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-                extra_compile_args=optimise + simd + omp_compile,
+                extra_compile_args=optimise + omp_compile,
                 extra_link_args=omp_link,
             )
         )

@@ -20,24 +20,10 @@ cdef extern from *:
     static int ss_max_threads(void) { return 1; }
     static int ss_thread_num(void) { return 0; }
     #endif
-    #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-    static int ss_cpu_avx2_fma(void) {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    #else
-    static int ss_cpu_avx2_fma(void) { return 0; }
-    #endif
     """
     int ss_openmp_enabled() nogil
     int ss_max_threads() nogil
     int ss_thread_num() nogil
-    int ss_cpu_avx2_fma() nogil
-
-
-def cpu_has_avx2_fma():
-    """Return True if the CPU runs AVX2 and FMA instructions (x86-64, GCC / Clang)."""
-    return bool(ss_cpu_avx2_fma())
 
 
 def openmp_enabled():

@@ -145,9 +145,6 @@ class QuadratureTreeExplainer(BaseExplainer):
                 f"{self.ensemble_.n_features}."
             )
         self.expected_value_ = _kernel.expected_value(self.ensemble_)
-        # the kernel data, built once here instead of on every call
-        self._prepared = _kernel.prepare(self.ensemble_, 1, self.n_quadrature)
-        self._prepared_q = self.n_quadrature
         K = self.ensemble_.n_outputs
         names = self.ensemble_.output_names
         self.output_names_ = (
@@ -159,32 +156,12 @@ class QuadratureTreeExplainer(BaseExplainer):
 
     def _explain_values(self, X):
         values = _kernel.shap_values(
-            self.ensemble_,
-            X,
-            n_quadrature=self.n_quadrature,
-            n_threads=self.n_jobs,
-            prepared=self._kernel_data(),
+            self.ensemble_, X, n_quadrature=self.n_quadrature, n_threads=self.n_jobs
         )
         base = np.broadcast_to(
             self.expected_value_, (len(X), len(self.expected_value_))
         )
         return values, np.array(base), {}
-
-    def __getstate__(self):
-        # the prepared kernel data is a cache of compiled-module objects: not pickled
-        state = super().__getstate__()
-        state = dict(state)
-        state.pop("_prepared", None)
-        state.pop("_prepared_q", None)
-        return state
-
-    def _kernel_data(self):
-        """The prepared kernel data of fit (rebuilt if n_quadrature changed since)."""
-        cached = getattr(self, "_prepared", None)
-        if cached is None or getattr(self, "_prepared_q", None) != self.n_quadrature:
-            cached = _kernel.prepare(self.ensemble_, 1, self.n_quadrature)
-            self._prepared, self._prepared_q = cached, self.n_quadrature
-        return cached
 
     def _explained_output(self, X):
         return predict_raw(self.ensemble_, X)
@@ -223,11 +200,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         if order == 2:
             check_fits_in_memory((n, d, d, K), "The interaction matrix")
             values = _kernel.shap_interaction_values(
-                self.ensemble_,
-                X,
-                n_quadrature=self.n_quadrature,
-                n_threads=self.n_jobs,
-                prepared=self._kernel_data(),
+                self.ensemble_, X, n_quadrature=self.n_quadrature, n_threads=self.n_jobs
             )
             return values[..., 0] if squeeze else values
         if order < 1:

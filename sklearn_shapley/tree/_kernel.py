@@ -19,14 +19,13 @@ tree), so a ``Q``-point Gauss-Legendre rule with ``2 Q - 1 >= D_u - k`` is exact
 from __future__ import annotations
 
 import functools
-import os
 from itertools import combinations
 from math import comb
 
 import numpy as np
 
-from .._openmp import cpu_has_avx2_fma, effective_n_threads
-from . import _quadrature as _quadrature_portable
+from .._openmp import effective_n_threads
+from . import _quadrature
 from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT, FlatEnsemble
 
 __all__ = [
@@ -39,23 +38,6 @@ __all__ = [
     "shap_values",
     "shapley_interactions",
 ]
-
-
-def _select_kernel():
-    """The kernel module for this CPU: the AVX2 + FMA build where the CPU has both
-    (and it was built), else the portable one. ``SKLEARN_SHAPLEY_SIMD=0`` forces the
-    portable build. Both are float64-exact; they differ only in rounding (FMA)."""
-    if os.environ.get("SKLEARN_SHAPLEY_SIMD", "1") not in ("", "0") and cpu_has_avx2_fma():
-        try:
-            from . import _quadrature_avx2
-        except ImportError:  # pragma: no cover - built without the variant
-            return _quadrature_portable
-        return _quadrature_avx2
-    return _quadrature_portable
-
-
-#: the kernel module in use (see _select_kernel)
-_quadrature = _select_kernel()
 
 
 # Per-thread memory the kernel may spend on tabulating 1 / f for every node of one
@@ -300,23 +282,7 @@ def _prepare(flat, qs, max_depth, leaves=None):
     )
 
 
-def prepare(flat, order=1, n_quadrature="auto"):
-    """The kernel's data for :func:`shap_values` (``order=1``) or
-    :func:`shap_interaction_values` (``order=2``), to build once and pass as
-    ``prepared=`` to later calls on the same ensemble and ``n_quadrature``.
-
-    Both orders use the first-order rule (exact for the pairs too).
-    """
-    if int(order) not in (1, 2):
-        raise ValueError(f"prepare serves orders 1 and 2, got {order!r}")
-    max_depth, distinct = _structure(flat)
-    qs = _q_from_distinct(distinct, 1, n_quadrature)
-    return _prepare(flat, qs, max_depth)
-
-
-def shap_values(
-    flat: FlatEnsemble, X, *, n_quadrature="auto", n_threads=1, prepared=None
-):
+def shap_values(flat: FlatEnsemble, X, *, n_quadrature="auto", n_threads=1):
     """Exact path-dependent Shapley values of every feature for every row.
 
     The ``shap.TreeExplainer(feature_perturbation="tree_path_dependent")`` / xgboost
@@ -336,23 +302,21 @@ def shap_values(
     n_threads : int or None, default=1
         OpenMP threads over rows (``None``: all, negative: counted back from the CPU
         count). Results are bit-identical for any value.
-    prepared : object, default=None
-        ``prepare(flat, 1, n_quadrature)`` of this ensemble, to skip rebuilding it.
 
     Returns
     -------
     ndarray of float64, shape (n_samples, n_features, n_outputs)
     """
     X = _validate_X(flat, X)
-    kd = prepared if prepared is not None else prepare(flat, 1, n_quadrature)
+    max_depth, distinct = _structure(flat)
+    qs = _q_from_distinct(distinct, 1, n_quadrature)
+    kd = _prepare(flat, qs, max_depth)
     out = np.zeros((X.shape[0], flat.n_features, flat.n_outputs), dtype=np.float64)
     _quadrature.shap_order1(kd, X, out, _n_threads(n_threads, X.shape[0]))
     return out
 
 
-def shap_interaction_values(
-    flat: FlatEnsemble, X, *, n_quadrature="auto", n_threads=1, prepared=None
-):
+def shap_interaction_values(flat: FlatEnsemble, X, *, n_quadrature="auto", n_threads=1):
     """Exact SHAP interaction values in the TreeSHAP convention.
 
     Off the diagonal, ``(i, j)`` and ``(j, i)`` each hold half the pairwise Shapley
@@ -371,15 +335,15 @@ def shap_interaction_values(
         for both the diagonal and the pairs.
     n_threads : int or None, default=1
         OpenMP threads over rows; results are bit-identical for any value.
-    prepared : object, default=None
-        ``prepare(flat, 2, n_quadrature)`` of this ensemble, to skip rebuilding it.
 
     Returns
     -------
     ndarray of float64, shape (n_samples, n_features, n_features, n_outputs)
     """
     X = _validate_X(flat, X)
-    kd = prepared if prepared is not None else prepare(flat, 2, n_quadrature)
+    max_depth, distinct = _structure(flat)
+    qs = _q_from_distinct(distinct, 1, n_quadrature)
+    kd = _prepare(flat, qs, max_depth)
     d = flat.n_features
     out = np.zeros((X.shape[0], d, d, flat.n_outputs), dtype=np.float64)
     _quadrature.shap_order2(kd, X, out, _n_threads(n_threads, X.shape[0]))
