@@ -110,12 +110,14 @@ def test_explain_bad_input_gives_one_line_error(
     assert message in err
 
 
-def test_module_entry_point_prints_versions():
+def test_module_entry_point_prints_versions(tmp_path):
+    # Run outside the source tree so the installed (compiled) package is imported.
     out = subprocess.run(
         [sys.executable, "-m", "sklearn_shapley", "versions"],
         capture_output=True,
         text=True,
         check=True,
+        cwd=tmp_path,
     ).stdout
     assert "build: " in out and ("OpenMP enabled" in out or "serial" in out)
 

@@ -250,7 +250,10 @@ def fit_surrogate(
     task = "classification" if f.method == "predict_proba" else "regression"
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or len(X) < 2:
-        raise ValueError(f"X must be a 2-D array with 2 rows or more, got {X.shape}.")
+        raise ValueError(
+            f"fit_surrogate needs a 2-D X with 2 rows or more, got n_samples = "
+            f"{len(X)} (shape {X.shape})."
+        )
     n, n_features = X.shape
     membership = player_membership(players, n_features)
     n_players = membership.shape[0]
