@@ -39,7 +39,12 @@ def _explainers():
             max_epochs=2,
         ),
         QuadratureTreeExplainer(DecisionTreeRegressor(max_depth=4, random_state=0)),
-        FastSHAPExplainer(Ridge(), hidden_layer_sizes=(8,), max_epochs=2, surrogate_params={"max_epochs": 2}),
+        FastSHAPExplainer(
+            Ridge(),
+            hidden_layer_sizes=(8,),
+            max_epochs=2,
+            surrogate_params={"max_epochs": 2},
+        ),
         # Image explainers on 2-D rows: each column a 1 x 1 patch (one player).
         ViTShapleyExplainer(
             Ridge(),

@@ -126,12 +126,13 @@ class PlayerwiseMLP(nn.Module):
 
     def forward(self, x):
         """``(n, n_players, n_outputs)`` for rows ``x (n, n_features)``."""
-        h = x[:, self.index] * self.valid
+        h = (x[:, self.index] * self.valid).transpose(0, 1)  # (players, n, width)
+        last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            h = torch.einsum("npi,pio->npo", h, weight) + bias
-            if i < len(self.weights) - 1:
+            h = torch.baddbmm(bias.unsqueeze(1), h, weight)
+            if i < last:
                 h = torch.relu(h)
-        return h
+        return h.transpose(0, 1)
 
 
 class MaskedModule(nn.Module):

@@ -9,6 +9,7 @@ usable wherever a :class:`~sklearn_shapley.games.Game` is.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -151,7 +152,9 @@ class SurrogateGame(Game):
         out = np.empty((n, m, self.n_outputs))
         param = next(self.module.parameters())
         rows_per_chunk = max(1, self.batch_size // max(m, 1))
-        with torch.no_grad():
+        # One thread for small batches (faster than waiting on a thread pool).
+        threads = single_thread() if n * m <= 4096 else contextlib.nullcontext()
+        with torch.no_grad(), threads:
             for start in range(0, n, rows_per_chunk):
                 stop = min(n, start + rows_per_chunk)
                 x = torch.as_tensor(Z[start:stop], device=param.device)
@@ -249,10 +252,11 @@ def fit_surrogate(
     f, output_names = model_function(model)
     task = "classification" if f.method == "predict_proba" else "regression"
     X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or len(X) < 2:
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array, got shape {X.shape}.")
+    if len(X) < 2:
         raise ValueError(
-            f"fit_surrogate needs a 2-D X with 2 rows or more, got n_samples = "
-            f"{len(X)} (shape {X.shape})."
+            f"fit_surrogate needs 2 rows or more, got n_samples = {len(X)}."
         )
     n, n_features = X.shape
     membership = player_membership(players, n_features)
