@@ -3,10 +3,13 @@
 Every ``*.pyx`` file under ``sklearn_shapley/`` becomes an extension module. OpenMP is
 probed by compiling and linking a tiny program with ``-fopenmp``; when that fails (or
 ``SKLEARN_SHAPLEY_NO_OPENMP=1`` is set) the extensions are built serial, and
-``sklearn_shapley.show_versions()`` says which at import.
+``sklearn_shapley.show_versions()`` says which at import. A module whose name ends in
+``_avx2`` (the tree kernel's second build) is compiled with ``-mavx2 -mfma`` on x86 and
+skipped elsewhere; the package imports it only where the CPU runs AVX2 and FMA.
 """
 
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -78,16 +81,24 @@ def extensions():
     omp_compile, omp_link = openmp_flags()
     optimise = ["/O2"] if sys.platform == "win32" else ["-O3"]
     modules = []
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
     for pyx in sorted((HERE / "sklearn_shapley").rglob("*.pyx")):
         rel = pyx.relative_to(HERE)
         name = ".".join(rel.with_suffix("").parts)
+        simd = []
+        if name.endswith("_avx2"):
+            # a variant of a portable module compiled for AVX2 + FMA, imported only
+            # where the CPU runs both (x86 with GCC / Clang; skipped elsewhere)
+            if not x86 or sys.platform == "win32":
+                continue
+            simd = ["-mavx2", "-mfma"]
         modules.append(
             Extension(
                 name,
                 [str(rel)],
                 include_dirs=[np.get_include()],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-                extra_compile_args=optimise + omp_compile,
+                extra_compile_args=optimise + simd + omp_compile,
                 extra_link_args=omp_link,
             )
         )

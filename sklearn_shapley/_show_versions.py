@@ -10,8 +10,13 @@ import sys
 def build_info():
     """Dict describing how the compiled extensions were built."""
     from ._openmp import effective_n_threads, openmp_enabled
+    from .tree._kernel import kernel_build
 
-    return {"openmp": openmp_enabled(), "threads": effective_n_threads(None)}
+    return {
+        "openmp": openmp_enabled(),
+        "threads": effective_n_threads(None),
+        "tree_kernel": kernel_build(),
+    }
 
 
 def show_versions():
@@ -28,6 +33,7 @@ def show_versions():
             if info["openmp"]
             else "serial (built without OpenMP)"
         ),
+        f"tree kernel: {info['tree_kernel']}",
     ]
     for name in (
         "numpy",

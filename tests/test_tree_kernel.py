@@ -440,6 +440,60 @@ def test_threads_are_bit_identical(cases):
     assert np.array_equal(a, shapley_interactions(flat, X, 3, n_threads=-1))
 
 
+def _builds():
+    """The portable kernel and, where built and the CPU runs it, the AVX2 + FMA one."""
+    from sklearn_shapley.tree import _quadrature
+
+    try:
+        from sklearn_shapley.tree import _quadrature_avx2
+    except ImportError:
+        _quadrature_avx2 = None
+    runnable = _quadrature_avx2 is not None and _quadrature.cpu_has_avx2_fma()
+    return [
+        pytest.param(_quadrature, id="portable"),
+        pytest.param(
+            _quadrature_avx2,
+            id="avx2",
+            marks=pytest.mark.skipif(
+                not runnable, reason="AVX2 + FMA build not built or not runnable here"
+            ),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("build", _builds())
+def test_every_build_matches_oracle(cases, build, monkeypatch):
+    monkeypatch.setattr(_kernel, "_quadrature", build)
+    for flat, X, orc in cases:
+        np.testing.assert_allclose(shap_values(flat, X), orc[1][1], rtol=0, atol=TOL)
+        pairs, pair_sii = orc[2]
+        ref = treeshap_matrix(orc[1][1], pairs, pair_sii, flat.n_features)
+        np.testing.assert_allclose(
+            shap_interaction_values(flat, X), ref, rtol=0, atol=TOL
+        )
+        subs, ref3 = orc[3]
+        got = shapley_interactions(flat, X, 3, subsets=subs)
+        np.testing.assert_allclose(got, ref3, rtol=0, atol=TOL)
+    flat, _, _ = cases[0]
+    X = random_X(7, 203, flat.n_features)
+    assert np.array_equal(
+        shap_values(flat, X, n_threads=1), shap_values(flat, X, n_threads=2)
+    )
+
+
+def test_kernel_selection(monkeypatch):
+    from sklearn_shapley.tree import _quadrature
+
+    monkeypatch.setenv("SKLEARN_SHAPLEY_KERNEL", "portable")
+    assert _kernel._select_kernel() is _quadrature
+    monkeypatch.delenv("SKLEARN_SHAPLEY_KERNEL")
+    chosen = _kernel._select_kernel()
+    assert chosen.compiled_for_avx2_fma() == (chosen is not _quadrature)
+    if chosen is not _quadrature:
+        assert _quadrature.cpu_has_avx2_fma()
+    assert _kernel.kernel_build() in ("avx2+fma", "portable")
+
+
 def test_untabulated_path_is_identical(cases, monkeypatch):
     """Huge trees skip the per-node tables (1 / f computed on entry): same numbers."""
     flat, X, orc = cases[1]

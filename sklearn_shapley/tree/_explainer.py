@@ -139,6 +139,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         if isinstance(model, FrozenEstimator):
             model = model.estimator
         self.ensemble_ = flatten_ensemble(model)
+        self._prepared = {}  # kernel data per order, see _kernel_data
         if self.ensemble_.n_features != X.shape[1]:
             raise ValueError(
                 f"X has {X.shape[1]} features, but the model was trained on "
@@ -156,12 +157,33 @@ class QuadratureTreeExplainer(BaseExplainer):
 
     def _explain_values(self, X):
         values = _kernel.shap_values(
-            self.ensemble_, X, n_quadrature=self.n_quadrature, n_threads=self.n_jobs
+            self.ensemble_,
+            X,
+            n_quadrature=self.n_quadrature,
+            n_threads=self.n_jobs,
+            prepared=self._kernel_data(1),
         )
         base = np.broadcast_to(
             self.expected_value_, (len(X), len(self.expected_value_))
         )
         return values, np.array(base), {}
+
+    def __getstate__(self):
+        # the prepared kernel data is a cache of compiled-module objects: not pickled
+        state = dict(super().__getstate__())
+        state.pop("_prepared", None)
+        return state
+
+    def _kernel_data(self, order):
+        """The kernel's data for ``order`` (1 or 2), built on first use and kept
+        until the ensemble or ``n_quadrature`` changes (``fit`` starts afresh)."""
+        cache = self.__dict__.setdefault("_prepared", {})
+        key = (order, repr(self.n_quadrature))
+        if key not in cache:
+            for stale in [k for k in cache if k[1] != key[1]]:
+                del cache[stale]
+            cache[key] = _kernel.prepare(self.ensemble_, order, self.n_quadrature)
+        return cache[key]
 
     def _explained_output(self, X):
         return predict_raw(self.ensemble_, X)
@@ -200,7 +222,11 @@ class QuadratureTreeExplainer(BaseExplainer):
         if order == 2:
             check_fits_in_memory((n, d, d, K), "The interaction matrix")
             values = _kernel.shap_interaction_values(
-                self.ensemble_, X, n_quadrature=self.n_quadrature, n_threads=self.n_jobs
+                self.ensemble_,
+                X,
+                n_quadrature=self.n_quadrature,
+                n_threads=self.n_jobs,
+                prepared=self._kernel_data(2),
             )
             return values[..., 0] if squeeze else values
         if order < 1:

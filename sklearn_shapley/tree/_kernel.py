@@ -19,14 +19,38 @@ tree), so a ``Q``-point Gauss-Legendre rule with ``2 Q - 1 >= D_u - k`` is exact
 from __future__ import annotations
 
 import functools
+import os
 from itertools import combinations
 from math import comb
 
 import numpy as np
 
 from .._openmp import effective_n_threads
-from . import _quadrature
+from . import _quadrature as _portable
 from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT, FlatEnsemble
+
+
+def _select_kernel():
+    """The AVX2 + FMA build of the kernel where the CPU runs it and it was built,
+    else the portable one; ``SKLEARN_SHAPLEY_KERNEL=portable`` forces the latter."""
+    if os.environ.get("SKLEARN_SHAPLEY_KERNEL", "").strip().lower() == "portable":
+        return _portable
+    if _portable.cpu_has_avx2_fma():
+        try:
+            from . import _quadrature_avx2
+        except ImportError:  # not built on this platform
+            return _portable
+        return _quadrature_avx2
+    return _portable
+
+
+_quadrature = _select_kernel()
+
+
+def kernel_build():
+    """``"avx2+fma"`` or ``"portable"``: the build of the kernel in use."""
+    return "avx2+fma" if _quadrature.compiled_for_avx2_fma() else "portable"
+
 
 __all__ = [
     "expected_value",
@@ -200,8 +224,12 @@ def _n_threads(n_threads, n_rows):
     return int(max(1, min(effective_n_threads(n_threads), max(n_rows, 1))))
 
 
-def _prepare(flat, qs, max_depth, leaves=None):
-    """Bundle the ensemble, cover ratios and per-tree quadrature for the kernel."""
+def _prepare(flat, qs, max_depth, leaves=None, lanes=None):
+    """Bundle the ensemble, cover ratios and per-tree quadrature for the kernel.
+
+    ``lanes``: each tree's rule is padded to a multiple of it (default: the lane
+    width of the single-row kernels of orders >= 2; first order needs none).
+    """
     n_nodes = flat.n_nodes
     left = _i64(flat.children_left)
     right = _i64(flat.children_right)
@@ -235,7 +263,7 @@ def _prepare(flat, qs, max_depth, leaves=None):
         raise ValueError("tree_group refers to an output the ensemble does not have")
     # each tree's rule, padded to a multiple of the kernel's lane width with points
     # of weight 0 (t = 1/2 keeps every factor positive)
-    lanes = _quadrature.QUADRATURE_LANES
+    lanes = _quadrature.QUADRATURE_LANES if lanes is None else int(lanes)
     padded = -(-np.asarray(qs, dtype=np.int64) // lanes) * lanes
     qoff = np.zeros(len(qs) + 1, dtype=np.int64)
     np.cumsum(padded, out=qoff[1:])
@@ -278,11 +306,30 @@ def _prepare(flat, qs, max_depth, leaves=None):
         int(max(max_depth.max(initial=0), 0)),
         np.dtype(flat.decision_dtype) == np.float32,
         table_bytes=_TABLE_BYTES,
+        lanes=lanes,
         **kwargs,
     )
 
 
-def shap_values(flat: FlatEnsemble, X, *, n_quadrature="auto", n_threads=1):
+def prepare(flat, order=1, n_quadrature="auto"):
+    """The kernel's data for :func:`shap_values` (``order=1``) or
+    :func:`shap_interaction_values` (``order=2``), to build once and pass as
+    ``prepared=`` to later calls on the same ensemble and ``n_quadrature``.
+
+    Both orders use the first-order rule (exact for the pairs too); first order walks
+    several rows at once and takes each tree's rule unpadded, the pairs pad it to the
+    lane width of their single-row kernel.
+    """
+    if int(order) not in (1, 2):
+        raise ValueError(f"prepare serves orders 1 and 2, got {order!r}")
+    max_depth, distinct = _structure(flat)
+    qs = _q_from_distinct(distinct, 1, n_quadrature)
+    return _prepare(flat, qs, max_depth, lanes=1 if int(order) == 1 else None)
+
+
+def shap_values(
+    flat: FlatEnsemble, X, *, n_quadrature="auto", n_threads=1, prepared=None
+):
     """Exact path-dependent Shapley values of every feature for every row.
 
     The ``shap.TreeExplainer(feature_perturbation="tree_path_dependent")`` / xgboost
@@ -302,21 +349,23 @@ def shap_values(flat: FlatEnsemble, X, *, n_quadrature="auto", n_threads=1):
     n_threads : int or None, default=1
         OpenMP threads over rows (``None``: all, negative: counted back from the CPU
         count). Results are bit-identical for any value.
+    prepared : object, default=None
+        ``prepare(flat, 1, n_quadrature)`` of this ensemble, to skip rebuilding it.
 
     Returns
     -------
     ndarray of float64, shape (n_samples, n_features, n_outputs)
     """
     X = _validate_X(flat, X)
-    max_depth, distinct = _structure(flat)
-    qs = _q_from_distinct(distinct, 1, n_quadrature)
-    kd = _prepare(flat, qs, max_depth)
+    kd = prepared if prepared is not None else prepare(flat, 1, n_quadrature)
     out = np.zeros((X.shape[0], flat.n_features, flat.n_outputs), dtype=np.float64)
     _quadrature.shap_order1(kd, X, out, _n_threads(n_threads, X.shape[0]))
     return out
 
 
-def shap_interaction_values(flat: FlatEnsemble, X, *, n_quadrature="auto", n_threads=1):
+def shap_interaction_values(
+    flat: FlatEnsemble, X, *, n_quadrature="auto", n_threads=1, prepared=None
+):
     """Exact SHAP interaction values in the TreeSHAP convention.
 
     Off the diagonal, ``(i, j)`` and ``(j, i)`` each hold half the pairwise Shapley
@@ -335,15 +384,15 @@ def shap_interaction_values(flat: FlatEnsemble, X, *, n_quadrature="auto", n_thr
         for both the diagonal and the pairs.
     n_threads : int or None, default=1
         OpenMP threads over rows; results are bit-identical for any value.
+    prepared : object, default=None
+        ``prepare(flat, 2, n_quadrature)`` of this ensemble, to skip rebuilding it.
 
     Returns
     -------
     ndarray of float64, shape (n_samples, n_features, n_features, n_outputs)
     """
     X = _validate_X(flat, X)
-    max_depth, distinct = _structure(flat)
-    qs = _q_from_distinct(distinct, 1, n_quadrature)
-    kd = _prepare(flat, qs, max_depth)
+    kd = prepared if prepared is not None else prepare(flat, 2, n_quadrature)
     d = flat.n_features
     out = np.zeros((X.shape[0], d, d, flat.n_outputs), dtype=np.float64)
     _quadrature.shap_order2(kd, X, out, _n_threads(n_threads, X.shape[0]))

@@ -1,0 +1,7 @@
+"""The Quadrature-TreeSHAP kernel of :mod:`._quadrature` compiled for AVX2 + FMA.
+
+setup.py builds it with ``-mavx2 -mfma`` on x86-64 (and skips it elsewhere);
+:mod:`._kernel` imports it only where ``cpu_has_avx2_fma()`` says the CPU runs it.
+"""
+
+include "_quadrature_impl.pxi"

@@ -1,0 +1,1220 @@
+# The Quadrature-TreeSHAP kernel, included by _quadrature.pyx (portable build) and
+# _quadrature_avx2.pyx (compiled for AVX2 + FMA): see _quadrature.pyx's docstring.
+
+from cython.parallel cimport prange, threadid
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
+from libc.stdlib cimport calloc, free, malloc
+
+import numpy as np
+
+cdef enum:
+    # rows per work item: each tree is walked for a block of rows while in cache
+    ROW_BLOCK = 32
+    # quadrature points are padded (weight 0) to a multiple of LANES, so the inner
+    # loops have a fixed width the compiler unrolls and vectorises
+    LANES = 2
+
+cdef extern from "_lanes.h" nogil:
+    # First order walks each tree for RL rows at once: every buffer is laid out
+    # [point][row], so the inner loops run over RL rows whatever the tree's Q (no
+    # padding of Q) and the per-node work (layout loads, table rows, branch-free
+    # selects) is shared by the RL rows. The lane operations live in _lanes.h.
+    enum:
+        RL "SK_RL"
+
+#: quadrature arrays handed to the kernel hold a multiple of this many points per tree
+QUADRATURE_LANES = LANES
+
+cdef extern from *:
+    # restrict-qualified pointers: the per-depth buffers never overlap, and saying so
+    # spares the vectorised lane loops their runtime alias checks
+    ctypedef double* dptr "double *__restrict__"
+    ctypedef const double* cdptr "const double *__restrict__"
+
+ctypedef fused floating_t:
+    float
+    double
+
+
+# ---- fixed-width lane operations --------------------------------------------------
+# Every buffer holds a multiple of LANES points (the loops step by 2 == LANES: Cython needs a literal step); the
+# restrict-qualified parameters let the compiler vectorise each block of lanes
+# without runtime alias checks.
+
+cdef inline void _scale(dptr dst, cdptr src, double r, Py_ssize_t Q) noexcept nogil:
+    """dst = src * r"""
+    cdef Py_ssize_t c, qq
+    for c in range(0, Q, 2):
+        for qq in range(LANES):
+            dst[c + qq] = src[c + qq] * r
+
+
+cdef inline void _axpy(dptr dst, cdptr src, double r, Py_ssize_t Q) noexcept nogil:
+    """dst += src * r"""
+    cdef Py_ssize_t c, qq
+    for c in range(0, Q, 2):
+        for qq in range(LANES):
+            dst[c + qq] = dst[c + qq] + src[c + qq] * r
+
+
+cdef inline void _mul(dptr dst, cdptr a, cdptr b, Py_ssize_t Q) noexcept nogil:
+    """dst = a * b"""
+    cdef Py_ssize_t c, qq
+    for c in range(0, Q, 2):
+        for qq in range(LANES):
+            dst[c + qq] = a[c + qq] * b[c + qq]
+
+
+cdef inline void _mul_diff(dptr dst, cdptr w, cdptr a, cdptr b,
+                           Py_ssize_t Q) noexcept nogil:
+    """dst = w * (a - b)"""
+    cdef Py_ssize_t c, qq
+    for c in range(0, Q, 2):
+        for qq in range(LANES):
+            dst[c + qq] = w[c + qq] * (a[c + qq] - b[c + qq])
+
+
+cdef inline double _dot(cdptr a, cdptr b, Py_ssize_t Q) noexcept nogil:
+    """sum(a * b)"""
+    cdef Py_ssize_t c, qq
+    cdef double s = 0.0
+    for c in range(0, Q, 2):
+        for qq in range(LANES):
+            s = s + a[c + qq] * b[c + qq]
+    return s
+
+
+cdef inline double _sum(cdptr a, Py_ssize_t Q) noexcept nogil:
+    cdef Py_ssize_t c, qq
+    cdef double s = 0.0
+    for c in range(0, Q, 2):
+        for qq in range(LANES):
+            s = s + a[c + qq]
+    return s
+
+
+cdef inline void _copy(dptr dst, cdptr src, Py_ssize_t L) noexcept nogil:
+    cdef Py_ssize_t c, qq
+    for c in range(0, L, 2):
+        for qq in range(LANES):
+            dst[c + qq] = src[c + qq]
+
+
+cdef inline void _add(dptr dst, cdptr src, Py_ssize_t L) noexcept nogil:
+    """dst += src"""
+    cdef Py_ssize_t c, qq
+    for c in range(0, L, 2):
+        for qq in range(LANES):
+            dst[c + qq] = dst[c + qq] + src[c + qq]
+
+
+cdef inline void _mul_factor(dptr dst, cdptr src, double a, double b, cdptr om,
+                             cdptr tq, cdptr ip, Py_ssize_t Q) noexcept nogil:
+    """dst = src * (a (1 - t) + b t) * ip"""
+    cdef Py_ssize_t c, qq
+    for c in range(0, Q, 2):
+        for qq in range(LANES):
+            dst[c + qq] = src[c + qq] * ((a * om[c + qq] + b * tq[c + qq]) * ip[c + qq])
+
+
+# ---- data -----------------------------------------------------------------------
+
+cdef struct PosInfo:
+    # one node of the pre-order layout (see tree_layout)
+    int64_t node      # node id in the flat arrays
+    double z          # z of the edge's feature after the edge
+    double r          # cover ratio of the edge
+    int32_t depth
+    int32_t prevd1    # 1 + depth of the previous edge on the same feature, 0 if none
+    int32_t prow      # table row of that edge (1 + its offset in the tree), 0 if none
+    int32_t feat      # feature of the edge into the node (-1 at roots)
+    int32_t is_left
+    int32_t is_leaf
+
+
+cdef struct Ensemble:
+    const int64_t* tree_offsets
+    const int64_t* tree_group
+    const int64_t* feature
+    const double* threshold
+    const uint8_t* missing_left
+    const uint8_t* split_kind
+    const int64_t* cat_start
+    const int64_t* cat_len
+    const uint32_t* cat_bitsets
+    const double* value        # (n_nodes, n_outputs)
+    const PosInfo* pinfo       # pre-order layout; tree t keeps its node range
+    # quadrature, per tree (padded to LANES)
+    const int64_t* qoff        # (n_trees + 1,) offsets into the quadrature arrays
+    const double* qt           # nodes t_q on [0, 1]
+    const double* qw           # weights (0 on padding)
+    const double* qom          # 1 - t_q
+    const double* qneg         # -1 / (1 - t_q): A of an edge x does not follow
+    # order k >= 3
+    const int64_t* leaf_index  # node -> leaf id, -1 elsewhere
+    const int64_t* leaf_fptr   # CSR of each leaf's sorted distinct path features
+    const int64_t* leaf_feats
+    const int64_t* leaf_cptr   # CSR of each leaf's subset columns (combination order)
+    const int64_t* leaf_cols
+    Py_ssize_t n_trees
+    Py_ssize_t n_features
+    Py_ssize_t n_outputs
+    Py_ssize_t max_depth
+    Py_ssize_t max_q
+    Py_ssize_t max_tree_nodes
+    Py_ssize_t table_bytes     # per-thread budget for the per-position tables
+    int decision_f32
+
+
+cdef struct Scratch:
+    double* P           # (max_depth + 1) * max_q: path polynomial per depth
+    double* H           # (max_depth + 1) * n_outputs * max_q: subtree sums
+    double* G           # (n_outputs + 1) * max_q work buffer
+    double* inv         # rows 1.. : 1 / (z + t (1 - z)) per position; row 0: ones
+    double* a1          # rows 1.. : (1 - z) / (z + t (1 - z)), A for o = 1; row 0: 0
+    double* o1          # o1[d + 1]: indicator o (0 or 1) of the edge into depth d;
+                        # o1[0] = 1 stands for "no earlier edge on this feature"
+    const double** aptr  # A of the edge into each depth (orders >= 2)
+    int64_t* pos        # position of the internal node at each depth
+    int64_t* golf       # x goes left at the node at this depth
+    int64_t* last_depth  # per feature: depth of its live edge, or -1 (orders >= 2)
+    int64_t* active     # distinct features on the path, in order of appearance
+    int64_t* comb       # order-k combination positions
+    double* pre         # order-k prefix products, order * max_q
+    const double** lptr  # order-k: A of each leaf feature
+    # first order, RL rows at once ([point][row] layout)
+    double* PR          # (max_depth + 1) * max_q * RL
+    double* HR          # (max_depth + 1) * n_outputs * max_q * RL
+    double* GR          # 2 * max_q: w (A_edge - A_previous) for o = 1, o = 0
+    double* oR          # (max_depth + 2) * RL: o1 per row
+    double* gR          # max_depth * RL: x goes left at the node at this depth
+    double* sink        # n_features * n_outputs: output of the padding rows
+    Py_ssize_t n_active
+    int tab             # 1: inv / a1 rows per tree position, filled once per tree
+                        # and block; 0 (huge trees): per depth, filled on entry
+
+
+cdef void _scratch_free(Scratch* s) noexcept nogil:
+    if s == NULL:
+        return
+    free(s.P)
+    free(s.H)
+    free(s.G)
+    free(s.inv)
+    free(s.a1)
+    free(s.o1)
+    free(s.aptr)
+    free(s.pos)
+    free(s.golf)
+    free(s.last_depth)
+    free(s.active)
+    free(s.comb)
+    free(s.pre)
+    free(s.lptr)
+    free(s.PR)
+    free(s.HR)
+    free(s.GR)
+    free(s.oR)
+    free(s.gR)
+    free(s.sink)
+    free(s)
+
+
+cdef Scratch* _scratch_new(const Ensemble* E, Py_ssize_t order) noexcept nogil:
+    cdef Scratch* s = <Scratch*> calloc(1, sizeof(Scratch))
+    cdef Py_ssize_t dm = E.max_depth + 1
+    cdef Py_ssize_t qm = E.max_q
+    cdef Py_ssize_t km = E.n_outputs
+    cdef Py_ssize_t i
+    cdef Py_ssize_t n_rows
+    if s == NULL:
+        return NULL
+    s.tab = (E.max_tree_nodes + 1) * qm * 2 * sizeof(double) <= E.table_bytes
+    n_rows = E.max_tree_nodes + 1 if s.tab else dm + 1
+    s.P = <double*> malloc(dm * qm * sizeof(double))
+    s.H = <double*> malloc(dm * km * qm * sizeof(double))
+    s.G = <double*> malloc((km + 1) * qm * sizeof(double))
+    s.inv = <double*> malloc(n_rows * qm * sizeof(double))
+    s.a1 = <double*> malloc(n_rows * qm * sizeof(double))
+    s.o1 = <double*> malloc((dm + 1) * sizeof(double))
+    s.aptr = <const double**> malloc(dm * sizeof(double*))
+    s.pos = <int64_t*> malloc(dm * sizeof(int64_t))
+    s.golf = <int64_t*> malloc(dm * sizeof(int64_t))
+    s.last_depth = <int64_t*> malloc((E.n_features + 1) * sizeof(int64_t))
+    s.active = <int64_t*> malloc(dm * sizeof(int64_t))
+    s.comb = <int64_t*> malloc((order + 1) * sizeof(int64_t))
+    s.pre = <double*> malloc((order + 1) * qm * sizeof(double))
+    s.lptr = <const double**> malloc(dm * sizeof(double*))
+    s.PR = <double*> malloc(dm * qm * RL * sizeof(double))
+    s.HR = <double*> malloc(dm * km * qm * RL * sizeof(double))
+    s.GR = <double*> malloc(2 * qm * sizeof(double))
+    s.oR = <double*> malloc((dm + 1) * RL * sizeof(double))
+    s.gR = <double*> malloc(dm * RL * sizeof(double))
+    s.sink = <double*> malloc(E.n_features * km * sizeof(double))
+    s.n_active = 0
+    if (s.PR == NULL or s.HR == NULL or s.GR == NULL or s.oR == NULL or s.gR == NULL
+            or s.sink == NULL):
+        _scratch_free(s)
+        return NULL
+    for i in range(2 * RL):
+        s.oR[i] = 1.0
+    if (s.P == NULL or s.H == NULL or s.G == NULL or s.inv == NULL or s.a1 == NULL
+            or s.o1 == NULL or s.aptr == NULL or s.pos == NULL or s.golf == NULL
+            or s.last_depth == NULL or s.active == NULL or s.comb == NULL
+            or s.pre == NULL or s.lptr == NULL):
+        _scratch_free(s)
+        return NULL
+    for i in range(qm):
+        s.inv[i] = 1.0
+        s.a1[i] = 0.0
+    s.o1[0] = 1.0
+    s.o1[1] = 1.0
+    for i in range(E.n_features + 1):
+        s.last_depth[i] = -1
+    return s
+
+
+cdef inline bint _goes_left(const Ensemble* E, int64_t n, double xv) noexcept nogil:
+    """The model's own decision at internal node ``n`` for the value ``xv``."""
+    cdef int64_t c, nw
+    if xv != xv:
+        return E.missing_left[n] != 0
+    if E.decision_f32:
+        xv = <double> (<float> xv)
+    if E.split_kind[n] == 0:
+        return xv <= E.threshold[n]
+    nw = E.cat_len[n]
+    if not (xv > -1.0 and xv < 32.0 * nw):
+        return False
+    c = <int64_t> xv
+    return ((E.cat_bitsets[E.cat_start[n] + (c >> 5)] >> (c & 31)) & 1) != 0
+
+
+cdef void _tree_tables(const Ensemble* E, Scratch* S, Py_ssize_t t) noexcept nogil:
+    """Tabulate 1 / f and A for o = 1 at every position of tree ``t`` (rows 1..)."""
+    cdef Py_ssize_t base = E.tree_offsets[t]
+    cdef Py_ssize_t m = E.tree_offsets[t + 1] - base
+    cdef Py_ssize_t Q = E.qoff[t + 1] - E.qoff[t]
+    cdef const double* tq = E.qt + E.qoff[t]
+    cdef Py_ssize_t p
+    if not S.tab:
+        return
+    for p in range(m):
+        _fill_row(S.inv + (p + 1) * Q, S.a1 + (p + 1) * Q, E.pinfo[base + p].z, tq, Q)
+
+
+cdef inline void _fill_row(dptr inv, dptr a1, double z, cdptr tq,
+                           Py_ssize_t Q) noexcept nogil:
+    """inv = 1 / (z + t (1 - z)), a1 = (1 - z) inv: the factor of a followed edge."""
+    cdef Py_ssize_t q
+    cdef double dz = 1.0 - z
+    cdef double iv
+    for q in range(Q):
+        iv = 1.0 / (z + tq[q] * dz)
+        inv[q] = iv
+        a1[q] = dz * iv
+
+
+cdef inline Py_ssize_t _row(const Scratch* S, Py_ssize_t p, Py_ssize_t base,
+                            Py_ssize_t d) noexcept nogil:
+    """Table row of the edge into position ``p`` (at depth ``d``)."""
+    return p - base + 1 if S.tab else d + 1
+
+
+cdef inline Py_ssize_t _prev_row(const Scratch* S, const PosInfo* I) noexcept nogil:
+    """Table row of the previous edge on the same feature (0: none)."""
+    return I.prow if S.tab else I.prevd1
+
+
+cdef inline double _descend(const Ensemble* E, Scratch* S, const PosInfo* I,
+                            Py_ssize_t d, const floating_t* x, Py_ssize_t Q,
+                            cdptr tq, cdptr om) noexcept nogil:
+    """Enter a node at depth ``d``: its indicator ``o`` (returned) and ``P``.
+
+    The factor of the edge is ``z (1 - t) + o t``; an earlier factor of the same
+    feature is divided out (times its tabulated ``1 / f``). If ``x`` already left an
+    earlier edge on this feature, both factors are ``z (1 - t)`` and ``P`` just scales
+    by the cover ratio. The three cases are selected without branches.
+    """
+    cdef int64_t n
+    cdef double ind, op, o, a, b
+    cdef Py_ssize_t row
+    if not S.tab:
+        _fill_row(S.inv + (d + 1) * Q, S.a1 + (d + 1) * Q, I.z, tq, Q)
+    if I.is_left:
+        n = E.pinfo[S.pos[d - 1]].node
+        S.golf[d - 1] = _goes_left(E, n, <double> x[E.feature[n]])
+    ind = <double> S.golf[d - 1] if I.is_left else <double> (1 - S.golf[d - 1])
+    op = S.o1[I.prevd1]
+    o = op * ind
+    S.o1[d + 1] = o
+    a = I.z if op != 0.0 else I.r
+    b = o if op != 0.0 else I.r
+    row = _prev_row(S, I) if op != 0.0 else 0
+    _mul_factor(S.P + d * Q, S.P + (d - 1) * Q, a, b, om, tq, S.inv + row * Q, Q)
+    return o
+
+
+cdef inline void _edge_weights(Scratch* S, const PosInfo* I, Py_ssize_t d,
+                               cdptr acur, cdptr w, Py_ssize_t Q) noexcept nogil:
+    """G = w (A_edge - A_previous) for the edge into depth ``d`` (0 if x left the
+    previous edge on the same feature: then both factors are z (1 - t))."""
+    cdef cdptr wsel = w if S.o1[I.prevd1] != 0.0 else S.a1  # row 0 of a1: zeros
+    _mul_diff(S.G, wsel, acur, S.a1 + _prev_row(S, I) * Q, Q)
+
+
+cdef void _tree_order1(const Ensemble* E, Scratch* S, Py_ssize_t t,
+                       const floating_t* x, double* out) noexcept nogil:
+    """Add tree ``t``'s Shapley values for row ``x`` to ``out`` (n_features, K)."""
+    cdef Py_ssize_t K = E.n_outputs
+    cdef int64_t g = E.tree_group[t]
+    cdef Py_ssize_t kt = K if g < 0 else 1
+    cdef Py_ssize_t kb = 0 if g < 0 else g
+    cdef Py_ssize_t base = E.tree_offsets[t]
+    cdef Py_ssize_t end = E.tree_offsets[t + 1]
+    cdef Py_ssize_t Q = E.qoff[t + 1] - E.qoff[t]
+    cdef cdptr tq = E.qt + E.qoff[t]
+    cdef cdptr w = E.qw + E.qoff[t]
+    cdef cdptr om = E.qom + E.qoff[t]
+    cdef cdptr neg = E.qneg + E.qoff[t]
+    cdef const PosInfo* pinfo = E.pinfo
+    cdef const PosInfo* I
+    cdef Py_ssize_t L = kt * Q
+    cdef Py_ssize_t p, d, cur = 0, q, kk, e
+    cdef double o, s, v
+    cdef double* P = S.P
+    cdef double* H = S.H
+    cdef double* orow
+    cdef const double* vrow
+    cdef cdptr acur
+
+    if end - base <= 1:
+        return
+    S.pos[0] = base
+    for q in range(Q):
+        P[q] = 1.0
+    for p in range(base + 1, end + 1):
+        d = pinfo[p].depth if p < end else 1
+        # complete the internal subtrees at depths >= d: extract through their edges
+        while cur >= d:
+            e = S.pos[cur]
+            I = pinfo + e
+            acur = (S.a1 + _row(S, e, base, cur) * Q) if S.o1[cur + 1] != 0.0 else neg
+            _edge_weights(S, I, cur, acur, w, Q)
+            orow = out + I.feat * K + kb
+            for kk in range(kt):
+                orow[kk] += _dot(H + cur * L + kk * Q, S.G, Q)
+            if I.is_left:
+                _copy(H + (cur - 1) * L, H + cur * L, L)
+            else:
+                _add(H + (cur - 1) * L, H + cur * L, L)
+            cur -= 1
+        if p == end:
+            break
+        I = pinfo + p
+        o = _descend(E, S, I, d, x, Q, tq, om)
+        if not I.is_leaf:
+            S.pos[d] = p
+            cur = d
+            continue
+        # a leaf: extract through its edge and fold v P into the parent at once
+        acur = (S.a1 + _row(S, p, base, d) * Q) if o != 0.0 else neg
+        _edge_weights(S, I, d, acur, w, Q)
+        s = _dot(P + d * Q, S.G, Q)
+        orow = out + I.feat * K + kb
+        vrow = E.value + pinfo[p].node * K + kb
+        for kk in range(kt):
+            v = vrow[kk]
+            orow[kk] += v * s
+            if I.is_left:
+                _scale(H + (d - 1) * L + kk * Q, P + d * Q, v, Q)
+            else:
+                _axpy(H + (d - 1) * L + kk * Q, P + d * Q, v, Q)
+        cur = d - 1
+
+
+cdef extern from "_lanes.h" nogil:
+    # vectors of RL doubles: one quadrature point of RL rows ([point][row] layout)
+    void sk_descend(double* Pd, const double* Pp, const double* a, const double* b,
+                    const double* op, const double* om, const double* tq,
+                    const double* ip, Py_ssize_t Q)
+    void sk_dot2(double* s1, double* s0, const double* H, const double* wd1,
+                 const double* wd0, Py_ssize_t Q)
+    void sk_scale(double* dst, const double* src, double v, Py_ssize_t n)
+    void sk_axpy(double* dst, const double* src, double v, Py_ssize_t n)
+    void sk_add(double* dst, const double* src, Py_ssize_t n)
+    void sk_copy(double* dst, const double* src, Py_ssize_t n)
+    int sk_cpu_has_avx2_fma()
+    int sk_compiled_avx2_fma()
+
+
+def cpu_has_avx2_fma():
+    """Whether this CPU runs AVX2 and FMA instructions."""
+    return bool(sk_cpu_has_avx2_fma())
+
+
+def compiled_for_avx2_fma():
+    """Whether this build of the kernel uses AVX2 and FMA instructions."""
+    return bool(sk_compiled_avx2_fma())
+
+
+cdef inline void _descend_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
+                               Py_ssize_t d, const floating_t** xs, Py_ssize_t Q,
+                               cdptr tq, cdptr om) noexcept nogil:
+    """``_descend`` for RL rows: the indicators ``o`` of the edge into depth ``d``
+    (kept in ``oR``) and ``P`` at that depth, lane by lane.
+
+    ``o`` is 0 or 1, so ``c x + (1 - c) y`` selects exactly between finite values.
+    """
+    cdef int64_t n, f
+    cdef Py_ssize_t r
+    cdef double ind, op, o, zz = I.z, rr = I.r
+    cdef double a[RL]
+    cdef double b[RL]
+    cdef double* g = S.gR + (d - 1) * RL
+    cdef const double* oprev = S.oR + I.prevd1 * RL
+    cdef double* onew = S.oR + (d + 1) * RL
+    if not S.tab:
+        _fill_row(S.inv + (d + 1) * Q, S.a1 + (d + 1) * Q, I.z, tq, Q)
+    if I.is_left:
+        n = E.pinfo[S.pos[d - 1]].node
+        f = E.feature[n]
+        for r in range(RL):
+            g[r] = <double> _goes_left(E, n, <double> xs[r][f])
+    for r in range(RL):
+        ind = g[r] if I.is_left else 1.0 - g[r]
+        op = oprev[r]
+        o = op * ind
+        onew[r] = o
+        a[r] = op * zz + (1.0 - op) * rr
+        b[r] = op * o + (1.0 - op) * rr
+    sk_descend(S.PR + d * Q * RL, S.PR + (d - 1) * Q * RL, a, b, oprev, om, tq,
+               S.inv + _prev_row(S, I) * Q, Q)
+
+
+cdef inline void _extract_rows(Scratch* S, const PosInfo* I, Py_ssize_t d,
+                               Py_ssize_t row, cdptr w, cdptr neg, Py_ssize_t Q,
+                               const double* H, Py_ssize_t stride, Py_ssize_t kt,
+                               const double* vals, double** outs,
+                               Py_ssize_t col) noexcept nogil:
+    """Add ``sum_q H_q w_q (A_edge - A_previous)_q`` of the edge into depth ``d`` to
+    each row's output columns ``col .. col + kt``: ``A_edge`` is ``a1`` where the row
+    follows the edge, ``-1 / (1 - t)`` where not, and the term is 0 for rows that left
+    an earlier edge on the feature. ``H`` holds one block per output ``stride``
+    apart; with ``stride == 0`` (a leaf: ``H = P``) the one sum is scaled by each
+    output's leaf value ``vals[k]``."""
+    cdef Py_ssize_t q, r, kk
+    cdef cdptr a1row = S.a1 + row * Q
+    cdef cdptr prev = S.a1 + _prev_row(S, I) * Q
+    cdef double* wd1 = S.GR
+    cdef double* wd0 = S.GR + Q
+    cdef const double* ov = S.oR + (d + 1) * RL
+    cdef const double* opv = S.oR + I.prevd1 * RL
+    cdef double s1[RL]
+    cdef double s0[RL]
+    cdef double sr[RL]
+    for q in range(Q):
+        wd1[q] = w[q] * (a1row[q] - prev[q])
+        wd0[q] = w[q] * (neg[q] - prev[q])
+    for kk in range(kt):
+        if kk == 0 or stride != 0:
+            sk_dot2(s1, s0, H + kk * stride, wd1, wd0, Q)
+            for r in range(RL):
+                sr[r] = opv[r] * (ov[r] * s1[r] + (1.0 - ov[r]) * s0[r])
+        if stride == 0:
+            for r in range(RL):
+                outs[r][col + kk] += vals[kk] * sr[r]
+        else:
+            for r in range(RL):
+                outs[r][col + kk] += sr[r]
+
+
+cdef void _tree_order1_rows(const Ensemble* E, Scratch* S, Py_ssize_t t,
+                            const floating_t** xs, double** outs) noexcept nogil:
+    """Add tree ``t``'s Shapley values for the RL rows ``xs`` to ``outs``
+    (each ``(n_features, K)``): the depth-first walk of the module docstring with
+    every buffer laid out ``[point][row]``."""
+    cdef Py_ssize_t K = E.n_outputs
+    cdef int64_t g = E.tree_group[t]
+    cdef Py_ssize_t kt = K if g < 0 else 1
+    cdef Py_ssize_t kb = 0 if g < 0 else g
+    cdef Py_ssize_t base = E.tree_offsets[t]
+    cdef Py_ssize_t end = E.tree_offsets[t + 1]
+    cdef Py_ssize_t Q = E.qoff[t + 1] - E.qoff[t]
+    cdef cdptr tq = E.qt + E.qoff[t]
+    cdef cdptr w = E.qw + E.qoff[t]
+    cdef cdptr om = E.qom + E.qoff[t]
+    cdef cdptr neg = E.qneg + E.qoff[t]
+    cdef const PosInfo* pinfo = E.pinfo
+    cdef const PosInfo* I
+    cdef Py_ssize_t QR = Q * RL
+    cdef Py_ssize_t L = kt * QR
+    cdef Py_ssize_t p, d, cur = 0, i, kk, e
+    cdef double v
+    cdef double* P = S.PR
+    cdef double* H = S.HR
+    cdef const double* vrow
+
+    if end - base <= 1:
+        return
+    S.pos[0] = base
+    for i in range(QR):
+        P[i] = 1.0
+    for p in range(base + 1, end + 1):
+        d = pinfo[p].depth if p < end else 1
+        # complete the internal subtrees at depths >= d: extract through their edges
+        while cur >= d:
+            e = S.pos[cur]
+            I = pinfo + e
+            _extract_rows(S, I, cur, _row(S, e, base, cur), w, neg, Q, H + cur * L,
+                          QR, kt, NULL, outs, I.feat * K + kb)
+            if I.is_left:
+                sk_copy(H + (cur - 1) * L, H + cur * L, L)
+            else:
+                sk_add(H + (cur - 1) * L, H + cur * L, L)
+            cur -= 1
+        if p == end:
+            break
+        I = pinfo + p
+        _descend_rows(E, S, I, d, xs, Q, tq, om)
+        if not I.is_leaf:
+            S.pos[d] = p
+            cur = d
+            continue
+        # a leaf: extract through its edge and fold v P into the parent at once
+        vrow = E.value + pinfo[p].node * K + kb
+        _extract_rows(S, I, d, _row(S, p, base, d), w, neg, Q, P + d * QR, 0, kt,
+                      vrow, outs, I.feat * K + kb)
+        for kk in range(kt):
+            v = vrow[kk]
+            if I.is_left:
+                sk_scale(H + (d - 1) * L + kk * QR, P + d * QR, v, QR)
+            else:
+                sk_axpy(H + (d - 1) * L + kk * QR, P + d * QR, v, QR)
+        cur = d - 1
+
+
+cdef void _block_order1(const Ensemble* E, Scratch* S, const floating_t* X,
+                       Py_ssize_t r0, Py_ssize_t r1, double* out) noexcept nogil:
+    """Rows ``r0:r1`` of ``X`` (n, n_features), every tree, RL rows at a time; a
+    short last group repeats its last row and sends that copy's values to the
+    scratch sink."""
+    cdef Py_ssize_t nf = E.n_features
+    cdef Py_ssize_t step = nf * E.n_outputs
+    cdef Py_ssize_t t, g0, j, r
+    cdef const floating_t* xs[RL]
+    cdef double* outs[RL]
+    for t in range(E.n_trees):
+        _tree_tables(E, S, t)
+        g0 = r0
+        while g0 < r1:
+            for j in range(RL):
+                r = min(g0 + j, r1 - 1)
+                xs[j] = X + r * nf
+                outs[j] = out + r * step if g0 + j < r1 else S.sink
+            _tree_order1_rows(E, S, t, xs, outs)
+            g0 += RL
+
+
+cdef void _tree_order2(const Ensemble* E, Scratch* S, Py_ssize_t t,
+                       const floating_t* x, double* out) noexcept nogil:
+    """Add tree ``t``'s phi (on the diagonal) and SII / 2 (off it) to ``out``."""
+    cdef Py_ssize_t K = E.n_outputs
+    cdef Py_ssize_t nf = E.n_features
+    cdef int64_t g = E.tree_group[t]
+    cdef Py_ssize_t kt = K if g < 0 else 1
+    cdef Py_ssize_t kb = 0 if g < 0 else g
+    cdef Py_ssize_t base = E.tree_offsets[t]
+    cdef Py_ssize_t end = E.tree_offsets[t + 1]
+    cdef Py_ssize_t Q = E.qoff[t + 1] - E.qoff[t]
+    cdef cdptr tq = E.qt + E.qoff[t]
+    cdef cdptr w = E.qw + E.qoff[t]
+    cdef cdptr om = E.qom + E.qoff[t]
+    cdef cdptr neg = E.qneg + E.qoff[t]
+    cdef const PosInfo* pinfo = E.pinfo
+    cdef const PosInfo* I
+    cdef Py_ssize_t L = kt * Q
+    cdef Py_ssize_t p, d, cur = 0, q, kk, a, e
+    cdef int64_t i, j
+    cdef double o, s
+    cdef double* H = S.H
+    cdef double* HG = S.G + Q
+    cdef const double* vrow
+
+    if end - base <= 1:
+        return
+    S.pos[0] = base
+    S.n_active = 0
+    for q in range(Q):
+        S.P[q] = 1.0
+    for p in range(base + 1, end + 1):
+        d = pinfo[p].depth if p < end else 1
+        while cur >= d:
+            e = S.pos[cur]
+            I = pinfo + e
+            i = I.feat
+            S.last_depth[i] = I.prevd1 - 1
+            if I.prevd1 == 0:
+                S.n_active -= 1
+            if S.o1[I.prevd1] != 0.0:
+                _edge_weights(S, I, cur, S.aptr[cur], w, Q)
+                for kk in range(kt):
+                    _mul(HG + kk * Q, H + cur * L + kk * Q, S.G, Q)
+                    out[(i * nf + i) * K + kb + kk] += _sum(HG + kk * Q, Q)
+                for a in range(S.n_active):
+                    j = S.active[a]
+                    if j == i:
+                        continue
+                    for kk in range(kt):
+                        s = 0.5 * _dot(HG + kk * Q, S.aptr[S.last_depth[j]], Q)
+                        out[(i * nf + j) * K + kb + kk] += s
+                        out[(j * nf + i) * K + kb + kk] += s
+            if I.is_left:
+                _copy(H + (cur - 1) * L, H + cur * L, L)
+            else:
+                _add(H + (cur - 1) * L, H + cur * L, L)
+            cur -= 1
+        if p == end:
+            break
+        I = pinfo + p
+        o = _descend(E, S, I, d, x, Q, tq, om)
+        S.aptr[d] = (S.a1 + _row(S, p, base, d) * Q) if o != 0.0 else neg
+        i = I.feat
+        if I.prevd1 == 0:
+            S.active[S.n_active] = i
+            S.n_active += 1
+        S.last_depth[i] = d
+        S.pos[d] = p
+        cur = d
+        if I.is_leaf:
+            vrow = E.value + I.node * K + kb
+            for kk in range(kt):
+                _scale(H + d * L + kk * Q, S.P + d * Q, vrow[kk], Q)
+
+
+cdef void _tree_orderk(const Ensemble* E, Scratch* S, Py_ssize_t t,
+                       const floating_t* x, Py_ssize_t order,
+                       double* out) noexcept nogil:
+    """Add tree ``t``'s order-k interactions (leaf extraction) to ``out`` (m, K)."""
+    cdef Py_ssize_t K = E.n_outputs
+    cdef int64_t g = E.tree_group[t]
+    cdef Py_ssize_t kt = K if g < 0 else 1
+    cdef Py_ssize_t kb = 0 if g < 0 else g
+    cdef Py_ssize_t base = E.tree_offsets[t]
+    cdef Py_ssize_t end = E.tree_offsets[t + 1]
+    cdef Py_ssize_t Q = E.qoff[t + 1] - E.qoff[t]
+    cdef cdptr tq = E.qt + E.qoff[t]
+    cdef cdptr w = E.qw + E.qoff[t]
+    cdef cdptr om = E.qom + E.qoff[t]
+    cdef cdptr neg = E.qneg + E.qoff[t]
+    cdef const PosInfo* pinfo = E.pinfo
+    cdef const PosInfo* I
+    cdef Py_ssize_t p, d, cur = 0, q, kk, a, lvl, nd, idx
+    cdef int64_t n, leaf, col
+    cdef double o, s
+    cdef double* base_w = S.G
+    cdef double* dst
+    cdef const double* src
+    cdef const double* vrow
+    cdef const int64_t* feats
+    cdef const int64_t* cols
+
+    if end - base <= 1:
+        return
+    S.pos[0] = base
+    for q in range(Q):
+        S.P[q] = 1.0
+    for p in range(base + 1, end + 1):
+        d = pinfo[p].depth if p < end else 1
+        while cur >= d:
+            I = pinfo + S.pos[cur]
+            S.last_depth[I.feat] = I.prevd1 - 1
+            cur -= 1
+        if p == end:
+            break
+        I = pinfo + p
+        o = _descend(E, S, I, d, x, Q, tq, om)
+        S.aptr[d] = (S.a1 + _row(S, p, base, d) * Q) if o != 0.0 else neg
+        S.last_depth[I.feat] = d
+        S.pos[d] = p
+        cur = d
+        if not I.is_leaf:
+            continue
+        n = I.node
+        leaf = E.leaf_index[n]
+        nd = E.leaf_fptr[leaf + 1] - E.leaf_fptr[leaf]
+        if nd < order:
+            continue
+        feats = E.leaf_feats + E.leaf_fptr[leaf]
+        cols = E.leaf_cols + E.leaf_cptr[leaf]
+        for a in range(nd):
+            S.lptr[a] = S.aptr[S.last_depth[feats[a]]]
+        _mul(base_w, w, S.P + d * Q, Q)
+        vrow = E.value + n * K + kb
+        # lexicographic k-combinations of the leaf's features, with prefix products
+        # pre[lvl] = w P prod_{m <= lvl} A[comb[m]]
+        lvl = 0
+        idx = 0
+        S.comb[0] = 0
+        while True:
+            src = base_w if lvl == 0 else S.pre + (lvl - 1) * Q
+            dst = S.pre + lvl * Q
+            _mul(dst, src, S.lptr[S.comb[lvl]], Q)
+            if lvl < order - 1:
+                S.comb[lvl + 1] = S.comb[lvl] + 1
+                lvl += 1
+                continue
+            col = cols[idx]
+            idx += 1
+            if col >= 0:
+                s = _sum(dst, Q)
+                for kk in range(kt):
+                    out[col * K + kb + kk] += vrow[kk] * s
+            while lvl >= 0:
+                S.comb[lvl] += 1
+                if S.comb[lvl] <= nd - order + lvl:
+                    break
+                lvl -= 1
+            if lvl < 0:
+                break
+
+
+cdef class KernelData:
+    """Typed views of a prepared FlatEnsemble and its quadrature (built by _kernel)."""
+
+    cdef const int64_t[::1] tree_offsets
+    cdef const int64_t[::1] tree_group
+    cdef const int64_t[::1] feature
+    cdef const double[::1] threshold
+    cdef const uint8_t[::1] missing_left
+    cdef const uint8_t[::1] split_kind
+    cdef const int64_t[::1] cat_start
+    cdef const int64_t[::1] cat_len
+    cdef const uint32_t[::1] cat_bitsets
+    cdef const double[:, ::1] value
+    cdef const int64_t[::1] qoff
+    cdef const double[::1] qt
+    cdef const double[::1] qw
+    cdef const double[::1] qom
+    cdef const double[::1] qneg
+    cdef const int64_t[::1] leaf_index
+    cdef const int64_t[::1] leaf_fptr
+    cdef const int64_t[::1] leaf_feats
+    cdef const int64_t[::1] leaf_cptr
+    cdef const int64_t[::1] leaf_cols
+    cdef PosInfo* pinfo
+    cdef Ensemble E
+    cdef bint has_leaves
+    cdef readonly Py_ssize_t lanes  # every tree's rule holds a multiple of this
+
+    def __cinit__(self):
+        self.pinfo = NULL
+
+    def __dealloc__(self):
+        free(self.pinfo)
+
+    def __init__(self, tree_offsets, tree_group, left, feature, threshold,
+                 missing_left, split_kind, cat_start, cat_len, cat_bitsets, value,
+                 layout, qoff, qt, qw, Py_ssize_t n_features, Py_ssize_t max_depth,
+                 bint decision_f32, leaf_index=None, leaf_fptr=None, leaf_feats=None,
+                 leaf_cptr=None, leaf_cols=None, Py_ssize_t table_bytes=32 << 20,
+                 Py_ssize_t lanes=LANES):
+        cdef const int64_t[::1] lnode = layout["node"]
+        cdef const int64_t[::1] ldepth = layout["depth"]
+        cdef const int64_t[::1] lprev = layout["prev"]
+        cdef const uint8_t[::1] lleft = layout["is_left"]
+        cdef const int64_t[::1] lfeat = layout["feature"]
+        cdef const double[::1] lz = layout["z"]
+        cdef const double[::1] lr = layout["ratio"]
+        cdef const int64_t[::1] lchild = left
+        cdef const int64_t[::1] toff = tree_offsets
+        cdef Py_ssize_t n_nodes = lnode.shape[0], t, p, pp
+        empty = np.zeros(1, dtype=np.int64)
+        qt = np.ascontiguousarray(qt, dtype=np.float64)
+        if lanes < 1 or np.any(np.diff(np.asarray(qoff)) % lanes):
+            raise ValueError("every tree's quadrature must hold a multiple of lanes")
+        self.lanes = lanes
+        self.tree_offsets = tree_offsets
+        self.tree_group = tree_group
+        self.feature = feature
+        self.threshold = threshold
+        self.missing_left = missing_left
+        self.split_kind = split_kind
+        self.cat_start = cat_start
+        self.cat_len = cat_len
+        self.cat_bitsets = cat_bitsets
+        self.value = value
+        self.qoff = qoff
+        self.qt = qt
+        self.qw = qw
+        self.qom = 1.0 - qt
+        self.qneg = -1.0 / (1.0 - qt)
+        self.has_leaves = leaf_index is not None
+        self.leaf_index = empty if leaf_index is None else leaf_index
+        self.leaf_fptr = empty if leaf_fptr is None else leaf_fptr
+        self.leaf_feats = empty if leaf_feats is None else leaf_feats
+        self.leaf_cptr = empty if leaf_cptr is None else leaf_cptr
+        self.leaf_cols = empty if leaf_cols is None else leaf_cols
+
+        self.pinfo = <PosInfo*> malloc((n_nodes + 1) * sizeof(PosInfo))
+        if self.pinfo == NULL:
+            raise MemoryError()
+        for t in range(toff.shape[0] - 1):
+            for p in range(toff[t], toff[t + 1]):
+                pp = lprev[p]
+                self.pinfo[p].node = lnode[p]
+                self.pinfo[p].z = lz[p]
+                self.pinfo[p].r = lr[p]
+                self.pinfo[p].depth = <int32_t> ldepth[p]
+                self.pinfo[p].prevd1 = <int32_t> (ldepth[pp] + 1 if pp >= 0 else 0)
+                self.pinfo[p].prow = <int32_t> (pp - toff[t] + 1 if pp >= 0 else 0)
+                self.pinfo[p].feat = <int32_t> lfeat[p]
+                self.pinfo[p].is_left = lleft[p]
+                self.pinfo[p].is_leaf = lchild[lnode[p]] < 0
+
+        self.E.tree_offsets = &self.tree_offsets[0]
+        self.E.tree_group = &self.tree_group[0]
+        self.E.feature = &self.feature[0]
+        self.E.threshold = &self.threshold[0]
+        self.E.missing_left = &self.missing_left[0]
+        self.E.split_kind = &self.split_kind[0]
+        self.E.cat_start = &self.cat_start[0]
+        self.E.cat_len = &self.cat_len[0]
+        self.E.cat_bitsets = &self.cat_bitsets[0]
+        self.E.value = &self.value[0, 0]
+        self.E.pinfo = self.pinfo
+        self.E.qoff = &self.qoff[0]
+        self.E.qt = &self.qt[0]
+        self.E.qw = &self.qw[0]
+        self.E.qom = &self.qom[0]
+        self.E.qneg = &self.qneg[0]
+        self.E.leaf_index = &self.leaf_index[0]
+        self.E.leaf_fptr = &self.leaf_fptr[0]
+        self.E.leaf_feats = &self.leaf_feats[0]
+        self.E.leaf_cptr = &self.leaf_cptr[0]
+        self.E.leaf_cols = &self.leaf_cols[0]
+        self.E.n_trees = self.tree_offsets.shape[0] - 1
+        self.E.n_features = n_features
+        self.E.n_outputs = self.value.shape[1]
+        self.E.max_depth = max_depth
+        sizes = np.diff(np.asarray(qoff))
+        self.E.max_q = int(sizes.max()) if sizes.size else LANES
+        sizes = np.diff(np.asarray(tree_offsets))
+        self.E.max_tree_nodes = int(sizes.max()) if sizes.size else 1
+        self.E.decision_f32 = decision_f32
+        self.E.table_bytes = table_bytes
+
+
+cdef int _check_lanes(KernelData kd) except -1:
+    if kd.lanes % LANES:
+        raise ValueError(
+            f"this kernel needs every tree's quadrature padded to a multiple of {LANES} "
+            f"points, the KernelData holds multiples of {kd.lanes}")
+    return 0
+
+
+cdef int _check_shapes(const Ensemble* E, Py_ssize_t n, Py_ssize_t d, Py_ssize_t n_out,
+                       Py_ssize_t out_cols, Py_ssize_t out_k) except -1:
+    if d != E.n_features or n_out != n or out_k != E.n_outputs or out_cols < 0:
+        raise ValueError("X / out shapes do not match the ensemble")
+    return 0
+
+
+cdef void _free_all(Scratch** scr, int n) noexcept:
+    cdef int i
+    for i in range(n):
+        _scratch_free(scr[i])
+    free(scr)
+
+
+cdef Scratch** _alloc_all(const Ensemble* E, int n_threads,
+                          Py_ssize_t order) except NULL:
+    cdef Scratch** scr = <Scratch**> malloc(n_threads * sizeof(Scratch*))
+    cdef int i
+    if scr == NULL:
+        raise MemoryError()
+    for i in range(n_threads):
+        scr[i] = _scratch_new(E, order)
+        if scr[i] == NULL:
+            _free_all(scr, i)
+            raise MemoryError()
+    return scr
+
+
+def shap_order1(KernelData kd, const floating_t[:, ::1] X, double[:, :, ::1] out,
+                int n_threads):
+    """Add every tree's Shapley values of each row of ``X`` to ``out`` (n, d, K)."""
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t b, r0, r1
+    cdef Py_ssize_t n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef Ensemble* E = &kd.E
+    cdef Scratch** scr
+    cdef Scratch* sp
+    _check_shapes(E, n, X.shape[1], out.shape[0], out.shape[1], out.shape[2])
+    if out.shape[1] != E.n_features:
+        raise ValueError("out must have shape (n, n_features, n_outputs)")
+    if n == 0 or E.n_trees == 0:
+        return
+    n_threads = max(1, min(n_threads, n_blocks))
+    scr = _alloc_all(E, n_threads, 1)
+    try:
+        for b in prange(n_blocks, nogil=True, schedule="static",
+                        num_threads=n_threads):
+            sp = scr[threadid()]
+            r0 = b * ROW_BLOCK
+            r1 = min(r0 + ROW_BLOCK, n)
+            _block_order1(E, sp, &X[0, 0], r0, r1, &out[0, 0, 0])
+    finally:
+        _free_all(scr, n_threads)
+
+
+def shap_order2(KernelData kd, const floating_t[:, ::1] X, double[:, :, :, ::1] out,
+                int n_threads):
+    """Fill ``out`` (n, d, d, K) with TreeSHAP-convention interaction values."""
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t nf = kd.E.n_features
+    cdef Py_ssize_t K = kd.E.n_outputs
+    cdef Py_ssize_t b, r, r0, r1, t, i, j, k
+    cdef Py_ssize_t n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef Ensemble* E = &kd.E
+    cdef Scratch** scr
+    cdef Scratch* sp
+    cdef double* o
+    cdef double s
+    _check_shapes(E, n, X.shape[1], out.shape[0], out.shape[1], out.shape[3])
+    _check_lanes(kd)
+    if out.shape[1] != nf or out.shape[2] != nf:
+        raise ValueError("out must have shape (n, n_features, n_features, n_outputs)")
+    if n == 0 or E.n_trees == 0:
+        return
+    n_threads = max(1, min(n_threads, n_blocks))
+    scr = _alloc_all(E, n_threads, 2)
+    try:
+        for b in prange(n_blocks, nogil=True, schedule="static",
+                        num_threads=n_threads):
+            sp = scr[threadid()]
+            r0 = b * ROW_BLOCK
+            r1 = min(r0 + ROW_BLOCK, n)
+            for t in range(E.n_trees):
+                _tree_tables(E, sp, t)
+                for r in range(r0, r1):
+                    _tree_order2(E, sp, t, &X[r, 0], &out[r, 0, 0, 0])
+            # the diagonal holds phi; make every row sum to it
+            for r in range(r0, r1):
+                o = &out[r, 0, 0, 0]
+                for i in range(nf):
+                    for k in range(K):
+                        s = 0.0
+                        for j in range(nf):
+                            if j != i:
+                                s = s + o[(i * nf + j) * K + k]
+                        o[(i * nf + i) * K + k] -= s
+    finally:
+        _free_all(scr, n_threads)
+
+
+def shap_orderk(KernelData kd, const floating_t[:, ::1] X, Py_ssize_t order,
+                double[:, :, ::1] out, int n_threads):
+    """Add the order-``order`` Shapley interactions (n, m, K) by leaf extraction."""
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t b, r, r0, r1, t
+    cdef Py_ssize_t n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef Ensemble* E = &kd.E
+    cdef Scratch** scr
+    cdef Scratch* sp
+    if order < 1:
+        raise ValueError("order must be >= 1")
+    _check_shapes(E, n, X.shape[1], out.shape[0], out.shape[1], out.shape[2])
+    _check_lanes(kd)
+    if not kd.has_leaves:
+        raise ValueError("the KernelData was built without the leaf subsets")
+    if np.asarray(kd.leaf_cols).max(initial=-1) >= out.shape[1]:
+        raise ValueError("a leaf subset column lies outside out")
+    if n == 0 or E.n_trees == 0 or out.shape[1] == 0:
+        return
+    n_threads = max(1, min(n_threads, n_blocks))
+    scr = _alloc_all(E, n_threads, order)
+    try:
+        for b in prange(n_blocks, nogil=True, schedule="static",
+                        num_threads=n_threads):
+            sp = scr[threadid()]
+            r0 = b * ROW_BLOCK
+            r1 = min(r0 + ROW_BLOCK, n)
+            for t in range(E.n_trees):
+                _tree_tables(E, sp, t)
+                for r in range(r0, r1):
+                    _tree_orderk(E, sp, t, &X[r, 0], order, &out[r, 0, 0])
+    finally:
+        _free_all(scr, n_threads)
+
+
+def tree_layout(const int64_t[::1] tree_offsets, const int64_t[::1] left,
+                const int64_t[::1] right, const int64_t[::1] feature,
+                const double[::1] ratio, Py_ssize_t n_features):
+    """Pre-order layout of every tree (left child first), row-independent.
+
+    ``ratio[c]`` is ``cover[c] / cover[parent]``. Returns a dict of arrays indexed by
+    position (tree ``t`` keeps positions ``tree_offsets[t]:tree_offsets[t + 1]``):
+    ``node``, ``depth``, ``prev`` (position of the closest ancestor edge on the same
+    feature, -1), ``is_left``, ``feature`` (of the edge into the node, -1 at roots),
+    ``z`` (product of the ratios of that feature's edges down to here) and ``ratio``.
+    """
+    cdef Py_ssize_t n_trees = tree_offsets.shape[0] - 1
+    cdef Py_ssize_t n_nodes = left.shape[0]
+    cdef Py_ssize_t t, top, p
+    cdef int64_t node, f, c, pp
+    out = {
+        "node": np.zeros(n_nodes, dtype=np.int64),
+        "depth": np.zeros(n_nodes, dtype=np.int64),
+        "prev": np.full(n_nodes, -1, dtype=np.int64),
+        "is_left": np.zeros(n_nodes, dtype=np.uint8),
+        "feature": np.full(n_nodes, -1, dtype=np.int64),
+        "z": np.ones(n_nodes, dtype=np.float64),
+        "ratio": np.ones(n_nodes, dtype=np.float64),
+    }
+    cdef int64_t[::1] pnode = out["node"]
+    cdef int64_t[::1] pdepth = out["depth"]
+    cdef int64_t[::1] pprev = out["prev"]
+    cdef uint8_t[::1] pleft = out["is_left"]
+    cdef int64_t[::1] pfeat = out["feature"]
+    cdef double[::1] pz = out["z"]
+    cdef double[::1] pr = out["ratio"]
+    last_arr = np.full(n_features + 1, -1, dtype=np.int64)
+    stack_arr = np.zeros(n_nodes + 1, dtype=np.int64)  # positions on the path
+    state_arr = np.zeros(n_nodes + 1, dtype=np.uint8)
+    cdef int64_t[::1] last = last_arr
+    cdef int64_t[::1] stack = stack_arr
+    cdef uint8_t[::1] state = state_arr
+    for t in range(n_trees):
+        if tree_offsets[t + 1] <= tree_offsets[t]:
+            continue
+        p = tree_offsets[t]
+        pnode[p] = tree_offsets[t]
+        top = 0
+        stack[0] = p
+        state[0] = 0
+        p += 1
+        while top >= 0:
+            node = pnode[stack[top]]
+            if left[node] >= 0 and state[top] < 2:
+                c = left[node] if state[top] == 0 else right[node]
+                f = feature[node]
+                pp = last[f]
+                pnode[p] = c
+                pdepth[p] = top + 1
+                pprev[p] = pp
+                pleft[p] = state[top] == 0
+                pfeat[p] = f
+                pr[p] = ratio[c]
+                pz[p] = (pz[pp] if pp >= 0 else 1.0) * ratio[c]
+                last[f] = p
+                state[top] += 1
+                top += 1
+                stack[top] = p
+                state[top] = 0
+                p += 1
+                continue
+            # leave the node at this depth: restore its feature's live edge
+            if top > 0:
+                last[pfeat[stack[top]]] = pprev[stack[top]]
+            top -= 1
+    return out
+
+
+def tree_structure(const int64_t[::1] tree_offsets, const int64_t[::1] left,
+                   const int64_t[::1] right, const int64_t[::1] feature,
+                   Py_ssize_t n_features, bint with_leaves=False):
+    """Depth and path-feature statistics of every tree.
+
+    Returns ``(max_depth, max_distinct)`` (int64 per tree: the most edges, and the
+    most distinct features, on a root-to-leaf path) and, if ``with_leaves``, also
+    ``(leaf_nodes, leaf_fptr, leaf_feats)``: the leaves in depth-first order and a CSR
+    of each leaf's distinct path features, sorted ascending.
+    """
+    cdef Py_ssize_t n_trees = tree_offsets.shape[0] - 1
+    cdef Py_ssize_t n_nodes = left.shape[0]
+    cdef Py_ssize_t t, d, a, b, n_leaves = 0, pos = 0, n_act
+    cdef int64_t node, f, c, tmp
+    md_arr = np.zeros(n_trees, dtype=np.int64)
+    mu_arr = np.zeros(n_trees, dtype=np.int64)
+    cnt_arr = np.zeros(n_features + 1, dtype=np.int64)
+    stack_arr = np.zeros(n_nodes + 1, dtype=np.int64)
+    state_arr = np.zeros(n_nodes + 1, dtype=np.uint8)
+    act_arr = np.zeros(n_nodes + 1, dtype=np.int64)
+    cdef int64_t[::1] md = md_arr
+    cdef int64_t[::1] mu = mu_arr
+    cdef int64_t[::1] cnt = cnt_arr
+    cdef int64_t[::1] stack = stack_arr
+    cdef uint8_t[::1] state = state_arr
+    cdef int64_t[::1] act = act_arr
+    cdef int64_t[::1] lnodes
+    cdef int64_t[::1] lptr
+    cdef int64_t[::1] lfeats
+    cdef int pass_, n_pass = 2 if with_leaves else 1
+
+    for pass_ in range(n_pass):
+        if pass_ == 1:
+            lptr_arr = np.zeros(n_leaves + 1, dtype=np.int64)
+            lptr_arr[1:] = np.cumsum(np.asarray(lnodes)[:n_leaves])  # pass-0 counts
+            lptr = lptr_arr
+            lnodes_arr = np.zeros(n_leaves, dtype=np.int64)
+            lnodes = lnodes_arr
+            lfeats_arr = np.zeros(lptr_arr[n_leaves], dtype=np.int64)
+            lfeats = lfeats_arr
+        elif with_leaves:
+            lnodes = np.zeros(n_nodes + 1, dtype=np.int64)
+        n_leaves = 0
+        for t in range(n_trees):
+            if tree_offsets[t + 1] <= tree_offsets[t]:
+                continue
+            d = 0
+            n_act = 0
+            stack[0] = tree_offsets[t]
+            state[0] = 0
+            while d >= 0:
+                node = stack[d]
+                if left[node] < 0:
+                    if d > md[t]:
+                        md[t] = d
+                    if n_act > mu[t]:
+                        mu[t] = n_act
+                    if with_leaves:
+                        if pass_ == 0:
+                            lnodes[n_leaves] = n_act
+                        else:
+                            lnodes[n_leaves] = node
+                            pos = lptr[n_leaves]
+                            for a in range(n_act):
+                                lfeats[pos + a] = act[a]
+                            # insertion sort of the leaf's features
+                            for a in range(1, n_act):
+                                tmp = lfeats[pos + a]
+                                b = a - 1
+                                while b >= 0 and lfeats[pos + b] > tmp:
+                                    lfeats[pos + b + 1] = lfeats[pos + b]
+                                    b -= 1
+                                lfeats[pos + b + 1] = tmp
+                    n_leaves += 1
+                    state[d] = 2
+                if state[d] < 2:
+                    c = left[node] if state[d] == 0 else right[node]
+                    state[d] += 1
+                    f = feature[node]
+                    cnt[f] += 1
+                    if cnt[f] == 1:
+                        act[n_act] = f
+                        n_act += 1
+                    d += 1
+                    stack[d] = c
+                    state[d] = 0
+                    continue
+                # leave node at depth d: undo the edge into it
+                if d > 0:
+                    f = feature[stack[d - 1]]
+                    cnt[f] -= 1
+                    if cnt[f] == 0:
+                        n_act -= 1
+                d -= 1
+    if with_leaves:
+        return md_arr, mu_arr, (lnodes_arr, lptr_arr, lfeats_arr)
+    return md_arr, mu_arr
