@@ -23,9 +23,12 @@ on a feature replaces its factor (the old one is divided out of ``P``) and teles
 against it. ``1 / f`` for ``o = 1`` depends on the tree only, so it is tabulated once
 per tree and block of rows (per depth on entry for trees too big for ``table_bytes``);
 the three cases of an edge (followed, not followed, feature already left) are selected
-without branches, and a leaf is folded into its parent as soon as it is reached. The
-quadrature of each tree is padded with zero-weight points to a multiple of ``LANES`` so
-every inner loop has a fixed width. Pairs ``(i, j)`` are extracted at the deeper of
+without branches, and a leaf is folded into its parent as soon as it is reached. First
+order walks each tree for 4 rows at once with every buffer laid out ``[point][row]``
+(one vector of 4 doubles per quadrature point, ``_lanes.h``), so the per-node work is
+shared and no point is padding; pairs and higher orders walk one row, each tree's rule
+padded with zero-weight points to a multiple of ``LANES`` so inner loops have a fixed
+width. Pairs ``(i, j)`` are extracted at the deeper of
 their edges against the live ``A`` of every other feature on the path
 (``O(nodes * Q * D)``). Orders ``k >= 3`` use leaf extraction over the precomputed
 ``k``-subsets of each leaf's features, with prefix products over the combinations.
