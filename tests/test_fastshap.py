@@ -11,7 +11,8 @@ from sklearn.model_selection import GridSearchCV
 
 from sklearn_shapley import exact_shapley
 from sklearn_shapley.amortized import FastSHAPExplainer, SurrogateGame, fit_surrogate
-from sklearn_shapley.games import BaselineGame
+from sklearn_shapley.amortized._fastshap import SampledMarginalGame
+from sklearn_shapley.games import BaselineGame, MarginalGame
 from sklearn_shapley.metrics import shapley_error
 
 # Small networks and few epochs: every test trains in a few seconds on one core.
@@ -46,6 +47,8 @@ def additive_explainer(data):
         value_function="baseline",
         hidden_layer_sizes=(64, 64),
         max_epochs=60,
+        batch_size=32,
+        patience=50,
         random_state=0,
     ).fit(X)
 
@@ -134,6 +137,8 @@ def test_player_groups_are_explained_as_one(data, additive_explainer):
         players=players,
         hidden_layer_sizes=(64, 64),
         max_epochs=60,
+        batch_size=32,
+        patience=50,
         random_state=0,
     ).fit(X)
     phi = explainer.transform(X_test)
@@ -260,6 +265,8 @@ def test_history_and_verbose_progress(data, capsys):
         ({"link": "probit"}, "link must be one of"),
         ({"normalization": "scaled"}, "normalization must be one of"),
         ({"validation_fraction": 1.5}, "validation_fraction"),
+        ({"swap_probability": 1.5}, "swap_probability"),
+        ({"patience": 0}, "patience"),
     ],
 )
 def test_bad_parameters_raise(data, params, message):
@@ -269,3 +276,17 @@ def test_bad_parameters_raise(data, params, message):
     )
     with pytest.raises(ValueError, match=message):
         explainer.fit(X[:50])
+
+
+def test_sampled_marginal_game_is_unbiased(data):
+    X, X_test = data
+    game = MarginalGame(additive_model, X[:30])
+    empty = game.grand_and_empty(X[:1])[1][0]
+    sampled = SampledMarginalGame(game, 1, empty, seed=0)
+    masks = np.array([[1, 0, 1, 0], [0, 1, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1]], bool)
+    exact = game(X_test[:5], masks)
+    reps = 4000
+    estimate = sampled(np.repeat(X_test[:5], reps, axis=0), masks)
+    estimate = estimate.reshape(5, reps, 4, 1).mean(axis=1)
+    np.testing.assert_allclose(estimate[:, 2:], exact[:, 2:], atol=1e-12)
+    np.testing.assert_allclose(estimate, exact, atol=0.1)

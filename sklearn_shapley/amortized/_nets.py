@@ -126,12 +126,16 @@ class PlayerwiseMLP(nn.Module):
 
     def forward(self, x):
         """``(n, n_players, n_outputs)`` for rows ``x (n, n_features)``."""
-        h = (x[:, self.index] * self.valid).transpose(0, 1)  # (players, n, width)
+        # (players, n, width), contiguous: bmm copies strided operands.
+        h = (x.t()[self.index] * self.valid.unsqueeze(2)).transpose(1, 2).contiguous()
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(bias.unsqueeze(1), h, weight)
+            if h.shape[2] == 1:  # one feature per player: a broadcast product
+                h = torch.addcmul(bias.unsqueeze(1), h, weight)
+            else:  # bmm, then the bias in place: faster than a broadcast baddbmm
+                h = torch.bmm(h, weight).add_(bias.unsqueeze(1))
             if i < last:
-                h = torch.relu(h)
+                h = h.relu_()
         return h.transpose(0, 1)
 
 
@@ -309,11 +313,14 @@ class ShapleyNet(_CoalitionNet):
     ``n_coalitions`` coalitions per row are drawn (paired when the sampler is) and
     ``"masks"`` / ``"values"`` (``v_x(S)``) are added:
 
-    - by evaluating ``game`` on fresh coalitions (default). With ``input_noise > 0``
-      the rows are first perturbed by Gaussian noise of ``input_noise`` standard
-      deviations (``feature_scale``) and ``v(full)``, ``v(∅)`` are evaluated as well:
-      the explainer then learns the Shapley values around the training rows too,
-      which the network needs to generalise from a few hundred rows;
+    - by evaluating ``game`` on fresh coalitions (default). With
+      ``swap_probability > 0`` each player of each row first takes, with that
+      probability, its features' values in a random row of ``donor_rows`` (players'
+      columns: ``membership``, ``(n_players, n_features)``); with
+      ``input_noise > 0`` Gaussian noise of ``input_noise`` standard deviations
+      (``feature_scale``) is added; ``v(full)``, ``v(∅)`` are then evaluated at the
+      new rows as well: the explainer learns the Shapley values around the training
+      rows too, which the network needs to generalise from a few hundred rows;
     - or, when ``pool_masks`` ``(n_rows, P, d)`` and ``pool_values``
       ``(n_rows, P, K)`` are given (games too costly to evaluate every batch), by
       drawing ``n_coalitions / 2`` complementary pairs of the row's pool.
@@ -330,7 +337,10 @@ class ShapleyNet(_CoalitionNet):
         n_coalitions=32,
         efficiency_lambda=0.0,
         input_noise=0.0,
+        swap_probability=0.0,
         feature_scale=None,
+        donor_rows=None,
+        membership=None,
         pool_masks=None,
         pool_values=None,
         **kwargs,
@@ -340,7 +350,10 @@ class ShapleyNet(_CoalitionNet):
         self.n_coalitions = n_coalitions
         self.efficiency_lambda = efficiency_lambda
         self.input_noise = input_noise
+        self.swap_probability = swap_probability
         self.feature_scale = feature_scale
+        self.donor_rows = donor_rows
+        self.membership = membership
         self.pool_masks = pool_masks
         self.pool_values = pool_values
 
@@ -366,12 +379,27 @@ class ShapleyNet(_CoalitionNet):
         rows = Xi["rows"].cpu().numpy()
         n, m = len(rows), self.n_coalitions
         masks = self.sampler.sample(n * m, self.mask_rng_)[: n * m].reshape(n, m, -1)
-        if not self.input_noise:
+        if not (self.input_noise or self.swap_probability):
             return masks, self.game(rows, masks)
         device = Xi["x"].device
-        noise = self.input_noise * self.mask_rng_.standard_normal(rows.shape)
-        rows = rows + noise * self.feature_scale
-        Xi["x"] = Xi["x"] + torch.as_tensor(noise, dtype=Xi["x"].dtype, device=device)
+        rng = self.mask_rng_
+        shift = np.zeros(rows.shape)
+        if self.swap_probability:
+            # Each player, with this probability, takes its features' values in
+            # another row (all of a group's features from the same row).
+            donors, membership = self.donor_rows, self.membership
+            n_players, n_features = membership.shape
+            swap = rng.random((n, n_players)) < self.swap_probability
+            picks = rng.integers(len(donors), size=(n, n_players))
+            owner = membership.argmax(axis=0)  # each feature's player
+            in_player = membership.any(axis=0)
+            swap = swap[:, owner] & in_player
+            swapped = donors[picks[:, owner], np.arange(n_features)]
+            shift += np.where(swap, swapped - rows, 0.0) / self.feature_scale
+        if self.input_noise:
+            shift += self.input_noise * rng.standard_normal(rows.shape)
+        rows = rows + shift * self.feature_scale
+        Xi["x"] = Xi["x"] + torch.as_tensor(shift, dtype=Xi["x"].dtype, device=device)
         d = masks.shape[2]
         ends = np.broadcast_to(np.array([[True] * d, [False] * d]), (n, 2, d))
         values = self.game(rows, np.concatenate([masks, ends], axis=1))
