@@ -81,10 +81,11 @@ class FastSHAPExplainer(GameExplainer):
     directly on the exact Shapley values of the rows plus 20,000 augmented rows (a
     diagnosis, not the method) still leaves a held-out error 22x (gradient boosting)
     / 2.7x (MLP model) that of paired KernelSHAP with 1,000 evaluations per row,
-    which on 10 features samples nearly all 1,022 coalitions. With 30 features (breast_cancer) FastSHAP is about as accurate as
-    KernelSHAP@1000 for a smooth model and 1.5-2.5x less accurate for gradient
-    boosting (see ``benchmarks/results/fastshap.md``); its advantage is speed once
-    trained.
+    which on 10 features samples nearly all 1,022 coalitions. With 30 features
+    (breast_cancer) it is more accurate than KernelSHAP@1000 with the surrogate game
+    (0.65-0.67x its error), about as accurate for an MLP model with the baseline /
+    marginal games (0.96x / 1.16x) and less so for gradient boosting (2.2x / 1.4x);
+    see ``benchmarks/results/fastshap.md``. Its advantage is speed once trained.
 
     Parameters
     ----------
