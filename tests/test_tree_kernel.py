@@ -357,6 +357,34 @@ def cases():
 # ----------------------------------------------------------------------------------
 
 
+def _builds():
+    """The portable kernel and, where built and the CPU runs it, the AVX2 + FMA one."""
+    from sklearn_shapley.tree import _quadrature
+
+    try:
+        from sklearn_shapley.tree import _quadrature_avx2
+    except ImportError:
+        _quadrature_avx2 = None
+    runnable = _quadrature_avx2 is not None and _quadrature.cpu_has_avx2_fma()
+    return [
+        pytest.param(_quadrature, id="portable"),
+        pytest.param(
+            _quadrature_avx2,
+            id="avx2",
+            marks=pytest.mark.skipif(
+                not runnable, reason="AVX2 + FMA build not built or not runnable here"
+            ),
+        ),
+    ]
+
+
+@pytest.fixture(params=_builds())
+def build(request, monkeypatch):
+    """Run the test with each build of the kernel."""
+    monkeypatch.setattr(_kernel, "_quadrature", request.param)
+    return request.param
+
+
 def test_random_trees_have_repeats_and_categoricals(cases):
     """The fixture exercises repeated features, categorical splits, NaN, groups."""
     for flat, X, _ in cases:
@@ -369,7 +397,7 @@ def test_random_trees_have_repeats_and_categoricals(cases):
     assert (max_path_features(flat) < 7).any()
 
 
-def test_shap_values_match_oracle(cases):
+def test_shap_values_match_oracle(cases, build):
     for flat, X, orc in cases:
         phi = shap_values(flat, X)
         assert phi.shape == (len(X), flat.n_features, flat.n_outputs)
@@ -377,7 +405,7 @@ def test_shap_values_match_oracle(cases):
 
 
 @pytest.mark.parametrize("order", [2, 3])
-def test_shapley_interactions_match_oracle(cases, order):
+def test_shapley_interactions_match_oracle(cases, order, build):
     for flat, X, orc in cases:
         subs_all, ref = orc[order]
         got = shapley_interactions(flat, X, order, subsets=subs_all)
@@ -392,7 +420,7 @@ def test_shapley_interactions_match_oracle(cases, order):
         np.testing.assert_allclose(ref[:, others], 0, atol=TOL)
 
 
-def test_shap_interaction_values_match_oracle(cases):
+def test_shap_interaction_values_match_oracle(cases, build):
     for flat, X, orc in cases:
         pairs, pair_sii = orc[2]
         ref = treeshap_matrix(orc[1][1], pairs, pair_sii, flat.n_features)
@@ -430,7 +458,7 @@ def test_efficiency_and_expected_value(cases):
         )
 
 
-def test_threads_are_bit_identical(cases):
+def test_threads_are_bit_identical(cases, build):
     flat, _, _ = cases[0]
     X = random_X(7, 203, flat.n_features)
     for fn in (shap_values, shap_interaction_values):
@@ -438,47 +466,6 @@ def test_threads_are_bit_identical(cases):
     a = shapley_interactions(flat, X, 3, n_threads=1)
     assert np.array_equal(a, shapley_interactions(flat, X, 3, n_threads=2))
     assert np.array_equal(a, shapley_interactions(flat, X, 3, n_threads=-1))
-
-
-def _builds():
-    """The portable kernel and, where built and the CPU runs it, the AVX2 + FMA one."""
-    from sklearn_shapley.tree import _quadrature
-
-    try:
-        from sklearn_shapley.tree import _quadrature_avx2
-    except ImportError:
-        _quadrature_avx2 = None
-    runnable = _quadrature_avx2 is not None and _quadrature.cpu_has_avx2_fma()
-    return [
-        pytest.param(_quadrature, id="portable"),
-        pytest.param(
-            _quadrature_avx2,
-            id="avx2",
-            marks=pytest.mark.skipif(
-                not runnable, reason="AVX2 + FMA build not built or not runnable here"
-            ),
-        ),
-    ]
-
-
-@pytest.mark.parametrize("build", _builds())
-def test_every_build_matches_oracle(cases, build, monkeypatch):
-    monkeypatch.setattr(_kernel, "_quadrature", build)
-    for flat, X, orc in cases:
-        np.testing.assert_allclose(shap_values(flat, X), orc[1][1], rtol=0, atol=TOL)
-        pairs, pair_sii = orc[2]
-        ref = treeshap_matrix(orc[1][1], pairs, pair_sii, flat.n_features)
-        np.testing.assert_allclose(
-            shap_interaction_values(flat, X), ref, rtol=0, atol=TOL
-        )
-        subs, ref3 = orc[3]
-        got = shapley_interactions(flat, X, 3, subsets=subs)
-        np.testing.assert_allclose(got, ref3, rtol=0, atol=TOL)
-    flat, _, _ = cases[0]
-    X = random_X(7, 203, flat.n_features)
-    assert np.array_equal(
-        shap_values(flat, X, n_threads=1), shap_values(flat, X, n_threads=2)
-    )
 
 
 def test_kernel_selection(monkeypatch):
