@@ -303,6 +303,24 @@ class MarginalGame(_ModelGame):
             out[sl] = vals.mean(axis=1)
         return out.reshape(n, m, -1)
 
+    def sampled(self, X, masks, n_samples, rng):
+        """Unbiased estimates of the values, from ``n_samples`` background rows drawn
+        at random (``rng``, a numpy Generator) for every (row, coalition) instead of
+        the whole background: ``n_samples`` model evaluations per value instead of
+        ``n_background``.
+
+        Returns
+        -------
+        ndarray of shape (n_rows, n_coalitions, n_outputs)
+        """
+        X = self._check_X(X)
+        fmasks = self._broadcast_masks(X, masks)
+        n, m, d = fmasks.shape
+        picks = rng.integers(len(self.background), size=(n, m, int(n_samples)))
+        Z = np.where(fmasks[:, :, None, :], X[:, None, None, :], self.background[picks])
+        values = self._predict(Z.reshape(-1, d))
+        return values.reshape(n, m, int(n_samples), -1).mean(axis=2)
+
 
 def default_background(X, n_background, random_state=None):
     """At most ``n_background`` rows of ``X`` drawn without replacement."""

@@ -9,7 +9,6 @@ plus ``v(full)`` (one model evaluation).
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
@@ -27,6 +26,7 @@ from ._nets import (
     BatchIterator,
     ShapleyModule,
     ShapleyNet,
+    inference_threads,
     single_thread,
     training_callbacks,
 )
@@ -400,6 +400,7 @@ class FastSHAPExplainer(GameExplainer):
             train_split = predefined_split(Dataset(valid_data, None))
         pool_masks = pool_values = None
         n_cached = self._n_cached_coalitions(m)
+        membership = player_membership(self.players, X.shape[1])
         train_game = game
         if n_cached:
             data["index"] = np.arange(n)
@@ -424,7 +425,7 @@ class FastSHAPExplainer(GameExplainer):
             module__hidden_layer_sizes=tuple(self.hidden_layer_sizes),
             module__normalization=self.normalization,
             module__output_scale=_value_scale(full - empty),
-            module__membership=player_membership(self.players, X.shape[1]),
+            module__membership=membership,
             module__playerwise_layer_sizes=self.playerwise_layer_sizes,
             criterion=nn.MSELoss,  # unused: get_loss computes the Shapley loss
             optimizer=torch.optim.Adam,
@@ -446,7 +447,7 @@ class FastSHAPExplainer(GameExplainer):
             input_noise=0.0 if n_cached else self.input_noise,
             swap_probability=0.0 if n_cached else self.swap_probability,
             donor_rows=X[train].astype(np.float64),
-            membership=player_membership(self.players, X.shape[1]),
+            membership=membership,
             pool_masks=pool_masks,
             pool_values=pool_values,
             feature_scale=self._scale,
@@ -481,9 +482,7 @@ class FastSHAPExplainer(GameExplainer):
             values = total[:, None, :].copy()
         else:
             param = next(self.module_.parameters())
-            # One thread for small batches (faster than waiting on a thread pool).
-            threads = single_thread() if len(X) <= 4096 else contextlib.nullcontext()
-            with torch.no_grad(), threads:
+            with torch.no_grad(), inference_threads(len(X)):
                 phi = self.module_(
                     torch.as_tensor(self._standardize(X), device=param.device),
                     torch.as_tensor(total, dtype=torch.float32, device=param.device),
@@ -503,8 +502,8 @@ class SampledMarginalGame(Game):
     """Unbiased, cheap estimates of a :class:`MarginalGame`'s values, for training.
 
     ``v_x(S) = mean_b link(f(x_S, b_{¬S}))`` is estimated with ``n_samples`` background
-    rows drawn at random for every (row, coalition) instead of the whole background;
-    ``v(∅)`` is the exact constant ``empty_value`` and ``v(full) = link(f(x))`` is
+    rows drawn at random for every (row, coalition) instead of the whole background
+    (:meth:`MarginalGame.sampled`); ``v(∅)`` is the exact constant ``empty_value`` and ``v(full) = link(f(x))`` is
     exact anyway. The FastSHAP loss is quadratic in the target, so an unbiased
     target leaves its minimiser (the Shapley value of the marginal game) unchanged
     and only adds variance, while each value costs ``n_samples`` model evaluations
@@ -521,15 +520,7 @@ class SampledMarginalGame(Game):
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, X, masks):
-        game = self.game
-        X = game._check_X(X)
-        fmasks = game._broadcast_masks(X, masks)
-        n, m, n_features = fmasks.shape
-        background = game.background
-        picks = self.rng.integers(len(background), size=(n, m, self.n_samples))
-        Z = np.where(fmasks[:, :, None, :], X[:, None, None, :], background[picks])
-        values = game._predict(Z.reshape(-1, n_features))
-        values = values.reshape(n, m, self.n_samples, -1).mean(axis=2)
+        values = self.game.sampled(X, masks, self.n_samples, self.rng)
         empty = ~np.asarray(masks, dtype=bool).any(axis=-1)
-        values[np.broadcast_to(empty, (n, m))] = self.empty_value
+        values[np.broadcast_to(empty, values.shape[:2])] = self.empty_value
         return values

@@ -51,6 +51,16 @@ def single_thread():
         torch.set_num_threads(n_threads)
 
 
+#: Most values (rows x coalitions) evaluated on one torch thread at inference.
+SMALL_BATCH = 4096
+
+
+def inference_threads(n_values):
+    """:func:`single_thread` for an inference batch of at most ``SMALL_BATCH`` values
+    (faster than waiting on a thread pool), torch's own threads for larger ones."""
+    return single_thread() if n_values <= SMALL_BATCH else contextlib.nullcontext()
+
+
 class BatchIterator:
     """Mini-batches of a skorch ``Dataset`` by fancy indexing, without per-row collation.
 

@@ -9,7 +9,6 @@ usable wherever a :class:`~sklearn_shapley.games.Game` is.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
@@ -23,6 +22,7 @@ from ..sampling import CoalitionSampler, as_generator
 from ._nets import (
     MaskedModule,
     SurrogateNet,
+    inference_threads,
     single_thread,
     surrogate_masks,
     training_callbacks,
@@ -152,9 +152,7 @@ class SurrogateGame(Game):
         out = np.empty((n, m, self.n_outputs))
         param = next(self.module.parameters())
         rows_per_chunk = max(1, self.batch_size // max(m, 1))
-        # One thread for small batches (faster than waiting on a thread pool).
-        threads = single_thread() if n * m <= 4096 else contextlib.nullcontext()
-        with torch.no_grad(), threads:
+        with torch.no_grad(), inference_threads(n * m):
             for start in range(0, n, rows_per_chunk):
                 stop = min(n, start + rows_per_chunk)
                 x = torch.as_tensor(Z[start:stop], device=param.device)
