@@ -24,8 +24,7 @@ from sklearn.tree import (
     ExtraTreeRegressor,
 )
 
-from sklearn_shapley import QuadratureTreeExplainer
-from sklearn_shapley.tree import _explainer
+from sklearn_shapley import QuadratureTreeExplainer, _memory
 
 xgb = pytest.importorskip("xgboost")
 
@@ -201,7 +200,7 @@ def test_interaction_memory_is_checked_before_allocating(monkeypatch):
     X, y = make_regression(n_samples=50, n_features=4, random_state=0)
     model = DecisionTreeRegressor(max_depth=3).fit(X, y)
     explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(X)
-    monkeypatch.setattr(_explainer, "available_memory_bytes", lambda: 1000)
+    monkeypatch.setattr(_memory, "available_memory_bytes", lambda: 1000)
     with pytest.raises(
         MemoryError, match=r"interaction matrix of shape \(50, 4, 4, 1\) needs"
     ):

@@ -448,6 +448,43 @@ def test_subsets_in_any_order_and_repeated(cases):
     np.testing.assert_allclose(got, ref[:, idx], rtol=0, atol=TOL)
 
 
+@pytest.mark.parametrize("n_features", [6, 3000, 2**21])
+def test_distinct_subsets_match_row_unique(n_features):
+    # small key space (a mask), large (sorted int keys), overflowing int64 (rows)
+    rng = np.random.default_rng(n_features)
+    rows = np.sort(rng.choice(n_features, size=(400, 3)), axis=1)
+    rows = rows[(np.diff(rows, axis=1) > 0).all(axis=1)]
+    rows = np.concatenate([rows, rows[::3]])
+    uniq, inv = _kernel._distinct_subsets(rows, n_features)
+    ref, ref_inv = np.unique(rows, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(uniq, ref)
+    np.testing.assert_array_equal(inv, ref_inv.ravel())
+    probe = np.concatenate([ref[::2], ref[:3] + [0, 0, 1]])
+    expect = [
+        int(np.flatnonzero((ref == p).all(axis=1))[0])
+        if (ref == p).all(axis=1).any()
+        else -1
+        for p in probe
+    ]
+    assert _kernel._positions(probe, ref, n_features).tolist() == expect
+
+
+def test_prepared_order_k_is_reused(cases):
+    flat, X, orc = cases[0]
+    kd = _kernel.prepare(flat, 3)
+    np.testing.assert_array_equal(kd.subsets, interaction_subsets(flat, 3))
+    fresh = shapley_interactions(flat, X, 3)
+    assert np.array_equal(shapley_interactions(flat, X, 3, prepared=kd), fresh)
+    subs_all, ref = orc[3]
+    got = shapley_interactions(flat, X, 3, subsets=subs_all[::-1], prepared=kd)
+    np.testing.assert_allclose(got, ref[:, ::-1], rtol=0, atol=TOL)
+    with pytest.raises(ValueError, match="prepared must be prepare"):
+        shapley_interactions(flat, X, 2, prepared=kd)
+    with pytest.raises(ValueError, match="order 3, not 4"):
+        out = np.zeros((len(X), 1, flat.n_outputs))
+        _kernel._quadrature.shap_orderk(kd, np.ascontiguousarray(X, float), 4, out, 1)
+
+
 def test_efficiency_and_expected_value(cases):
     for flat, X, _ in cases:
         ev = expected_value(flat)

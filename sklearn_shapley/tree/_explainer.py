@@ -3,43 +3,15 @@
 from __future__ import annotations
 
 import numbers
-import os
 
 import numpy as np
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import BaseExplainer
+from .._memory import check_fits_in_memory
 from . import _kernel
 from ._ensemble import flatten_ensemble, predict_raw
-
-
-def available_memory_bytes():
-    """Bytes of memory the system says are available (a generous guess if unknown)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 2**40
-
-
-def check_fits_in_memory(shape, what, itemsize=8, fraction=0.8):
-    """Raise ``MemoryError`` naming the size before allocating an array of ``shape``."""
-    n_bytes = int(np.prod(np.asarray(shape, dtype=np.float64))) * itemsize
-    available = available_memory_bytes()
-    if n_bytes > fraction * available:
-        raise MemoryError(
-            f"{what} of shape {tuple(int(s) for s in shape)} needs "
-            f"{n_bytes / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB of memory "
-            "is available; explain fewer rows at a time (e.g. in chunks), or for "
-            "interactions of order >= 3 use the sparse result (dense=False)."
-        )
 
 
 class QuadratureTreeExplainer(BaseExplainer):
@@ -175,7 +147,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         return state
 
     def _kernel_data(self, order):
-        """The kernel's data for ``order`` (1 or 2), built on first use and kept
+        """The kernel's data for ``order``, built on first use and kept
         until the ensemble or ``n_quadrature`` changes (``fit`` starts afresh)."""
         cache = self.__dict__.setdefault("_prepared", {})
         key = (order, repr(self.n_quadrature))
@@ -231,7 +203,8 @@ class QuadratureTreeExplainer(BaseExplainer):
             return values[..., 0] if squeeze else values
         if order < 1:
             raise ValueError(f"order must be >= 1, got {order}.")
-        subsets = _kernel.interaction_subsets(self.ensemble_, order)
+        kernel_data = self._kernel_data(order)
+        subsets = kernel_data.subsets
         check_fits_in_memory(
             (n, max(len(subsets), 1), K), f"Order-{order} interactions"
         )
@@ -243,9 +216,9 @@ class QuadratureTreeExplainer(BaseExplainer):
             self.ensemble_,
             X,
             order,
-            subsets=subsets,
             n_quadrature=self.n_quadrature,
             n_threads=self.n_jobs,
+            prepared=kernel_data,
         )
         if not dense:
             return subsets, (values[..., 0] if squeeze else values)

@@ -25,6 +25,7 @@ from math import comb
 
 import numpy as np
 
+from .._memory import check_fits_in_memory
 from .._openmp import effective_n_threads
 from . import _quadrature as _portable
 from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT, FlatEnsemble
@@ -228,7 +229,7 @@ def _prepare(flat, qs, max_depth, leaves=None, lanes=None):
     """Bundle the ensemble, cover ratios and per-tree quadrature for the kernel.
 
     ``lanes``: each tree's rule is padded to a multiple of it (default: the lane
-    width of the single-row kernels of orders >= 2; first order needs none).
+    width of the single-row kernel of orders >= 3; orders 1 and 2 need none).
     """
     n_nodes = flat.n_nodes
     left = _i64(flat.children_left)
@@ -285,7 +286,7 @@ def _prepare(flat, qs, max_depth, leaves=None, lanes=None):
     kwargs = {}
     if leaves is not None:
         kwargs = dict(zip(("leaf_index", "leaf_fptr", "leaf_feats"), leaves[:3]))
-        kwargs.update(leaf_cptr=leaves[3], leaf_cols=leaves[4])
+        kwargs.update(leaf_cptr=leaves[3], leaf_cols=leaves[4], leaf_order=leaves[5])
     return _quadrature.KernelData(
         offsets,
         group,
@@ -312,19 +313,38 @@ def _prepare(flat, qs, max_depth, leaves=None, lanes=None):
 
 
 def prepare(flat, order=1, n_quadrature="auto"):
-    """The kernel's data for :func:`shap_values` (``order=1``) or
-    :func:`shap_interaction_values` (``order=2``), to build once and pass as
-    ``prepared=`` to later calls on the same ensemble and ``n_quadrature``.
+    """The kernel's data for :func:`shap_values` (``order=1``),
+    :func:`shap_interaction_values` (``order=2``) or :func:`shapley_interactions`
+    (``order >= 3``), to build once and pass as ``prepared=`` to later calls on the
+    same ensemble, order and ``n_quadrature``.
 
-    Both orders use the first-order rule (exact for the pairs too); first order walks
-    several rows at once and takes each tree's rule unpadded, the pairs pad it to the
-    lane width of their single-row kernel.
+    Orders 1 and 2 use the first-order rule (exact for the pairs too) and walk several
+    rows at once. Order ``k >= 3`` adds each leaf's ``k``-subsets of its path features
+    and their columns among :func:`interaction_subsets` (its ``subsets`` attribute).
     """
-    if int(order) not in (1, 2):
-        raise ValueError(f"prepare serves orders 1 and 2, got {order!r}")
+    order = int(order)
+    if order < 1:
+        raise ValueError(f"order must be >= 1, got {order}")
+    if order >= 3:
+        return _prepare_leaves(flat, order, n_quadrature)
     max_depth, distinct = _structure(flat)
     qs = _q_from_distinct(distinct, 1, n_quadrature)
-    return _prepare(flat, qs, max_depth, lanes=1 if int(order) == 1 else None)
+    return _prepare(flat, qs, max_depth, lanes=1)
+
+
+def _prepare_leaves(flat, order, n_quadrature):
+    """The kernel's data for leaf extraction at ``order``: each leaf's subsets and
+    their columns among ``interaction_subsets(flat, order)`` (``subsets``)."""
+    (max_depth, distinct), leaf_index, fptr, feats, cptr, leaf_sub = _leaf_subsets(
+        flat, order
+    )
+    subsets, cols = _distinct_subsets(leaf_sub, flat.n_features)
+    qs = _q_from_distinct(distinct, order, n_quadrature)
+    kd = _prepare(
+        flat, qs, max_depth, leaves=(leaf_index, fptr, feats, cptr, cols, order)
+    )
+    kd.subsets = subsets
+    return kd
 
 
 def shap_values(
@@ -414,6 +434,9 @@ def _leaf_subsets(flat, order):
     n_sub = counts[dl] if len(dl) else np.zeros(0, dtype=np.int64)
     cptr = np.zeros(len(dl) + 1, dtype=np.int64)
     np.cumsum(n_sub, out=cptr[1:])
+    check_fits_in_memory(
+        (cptr[-1], order + 1), f"The leaves' order-{order} feature subsets"
+    )
     subsets = np.zeros((cptr[-1], order), dtype=np.int64)
     for d in np.unique(dl):
         d = int(d)
@@ -427,11 +450,58 @@ def _leaf_subsets(flat, order):
     return (max_depth, distinct), leaf_index, fptr, feats, cptr, subsets
 
 
-def _unique_rows(a):
+def _subset_keys(a, n_features):
+    """One int64 key per row of ``a`` (sorted subsets, ``(m, k)``), increasing with
+    the rows' lexicographic order; ``None`` where ``n_features ** k`` overflows."""
+    k = a.shape[1]
+    if n_features**k >= 1 << 62:
+        return None
+    keys = a[:, 0].astype(np.int64)
+    for c in range(1, k):
+        keys *= n_features
+        keys += a[:, c]
+    return keys
+
+
+def _distinct_subsets(a, n_features):
+    """The distinct rows of ``a`` (sorted subsets) in lexicographic order, and the
+    index of each row of ``a`` among them."""
+    k = a.shape[1]
     if len(a) == 0:
-        return a.reshape(0, a.shape[1]), np.zeros(0, dtype=np.int64)
-    uniq, inv = np.unique(a, axis=0, return_inverse=True)
-    return uniq, inv.reshape(-1).astype(np.int64)
+        return a.reshape(0, k), np.zeros(0, dtype=np.int64)
+    keys = _subset_keys(a, n_features)
+    if keys is None:
+        uniq, inv = np.unique(a, axis=0, return_inverse=True)
+        return uniq, inv.reshape(-1).astype(np.int64)
+    n_keys = n_features**k
+    if n_keys <= 1 << 24:
+        seen = np.zeros(n_keys, dtype=bool)
+        seen[keys] = True
+        ukeys = np.flatnonzero(seen)
+    else:
+        ukeys = np.unique(keys)
+    uniq = np.empty((len(ukeys), k), dtype=np.int64)
+    rest = ukeys.copy()
+    for c in range(k - 1, -1, -1):
+        uniq[:, c] = rest % n_features
+        rest //= n_features
+    return uniq, np.searchsorted(ukeys, keys).astype(np.int64)
+
+
+def _positions(rows, table, n_features):
+    """The index of each of ``rows`` in ``table`` (sorted subsets), -1 if absent."""
+    out = np.full(len(rows), -1, dtype=np.int64)
+    if len(rows) == 0 or len(table) == 0:
+        return out
+    rkeys, tkeys = _subset_keys(rows, n_features), _subset_keys(table, n_features)
+    if rkeys is None:
+        rkeys, tkeys = _row_keys(rows), _row_keys(table)
+    order = np.argsort(tkeys, kind="stable")
+    skeys = tkeys[order]
+    pos = np.minimum(np.searchsorted(skeys, rkeys), len(skeys) - 1)
+    hit = skeys[pos] == rkeys
+    out[hit] = order[pos[hit]]
+    return out
 
 
 def interaction_subsets(flat, order):
@@ -458,7 +528,7 @@ def interaction_subsets(flat, order):
         used = np.unique(_i64(flat.feature)[left >= 0])
         return used.reshape(-1, 1).astype(np.int64)
     subsets = _leaf_subsets(flat, order)[-1]
-    return _unique_rows(subsets)[0]
+    return _distinct_subsets(subsets, flat.n_features)[0]
 
 
 def _row_keys(a):
@@ -467,7 +537,14 @@ def _row_keys(a):
 
 
 def shapley_interactions(
-    flat: FlatEnsemble, X, order, *, subsets=None, n_quadrature="auto", n_threads=1
+    flat: FlatEnsemble,
+    X,
+    order,
+    *,
+    subsets=None,
+    n_quadrature="auto",
+    n_threads=1,
+    prepared=None,
 ):
     """Exact order-``k`` Shapley interaction index (SII) of feature subsets.
 
@@ -491,6 +568,9 @@ def shapley_interactions(
         Gauss-Legendre points per tree; ``"auto"`` is exact for this order.
     n_threads : int or None, default=1
         OpenMP threads over rows; results are bit-identical for any value.
+    prepared : object, default=None
+        For ``order >= 3``: ``prepare(flat, order, n_quadrature)`` of this ensemble,
+        to skip rebuilding it.
 
     Returns
     -------
@@ -501,8 +581,41 @@ def shapley_interactions(
     if order < 1:
         raise ValueError(f"order must be >= 1, got {order}")
     X = _validate_X(flat, X)
+    if order == 1:
+        if subsets is None:
+            subsets = interaction_subsets(flat, 1)
+        subsets = _checked_subsets(flat, subsets, 1)
+        phi = shap_values(flat, X, n_quadrature=n_quadrature, n_threads=n_threads)
+        return np.ascontiguousarray(phi[:, subsets[:, 0], :])
+    kd = prepared
+    if kd is None:
+        kd = _prepare_leaves(flat, order, n_quadrature)
+    elif kd.leaf_order != order:
+        raise ValueError(
+            f"prepared must be prepare(flat, {order}) for order {order} (order 2: "
+            "leave it None)"
+        )
+    n, K = X.shape[0], flat.n_outputs
     if subsets is None:
-        subsets = interaction_subsets(flat, order)
+        out = np.zeros((n, len(kd.subsets), K), dtype=np.float64)
+        _quadrature.shap_orderk(kd, X, order, out, _n_threads(n_threads, n))
+        return out
+    subsets = _checked_subsets(flat, subsets, order)
+    wanted, wanted_inv = _distinct_subsets(subsets, flat.n_features)
+    # the column of each co-occurring subset among the wanted ones (-1: not wanted)
+    where = _positions(kd.subsets, wanted, flat.n_features)
+    out = np.zeros((n, len(wanted), K), dtype=np.float64)
+    _quadrature.shap_orderk(
+        kd, X, order, out, _n_threads(n_threads, n), cols=where[kd.leaf_columns()]
+    )
+    if len(wanted) == len(subsets) and np.array_equal(
+        wanted_inv, np.arange(len(subsets))
+    ):
+        return out
+    return np.ascontiguousarray(out[:, wanted_inv, :])
+
+
+def _checked_subsets(flat, subsets, order):
     subsets = np.asarray(subsets, dtype=np.int64)
     if subsets.ndim != 2 or subsets.shape[1] != order:
         raise ValueError(f"subsets must have shape (m, {order}), got {subsets.shape}")
@@ -513,28 +626,4 @@ def shapley_interactions(
         or np.any(np.diff(subsets, axis=1) == 0)
     ):
         raise ValueError("subsets must hold distinct features in [0, n_features)")
-    n, m, K = X.shape[0], len(subsets), flat.n_outputs
-    if order == 1:
-        phi = shap_values(flat, X, n_quadrature=n_quadrature, n_threads=n_threads)
-        return np.ascontiguousarray(phi[:, subsets[:, 0], :])
-    wanted, wanted_inv = _unique_rows(subsets)
-    (max_depth, distinct), leaf_index, fptr, feats, cptr, leaf_sub = _leaf_subsets(
-        flat, order
-    )
-    # column of each leaf subset among the wanted ones, -1 when not wanted
-    cols = np.full(len(leaf_sub), -1, dtype=np.int64)
-    if len(leaf_sub) and len(wanted):
-        wkeys = _row_keys(wanted)
-        worder = np.argsort(wkeys, kind="stable")
-        skeys = wkeys[worder]
-        lkeys = _row_keys(leaf_sub)
-        pos = np.minimum(np.searchsorted(skeys, lkeys), len(skeys) - 1)
-        hit = skeys[pos] == lkeys
-        cols[hit] = worder[pos[hit]]
-    qs = _q_from_distinct(distinct, order, n_quadrature)
-    kd = _prepare(flat, qs, max_depth, leaves=(leaf_index, fptr, feats, cptr, cols))
-    out = np.zeros((n, len(wanted), K), dtype=np.float64)
-    _quadrature.shap_orderk(kd, X, order, out, _n_threads(n_threads, n))
-    if len(wanted) == m and np.array_equal(wanted_inv, np.arange(m)):
-        return out
-    return np.ascontiguousarray(out[:, wanted_inv, :])
+    return subsets

@@ -1,4 +1,5 @@
-/* Row-lane primitives of the first-order Quadrature-TreeSHAP walk (_quadrature.pyx).
+/* Row-lane primitives of the Quadrature-TreeSHAP walks of orders 1 and 2
+ * (_quadrature.pyx).
  *
  * The walk carries SK_RL rows at once; every buffer is laid out [point][row], so one
  * quadrature point of all SK_RL rows is one vector of SK_RL doubles. With GCC / Clang
@@ -96,6 +97,34 @@ static inline void sk_copy(double *dst, const double *src, ptrdiff_t n)
         SK_STORE(dst + i, SK_LOAD(src + i));
 }
 
+/* Pairs: HG[q] = H[q] (c1 wd1[q] + c0 wd0[q]) with c1, c0 one value per row;
+ * s = sum_q HG[q], sn = sum_q HG[q] neg[q] per row. */
+static inline void sk_pair_weights(double *HG, double *s, double *sn, const double *H,
+                                   const double *c1, const double *c0,
+                                   const double *wd1, const double *wd0,
+                                   const double *neg, ptrdiff_t Q)
+{
+    const sk_v C1 = SK_LOAD(c1), C0 = SK_LOAD(c0);
+    sk_v x = {0.0}, xn = {0.0};
+    for (ptrdiff_t q = 0; q < Q; q++) {
+        sk_v hg = SK_LOAD(H + q * SK_RL) * (C1 * wd1[q] + C0 * wd0[q]);
+        SK_STORE(HG + q * SK_RL, hg);
+        x += hg;
+        xn += hg * neg[q];
+    }
+    SK_STORE(s, x);
+    SK_STORE(sn, xn);
+}
+
+/* s = sum_q H[q] a[q] per row. */
+static inline void sk_dot1(double *s, const double *H, const double *a, ptrdiff_t Q)
+{
+    sk_v x = {0.0};
+    for (ptrdiff_t q = 0; q < Q; q++)
+        x += SK_LOAD(H + q * SK_RL) * a[q];
+    SK_STORE(s, x);
+}
+
 #else /* portable loops with the same arithmetic */
 
 static inline void sk_descend(double *Pd, const double *Pp, const double *a,
@@ -140,6 +169,31 @@ static inline void sk_add(double *dst, const double *src, ptrdiff_t n)
 static inline void sk_copy(double *dst, const double *src, ptrdiff_t n)
 {
     for (ptrdiff_t i = 0; i < n; i++) dst[i] = src[i];
+}
+
+static inline void sk_pair_weights(double *HG, double *s, double *sn, const double *H,
+                                   const double *c1, const double *c0,
+                                   const double *wd1, const double *wd0,
+                                   const double *neg, ptrdiff_t Q)
+{
+    for (int r = 0; r < SK_RL; r++) {
+        s[r] = 0.0;
+        sn[r] = 0.0;
+    }
+    for (ptrdiff_t q = 0; q < Q; q++)
+        for (int r = 0; r < SK_RL; r++) {
+            double hg = H[q * SK_RL + r] * (c1[r] * wd1[q] + c0[r] * wd0[q]);
+            HG[q * SK_RL + r] = hg;
+            s[r] += hg;
+            sn[r] += hg * neg[q];
+        }
+}
+
+static inline void sk_dot1(double *s, const double *H, const double *a, ptrdiff_t Q)
+{
+    for (int r = 0; r < SK_RL; r++) s[r] = 0.0;
+    for (ptrdiff_t q = 0; q < Q; q++)
+        for (int r = 0; r < SK_RL; r++) s[r] += H[q * SK_RL + r] * a[q];
 }
 
 #endif

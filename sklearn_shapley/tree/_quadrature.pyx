@@ -23,15 +23,17 @@ on a feature replaces its factor (the old one is divided out of ``P``) and teles
 against it. ``1 / f`` for ``o = 1`` depends on the tree only, so it is tabulated once
 per tree and block of rows (per depth on entry for trees too big for ``table_bytes``);
 the three cases of an edge (followed, not followed, feature already left) are selected
-without branches, and a leaf is folded into its parent as soon as it is reached. First
-order walks each tree for 4 rows at once with every buffer laid out ``[point][row]``
-(one vector of 4 doubles per quadrature point, ``_lanes.h``), so the per-node work is
-shared and no point is padding; pairs and higher orders walk one row, each tree's rule
-padded with zero-weight points to a multiple of ``LANES`` so inner loops have a fixed
-width. Pairs ``(i, j)`` are extracted at the deeper of
-their edges against the live ``A`` of every other feature on the path
-(``O(nodes * Q * D)``). Orders ``k >= 3`` use leaf extraction over the precomputed
-``k``-subsets of each leaf's features, with prefix products over the combinations.
+without branches. Orders 1 and 2 walk each tree for 4 rows at once with every buffer
+laid out ``[point][row]`` (one vector of 4 doubles per quadrature point,
+``_lanes.h``), so the per-node work is shared and no point is padding; first order
+folds a leaf into its parent as soon as it is reached. Pairs ``(i, j)`` are extracted
+at the deeper of their edges against the live ``A`` of every other feature on the path
+(``O(nodes * Q * D)``); each pair term is also taken off both diagonals there, so the
+diagonal ends as ``phi_i`` minus the rest of its row without a pass over the ``d x d``
+matrix. Orders ``k >= 3`` walk one row, each tree's rule padded with zero-weight points
+to a multiple of ``LANES`` so inner loops have a fixed width, and use leaf extraction
+over the precomputed ``k``-subsets of each leaf's features, with prefix products over
+the combinations.
 
 Rows are spread over OpenMP threads in blocks with a static ``prange`` (each tree is
 walked for a whole block while it is in cache); each row is computed by one thread in a

@@ -10,12 +10,12 @@ import numpy as np
 cdef enum:
     # rows per work item: each tree is walked for a block of rows while in cache
     ROW_BLOCK = 32
-    # quadrature points are padded (weight 0) to a multiple of LANES, so the inner
-    # loops have a fixed width the compiler unrolls and vectorises
+    # order k: quadrature points are padded (weight 0) to a multiple of LANES, so the
+    # inner loops have a fixed width the compiler unrolls and vectorises
     LANES = 2
 
 cdef extern from "_lanes.h" nogil:
-    # First order walks each tree for RL rows at once: every buffer is laid out
+    # Orders 1 and 2 walk each tree for RL rows at once: every buffer is laid out
     # [point][row], so the inner loops run over RL rows whatever the tree's Q (no
     # padding of Q) and the per-node work (layout loads, table rows, branch-free
     # selects) is shared by the RL rows. The lane operations live in _lanes.h.
@@ -36,26 +36,10 @@ ctypedef fused floating_t:
     double
 
 
-# ---- fixed-width lane operations --------------------------------------------------
-# Every buffer holds a multiple of LANES points (the loops step by 2 == LANES: Cython needs a literal step); the
-# restrict-qualified parameters let the compiler vectorise each block of lanes
-# without runtime alias checks.
-
-cdef inline void _scale(dptr dst, cdptr src, double r, Py_ssize_t Q) noexcept nogil:
-    """dst = src * r"""
-    cdef Py_ssize_t c, qq
-    for c in range(0, Q, 2):
-        for qq in range(LANES):
-            dst[c + qq] = src[c + qq] * r
-
-
-cdef inline void _axpy(dptr dst, cdptr src, double r, Py_ssize_t Q) noexcept nogil:
-    """dst += src * r"""
-    cdef Py_ssize_t c, qq
-    for c in range(0, Q, 2):
-        for qq in range(LANES):
-            dst[c + qq] = dst[c + qq] + src[c + qq] * r
-
+# ---- fixed-width lane operations of the single-row (order k) walk ------------------
+# Every buffer holds a multiple of LANES points (the loops step by 2 == LANES: Cython
+# needs a literal step); the restrict-qualified parameters let the compiler vectorise
+# each block of lanes without runtime alias checks.
 
 cdef inline void _mul(dptr dst, cdptr a, cdptr b, Py_ssize_t Q) noexcept nogil:
     """dst = a * b"""
@@ -65,25 +49,6 @@ cdef inline void _mul(dptr dst, cdptr a, cdptr b, Py_ssize_t Q) noexcept nogil:
             dst[c + qq] = a[c + qq] * b[c + qq]
 
 
-cdef inline void _mul_diff(dptr dst, cdptr w, cdptr a, cdptr b,
-                           Py_ssize_t Q) noexcept nogil:
-    """dst = w * (a - b)"""
-    cdef Py_ssize_t c, qq
-    for c in range(0, Q, 2):
-        for qq in range(LANES):
-            dst[c + qq] = w[c + qq] * (a[c + qq] - b[c + qq])
-
-
-cdef inline double _dot(cdptr a, cdptr b, Py_ssize_t Q) noexcept nogil:
-    """sum(a * b)"""
-    cdef Py_ssize_t c, qq
-    cdef double s = 0.0
-    for c in range(0, Q, 2):
-        for qq in range(LANES):
-            s = s + a[c + qq] * b[c + qq]
-    return s
-
-
 cdef inline double _sum(cdptr a, Py_ssize_t Q) noexcept nogil:
     cdef Py_ssize_t c, qq
     cdef double s = 0.0
@@ -91,21 +56,6 @@ cdef inline double _sum(cdptr a, Py_ssize_t Q) noexcept nogil:
         for qq in range(LANES):
             s = s + a[c + qq]
     return s
-
-
-cdef inline void _copy(dptr dst, cdptr src, Py_ssize_t L) noexcept nogil:
-    cdef Py_ssize_t c, qq
-    for c in range(0, L, 2):
-        for qq in range(LANES):
-            dst[c + qq] = src[c + qq]
-
-
-cdef inline void _add(dptr dst, cdptr src, Py_ssize_t L) noexcept nogil:
-    """dst += src"""
-    cdef Py_ssize_t c, qq
-    for c in range(0, L, 2):
-        for qq in range(LANES):
-            dst[c + qq] = dst[c + qq] + src[c + qq]
 
 
 cdef inline void _mul_factor(dptr dst, cdptr src, double a, double b, cdptr om,
@@ -168,13 +118,12 @@ cdef struct Ensemble:
 
 cdef struct Scratch:
     double* P           # (max_depth + 1) * max_q: path polynomial per depth
-    double* H           # (max_depth + 1) * n_outputs * max_q: subtree sums
-    double* G           # (n_outputs + 1) * max_q work buffer
+    double* G           # max_q: w P at the leaf (order k)
     double* inv         # rows 1.. : 1 / (z + t (1 - z)) per position; row 0: ones
     double* a1          # rows 1.. : (1 - z) / (z + t (1 - z)), A for o = 1; row 0: 0
     double* o1          # o1[d + 1]: indicator o (0 or 1) of the edge into depth d;
                         # o1[0] = 1 stands for "no earlier edge on this feature"
-    const double** aptr  # A of the edge into each depth (orders >= 2)
+    const double** aptr  # A of the edge into each depth (order k)
     int64_t* pos        # position of the internal node at each depth
     int64_t* golf       # x goes left at the node at this depth
     int64_t* last_depth  # per feature: depth of its live edge, or -1 (orders >= 2)
@@ -182,10 +131,11 @@ cdef struct Scratch:
     int64_t* comb       # order-k combination positions
     double* pre         # order-k prefix products, order * max_q
     const double** lptr  # order-k: A of each leaf feature
-    # first order, RL rows at once ([point][row] layout)
+    # orders 1 and 2, RL rows at once ([point][row] layout)
     double* PR          # (max_depth + 1) * max_q * RL
     double* HR          # (max_depth + 1) * n_outputs * max_q * RL
     double* GR          # 2 * max_q: w (A_edge - A_previous) for o = 1, o = 0
+    double* HGR         # max_q * RL: the pairs' H w (A_edge - A_previous)
     double* oR          # (max_depth + 2) * RL: o1 per row
     double* gR          # max_depth * RL: x goes left at the node at this depth
     double* sink        # n_features * n_outputs: output of the padding rows
@@ -198,7 +148,6 @@ cdef void _scratch_free(Scratch* s) noexcept nogil:
     if s == NULL:
         return
     free(s.P)
-    free(s.H)
     free(s.G)
     free(s.inv)
     free(s.a1)
@@ -214,6 +163,7 @@ cdef void _scratch_free(Scratch* s) noexcept nogil:
     free(s.PR)
     free(s.HR)
     free(s.GR)
+    free(s.HGR)
     free(s.oR)
     free(s.gR)
     free(s.sink)
@@ -232,8 +182,7 @@ cdef Scratch* _scratch_new(const Ensemble* E, Py_ssize_t order) noexcept nogil:
     s.tab = (E.max_tree_nodes + 1) * qm * 2 * sizeof(double) <= E.table_bytes
     n_rows = E.max_tree_nodes + 1 if s.tab else dm + 1
     s.P = <double*> malloc(dm * qm * sizeof(double))
-    s.H = <double*> malloc(dm * km * qm * sizeof(double))
-    s.G = <double*> malloc((km + 1) * qm * sizeof(double))
+    s.G = <double*> malloc(qm * sizeof(double))
     s.inv = <double*> malloc(n_rows * qm * sizeof(double))
     s.a1 = <double*> malloc(n_rows * qm * sizeof(double))
     s.o1 = <double*> malloc((dm + 1) * sizeof(double))
@@ -248,17 +197,18 @@ cdef Scratch* _scratch_new(const Ensemble* E, Py_ssize_t order) noexcept nogil:
     s.PR = <double*> malloc(dm * qm * RL * sizeof(double))
     s.HR = <double*> malloc(dm * km * qm * RL * sizeof(double))
     s.GR = <double*> malloc(2 * qm * sizeof(double))
+    s.HGR = <double*> malloc(qm * RL * sizeof(double))
     s.oR = <double*> malloc((dm + 1) * RL * sizeof(double))
     s.gR = <double*> malloc(dm * RL * sizeof(double))
     s.sink = <double*> malloc(E.n_features * km * sizeof(double))
     s.n_active = 0
-    if (s.PR == NULL or s.HR == NULL or s.GR == NULL or s.oR == NULL or s.gR == NULL
-            or s.sink == NULL):
+    if (s.PR == NULL or s.HR == NULL or s.GR == NULL or s.HGR == NULL or s.oR == NULL
+            or s.gR == NULL or s.sink == NULL):
         _scratch_free(s)
         return NULL
     for i in range(2 * RL):
         s.oR[i] = 1.0
-    if (s.P == NULL or s.H == NULL or s.G == NULL or s.inv == NULL or s.a1 == NULL
+    if (s.P == NULL or s.G == NULL or s.inv == NULL or s.a1 == NULL
             or s.o1 == NULL or s.aptr == NULL or s.pos == NULL or s.golf == NULL
             or s.last_depth == NULL or s.active == NULL or s.comb == NULL
             or s.pre == NULL or s.lptr == NULL):
@@ -355,14 +305,6 @@ cdef inline double _descend(const Ensemble* E, Scratch* S, const PosInfo* I,
     return o
 
 
-cdef inline void _edge_weights(Scratch* S, const PosInfo* I, Py_ssize_t d,
-                               cdptr acur, cdptr w, Py_ssize_t Q) noexcept nogil:
-    """G = w (A_edge - A_previous) for the edge into depth ``d`` (0 if x left the
-    previous edge on the same feature: then both factors are z (1 - t))."""
-    cdef cdptr wsel = w if S.o1[I.prevd1] != 0.0 else S.a1  # row 0 of a1: zeros
-    _mul_diff(S.G, wsel, acur, S.a1 + _prev_row(S, I) * Q, Q)
-
-
 cdef extern from "_lanes.h" nogil:
     # vectors of RL doubles: one quadrature point of RL rows ([point][row] layout)
     void sk_descend(double* Pd, const double* Pp, const double* a, const double* b,
@@ -374,6 +316,10 @@ cdef extern from "_lanes.h" nogil:
     void sk_axpy(double* dst, const double* src, double v, Py_ssize_t n)
     void sk_add(double* dst, const double* src, Py_ssize_t n)
     void sk_copy(double* dst, const double* src, Py_ssize_t n)
+    void sk_pair_weights(double* HG, double* s, double* sn, const double* H,
+                         const double* c1, const double* c0, const double* wd1,
+                         const double* wd0, const double* neg, Py_ssize_t Q)
+    void sk_dot1(double* s, const double* H, const double* a, Py_ssize_t Q)
     int sk_cpu_has_avx2_fma()
     int sk_compiled_avx2_fma()
 
@@ -546,11 +492,74 @@ cdef void _block_order1(const Ensemble* E, Scratch* S, const floating_t* X,
             g0 += RL
 
 
-cdef void _tree_order2(const Ensemble* E, Scratch* S, Py_ssize_t t,
-                       const floating_t* x, double* out) noexcept nogil:
-    """Add tree ``t``'s phi (on the diagonal) and SII / 2 (off it) to ``out``."""
+cdef inline void _pairs_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
+                             Py_ssize_t d, Py_ssize_t row, Py_ssize_t base,
+                             cdptr w, cdptr neg, Py_ssize_t Q, const double* H,
+                             Py_ssize_t kt, double** outs, Py_ssize_t nr,
+                             Py_ssize_t col) noexcept nogil:
+    """The pairs through the completed edge into depth ``d`` (feature ``i``), for the
+    first ``nr`` of the RL rows: with ``HG = H w (A_edge - A_previous)`` (0 for rows
+    that left an earlier edge on ``i``), ``sum_q HG`` adds to ``phi_i`` on the
+    diagonal and ``sum_q HG A_j / 2`` to ``(i, j)`` and ``(j, i)`` for every other
+    feature ``j`` on the path (``A_j`` of its live edge: ``a1`` of that edge where the
+    row follows it, ``-1 / (1 - t)`` where not). The diagonal ends as ``phi_i`` minus
+    the rest of its row: each pair term is also taken off both diagonals."""
     cdef Py_ssize_t K = E.n_outputs
     cdef Py_ssize_t nf = E.n_features
+    cdef Py_ssize_t q, r, kk, a, dj
+    cdef int64_t i = I.feat, j
+    cdef cdptr a1row = S.a1 + row * Q
+    cdef cdptr prev = S.a1 + _prev_row(S, I) * Q
+    cdef double* wd1 = S.GR
+    cdef double* wd0 = S.GR + Q
+    cdef double* HG = S.HGR
+    cdef const double* ov = S.oR + (d + 1) * RL
+    cdef const double* opv = S.oR + I.prevd1 * RL
+    cdef const double* oj
+    cdef double* o
+    cdef double c1[RL]
+    cdef double c0[RL]
+    cdef double sd[RL]
+    cdef double sn[RL]
+    cdef double s1[RL]
+    cdef double v
+    cdef bint any_row = False
+    for r in range(RL):
+        c1[r] = opv[r] * ov[r]
+        c0[r] = opv[r] * (1.0 - ov[r])
+        any_row = any_row or opv[r] != 0.0
+    if not any_row:
+        return
+    for q in range(Q):
+        wd1[q] = w[q] * (a1row[q] - prev[q])
+        wd0[q] = w[q] * (neg[q] - prev[q])
+    for kk in range(kt):
+        sk_pair_weights(HG, sd, sn, H + kk * Q * RL, c1, c0, wd1, wd0, neg, Q)
+        for r in range(nr):
+            outs[r][(i * nf + i) * K + col + kk] += sd[r]
+        for a in range(S.n_active):
+            j = S.active[a]
+            if j == i:
+                continue
+            dj = S.last_depth[j]
+            oj = S.oR + (dj + 1) * RL
+            sk_dot1(s1, HG, S.a1 + _row(S, S.pos[dj], base, dj) * Q, Q)
+            for r in range(nr):
+                v = 0.5 * (oj[r] * s1[r] + (1.0 - oj[r]) * sn[r])
+                o = outs[r] + col + kk
+                o[(i * nf + j) * K] += v
+                o[(j * nf + i) * K] += v
+                o[(i * nf + i) * K] -= v
+                o[(j * nf + j) * K] -= v
+
+
+cdef void _tree_order2_rows(const Ensemble* E, Scratch* S, Py_ssize_t t,
+                            const floating_t** xs, double** outs,
+                            Py_ssize_t nr) noexcept nogil:
+    """Add tree ``t``'s phi (on the diagonal) and SII / 2 (off it) of the RL rows
+    ``xs`` to ``outs`` (each ``(n_features, n_features, K)``; only the first ``nr``
+    are written): the first-order walk, extracting pairs at every edge."""
+    cdef Py_ssize_t K = E.n_outputs
     cdef int64_t g = E.tree_group[t]
     cdef Py_ssize_t kt = K if g < 0 else 1
     cdef Py_ssize_t kb = 0 if g < 0 else g
@@ -563,63 +572,69 @@ cdef void _tree_order2(const Ensemble* E, Scratch* S, Py_ssize_t t,
     cdef cdptr neg = E.qneg + E.qoff[t]
     cdef const PosInfo* pinfo = E.pinfo
     cdef const PosInfo* I
-    cdef Py_ssize_t L = kt * Q
-    cdef Py_ssize_t p, d, cur = 0, q, kk, a, e
-    cdef int64_t i, j
-    cdef double o, s
-    cdef double* H = S.H
-    cdef double* HG = S.G + Q
+    cdef Py_ssize_t QR = Q * RL
+    cdef Py_ssize_t L = kt * QR
+    cdef Py_ssize_t p, d, cur = 0, i, kk, e
+    cdef double* P = S.PR
+    cdef double* H = S.HR
     cdef const double* vrow
 
     if end - base <= 1:
         return
     S.pos[0] = base
     S.n_active = 0
-    for q in range(Q):
-        S.P[q] = 1.0
+    for i in range(QR):
+        P[i] = 1.0
     for p in range(base + 1, end + 1):
         d = pinfo[p].depth if p < end else 1
         while cur >= d:
             e = S.pos[cur]
             I = pinfo + e
-            i = I.feat
-            S.last_depth[i] = I.prevd1 - 1
+            S.last_depth[I.feat] = I.prevd1 - 1
             if I.prevd1 == 0:
                 S.n_active -= 1
-            if S.o1[I.prevd1] != 0.0:
-                _edge_weights(S, I, cur, S.aptr[cur], w, Q)
-                for kk in range(kt):
-                    _mul(HG + kk * Q, H + cur * L + kk * Q, S.G, Q)
-                    out[(i * nf + i) * K + kb + kk] += _sum(HG + kk * Q, Q)
-                for a in range(S.n_active):
-                    j = S.active[a]
-                    if j == i:
-                        continue
-                    for kk in range(kt):
-                        s = 0.5 * _dot(HG + kk * Q, S.aptr[S.last_depth[j]], Q)
-                        out[(i * nf + j) * K + kb + kk] += s
-                        out[(j * nf + i) * K + kb + kk] += s
+            _pairs_rows(E, S, I, cur, _row(S, e, base, cur), base, w, neg, Q,
+                        H + cur * L, kt, outs, nr, kb)
             if I.is_left:
-                _copy(H + (cur - 1) * L, H + cur * L, L)
+                sk_copy(H + (cur - 1) * L, H + cur * L, L)
             else:
-                _add(H + (cur - 1) * L, H + cur * L, L)
+                sk_add(H + (cur - 1) * L, H + cur * L, L)
             cur -= 1
         if p == end:
             break
         I = pinfo + p
-        o = _descend(E, S, I, d, x, Q, tq, om)
-        S.aptr[d] = (S.a1 + _row(S, p, base, d) * Q) if o != 0.0 else neg
-        i = I.feat
+        _descend_rows(E, S, I, d, xs, Q, tq, om)
         if I.prevd1 == 0:
-            S.active[S.n_active] = i
+            S.active[S.n_active] = I.feat
             S.n_active += 1
-        S.last_depth[i] = d
+        S.last_depth[I.feat] = d
         S.pos[d] = p
         cur = d
         if I.is_leaf:
             vrow = E.value + I.node * K + kb
             for kk in range(kt):
-                _scale(H + d * L + kk * Q, S.P + d * Q, vrow[kk], Q)
+                sk_scale(H + d * L + kk * QR, P + d * QR, vrow[kk], QR)
+
+
+cdef void _block_order2(const Ensemble* E, Scratch* S, const floating_t* X,
+                        Py_ssize_t r0, Py_ssize_t r1, double* out) noexcept nogil:
+    """Rows ``r0:r1`` of ``X``, every tree, RL rows at a time (a short last group
+    repeats its last row and writes only the real ones)."""
+    cdef Py_ssize_t nf = E.n_features
+    cdef Py_ssize_t step = nf * nf * E.n_outputs
+    cdef Py_ssize_t t, g0, j, r
+    cdef const floating_t* xs[RL]
+    cdef double* outs[RL]
+    for t in range(E.n_trees):
+        _tree_tables(E, S, t)
+        g0 = r0
+        while g0 < r1:
+            for j in range(RL):
+                r = min(g0 + j, r1 - 1)
+                xs[j] = X + r * nf
+                outs[j] = out + r * step
+            _tree_order2_rows(E, S, t, xs, outs, min(RL, r1 - g0))
+            g0 += RL
 
 
 cdef void _tree_orderk(const Ensemble* E, Scratch* S, Py_ssize_t t,
@@ -735,10 +750,16 @@ cdef class KernelData:
     cdef PosInfo* pinfo
     cdef Ensemble E
     cdef bint has_leaves
+    cdef readonly Py_ssize_t leaf_order  # the order of the leaf subsets (0: none)
+    cdef public object subsets  # (m, leaf_order) subsets leaf_cols index, or None
     cdef readonly Py_ssize_t lanes  # every tree's rule holds a multiple of this
 
     def __cinit__(self):
         self.pinfo = NULL
+
+    def leaf_columns(self):
+        """The column of each leaf subset (order >= 3), as an array."""
+        return np.asarray(self.leaf_cols)
 
     def __dealloc__(self):
         free(self.pinfo)
@@ -747,7 +768,8 @@ cdef class KernelData:
                  missing_left, split_kind, cat_start, cat_len, cat_bitsets, value,
                  layout, qoff, qt, qw, Py_ssize_t n_features, Py_ssize_t max_depth,
                  bint decision_f32, leaf_index=None, leaf_fptr=None, leaf_feats=None,
-                 leaf_cptr=None, leaf_cols=None, Py_ssize_t table_bytes=32 << 20,
+                 leaf_cptr=None, leaf_cols=None, Py_ssize_t leaf_order=0,
+                 Py_ssize_t table_bytes=32 << 20,
                  Py_ssize_t lanes=LANES):
         cdef const int64_t[::1] lnode = layout["node"]
         cdef const int64_t[::1] ldepth = layout["depth"]
@@ -780,6 +802,8 @@ cdef class KernelData:
         self.qom = 1.0 - qt
         self.qneg = -1.0 / (1.0 - qt)
         self.has_leaves = leaf_index is not None
+        self.leaf_order = leaf_order if self.has_leaves else 0
+        self.subsets = None
         self.leaf_index = empty if leaf_index is None else leaf_index
         self.leaf_fptr = empty if leaf_fptr is None else leaf_fptr
         self.leaf_feats = empty if leaf_feats is None else leaf_feats
@@ -900,19 +924,16 @@ def shap_order1(KernelData kd, const floating_t[:, ::1] X, double[:, :, ::1] out
 
 def shap_order2(KernelData kd, const floating_t[:, ::1] X, double[:, :, :, ::1] out,
                 int n_threads):
-    """Fill ``out`` (n, d, d, K) with TreeSHAP-convention interaction values."""
+    """Add the TreeSHAP-convention interaction values of each row of ``X`` to ``out``
+    (n, d, d, K): every row of each (d, d) block sums to the Shapley value."""
     cdef Py_ssize_t n = X.shape[0]
     cdef Py_ssize_t nf = kd.E.n_features
-    cdef Py_ssize_t K = kd.E.n_outputs
-    cdef Py_ssize_t b, r, r0, r1, t, i, j, k
+    cdef Py_ssize_t b, r0, r1
     cdef Py_ssize_t n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
     cdef Ensemble* E = &kd.E
     cdef Scratch** scr
     cdef Scratch* sp
-    cdef double* o
-    cdef double s
     _check_shapes(E, n, X.shape[1], out.shape[0], out.shape[1], out.shape[3])
-    _check_lanes(kd)
     if out.shape[1] != nf or out.shape[2] != nf:
         raise ValueError("out must have shape (n, n_features, n_features, n_outputs)")
     if n == 0 or E.n_trees == 0:
@@ -925,31 +946,24 @@ def shap_order2(KernelData kd, const floating_t[:, ::1] X, double[:, :, :, ::1] 
             sp = scr[threadid()]
             r0 = b * ROW_BLOCK
             r1 = min(r0 + ROW_BLOCK, n)
-            for t in range(E.n_trees):
-                _tree_tables(E, sp, t)
-                for r in range(r0, r1):
-                    _tree_order2(E, sp, t, &X[r, 0], &out[r, 0, 0, 0])
-            # the diagonal holds phi; make every row sum to it
-            for r in range(r0, r1):
-                o = &out[r, 0, 0, 0]
-                for i in range(nf):
-                    for k in range(K):
-                        s = 0.0
-                        for j in range(nf):
-                            if j != i:
-                                s = s + o[(i * nf + j) * K + k]
-                        o[(i * nf + i) * K + k] -= s
+            _block_order2(E, sp, &X[0, 0], r0, r1, &out[0, 0, 0, 0])
     finally:
         _free_all(scr, n_threads)
 
 
 def shap_orderk(KernelData kd, const floating_t[:, ::1] X, Py_ssize_t order,
-                double[:, :, ::1] out, int n_threads):
-    """Add the order-``order`` Shapley interactions (n, m, K) by leaf extraction."""
+                double[:, :, ::1] out, int n_threads, cols=None):
+    """Add the order-``order`` Shapley interactions (n, m, K) by leaf extraction.
+
+    Each leaf subset adds to column ``cols[i]`` of ``out`` (none where ``-1``);
+    ``cols`` defaults to the KernelData's ``leaf_cols``.
+    """
     cdef Py_ssize_t n = X.shape[0]
     cdef Py_ssize_t b, r, r0, r1, t
     cdef Py_ssize_t n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
-    cdef Ensemble* E = &kd.E
+    cdef Ensemble ens = kd.E
+    cdef Ensemble* E = &ens
+    cdef const int64_t[::1] cv
     cdef Scratch** scr
     cdef Scratch* sp
     if order < 1:
@@ -958,8 +972,16 @@ def shap_orderk(KernelData kd, const floating_t[:, ::1] X, Py_ssize_t order,
     _check_lanes(kd)
     if not kd.has_leaves:
         raise ValueError("the KernelData was built without the leaf subsets")
-    if np.asarray(kd.leaf_cols).max(initial=-1) >= out.shape[1]:
+    if order != kd.leaf_order:
+        raise ValueError(
+            f"the KernelData holds the leaf subsets of order {kd.leaf_order}, not {order}")
+    cv = kd.leaf_cols if cols is None else cols
+    if cv.shape[0] != kd.leaf_cols.shape[0]:
+        raise ValueError("cols must hold one column per leaf subset")
+    if np.asarray(cv).max(initial=-1) >= out.shape[1]:
         raise ValueError("a leaf subset column lies outside out")
+    if cv.shape[0]:
+        E.leaf_cols = &cv[0]
     if n == 0 or E.n_trees == 0 or out.shape[1] == 0:
         return
     n_threads = max(1, min(n_threads, n_blocks))
