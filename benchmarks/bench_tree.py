@@ -30,6 +30,7 @@ import platform
 import shutil
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +195,42 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
+MIN_SECONDS, MAX_ROUNDS = 0.5, 25
+
+
+def _alternate(repeats, ours, peer, classic):
+    """Time ``ours``, ``peer`` and ``classic`` (each ``() -> (result, seconds)``, or
+    a false value to skip) in turn, at least ``repeats`` rounds.
+
+    Returns ``({name: best seconds or nan}, {name: last result})``.
+    """
+    fns = dict(ours=ours, peer=peer, classic=classic)
+    times = {name: [] for name in fns}
+    results = {}
+    rounds = 0
+    # quick calls get more rounds (up to MAX_ROUNDS, until ours has run for
+    # MIN_SECONDS): the best of a few millisecond timings is mostly noise
+    while rounds < repeats or (
+        rounds < MAX_ROUNDS and sum(times["ours"]) < MIN_SECONDS
+    ):
+        for name, fn in fns.items():  # alternate within each round
+            if fn:
+                results[name], s = fn()
+                times[name].append(s)
+        rounds += 1
+    return {name: best(v) if v else np.nan for name, v in times.items()}, results
+
+
+def _peer_call(peer, model_path, rows_path, kind, threads):
+    """``(None, seconds)`` of one peer call (its result goes to ``peer.npy``)."""
+    out = peer.time(model_path, rows_path, kind, threads, save=WORK / "peer.npy")
+    return None, out["seconds"][0]
+
+
+def _max_diff(a, b):
+    return float(np.abs(a - b).max())
+
+
 def run_xgboost_configs(args, threads, peer):
     import xgboost as xgb
     from sklearn.frozen import FrozenEstimator
@@ -236,87 +273,51 @@ def run_xgboost_configs(args, threads, peer):
             flush=True,
         )
         local_dm = xgb.DMatrix(rows, missing=np.nan)
+        pair_dm = xgb.DMatrix(pair_rows, missing=np.nan)
+        info = dict(config=name, trees=n_trees, leaves=leaves)
         for t in threads:
             explainer.set_params(n_jobs=t)
             booster.set_param({"nthread": t})
-            ours_s, local_s, peer_s = [], [], []
-            for _ in range(args.repeats):  # alternate within each round
-                phi, s = timed(explainer.explain, rows)
-                ours_s.append(s)
-                if peer is not None:
-                    peer_s.append(
-                        peer.time(
-                            model_path, rows_path, "contribs", t, save=WORK / "peer.npy"
-                        )["seconds"][0]
-                    )
-                if not args.skip_classic:
-                    ref, s = timed(booster.predict, local_dm, pred_contribs=True)
-                    local_s.append(s)
+
+            peer_fn = None if peer is None else partial(_peer_call, peer, model_path)
+            classic = not args.skip_classic
+            seconds, got = _alternate(
+                args.repeats,
+                partial(timed, explainer.explain, rows),
+                peer_fn and partial(peer_fn, rows_path, "contribs", t),
+                classic
+                and partial(timed, booster.predict, local_dm, pred_contribs=True),
+            )
+            phi = got["ours"]
             ours_full = np.concatenate([phi.values, phi.base_values[:, None]], axis=1)
-            diff_peer = diff_local = np.nan
+            diffs = dict(diff_peer=np.nan, diff_classic=np.nan)
             if peer is not None:
-                diff_peer = float(np.abs(np.load(WORK / "peer.npy") - ours_full).max())
-            if not args.skip_classic:
-                diff_local = float(np.abs(ref - ours_full).max())
+                diffs["diff_peer"] = _max_diff(np.load(WORK / "peer.npy"), ours_full)
+            if "classic" in got:
+                diffs["diff_classic"] = _max_diff(got["classic"], ours_full)
             rows_out.append(
-                dict(
-                    config=name,
-                    order=1,
-                    trees=n_trees,
-                    leaves=leaves,
-                    rows=len(rows),
-                    threads=t,
-                    ours=best(ours_s),
-                    peer=best(peer_s) if peer_s else np.nan,
-                    classic=best(local_s) if local_s else np.nan,
-                    diff_peer=diff_peer,
-                    diff_classic=diff_local,
-                )
+                dict(info, order=1, rows=len(rows), threads=t, **seconds, **diffs)
             )
             print(_line(rows_out[-1]), flush=True)
             if d > 100 and args.quick:
                 continue
-            # pairwise interactions
-            ours_s, peer_s = [], []
-            pair_dm = xgb.DMatrix(pair_rows, missing=np.nan)
-            local_pairs = []
-            for _ in range(args.repeats):
-                inter, s = timed(explainer.interactions, pair_rows, order=2)
-                ours_s.append(s)
-                if peer is not None:
-                    peer_s.append(
-                        peer.time(
-                            model_path,
-                            pairs_path,
-                            "interactions",
-                            t,
-                            save=WORK / "peer.npy",
-                        )["seconds"][0]
-                    )
-                if not args.skip_classic and d <= 54 and t == threads[-1]:
-                    ref_pairs, s = timed(
-                        booster.predict, pair_dm, pred_interactions=True
-                    )
-                    local_pairs.append(s)
-            diff_peer = np.nan
+            # pairwise interactions (classic xgboost: up to 54 features, all threads)
+            with_classic = d <= 54 and t == threads[-1]
+            seconds, got = _alternate(
+                args.repeats,
+                partial(timed, explainer.interactions, pair_rows, order=2),
+                peer_fn and partial(peer_fn, pairs_path, "interactions", t),
+                classic
+                and with_classic
+                and partial(timed, booster.predict, pair_dm, pred_interactions=True),
+            )
+            diffs = dict(diff_peer=np.nan, diff_classic=np.nan)
             if peer is not None:
-                diff_peer = float(
-                    np.abs(np.load(WORK / "peer.npy")[:, :-1, :-1] - inter).max()
+                diffs["diff_peer"] = _max_diff(
+                    np.load(WORK / "peer.npy")[:, :-1, :-1], got["ours"]
                 )
             rows_out.append(
-                dict(
-                    config=name,
-                    order=2,
-                    trees=n_trees,
-                    leaves=leaves,
-                    rows=len(pair_rows),
-                    threads=t,
-                    ours=best(ours_s),
-                    peer=best(peer_s) if peer_s else np.nan,
-                    classic=best(local_pairs) if local_pairs else np.nan,
-                    diff_peer=diff_peer,
-                    diff_classic=np.nan,
-                )
+                dict(info, order=2, rows=len(pair_rows), threads=t, **seconds, **diffs)
             )
             print(_line(rows_out[-1]), flush=True)
     return rows_out
@@ -522,7 +523,9 @@ def report(
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="alternating rounds (at least)"
+    )
     parser.add_argument(
         "--threads", default=None, help="comma list, default '1,<all cores>'"
     )

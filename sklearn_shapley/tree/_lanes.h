@@ -55,6 +55,17 @@ static inline void sk_descend(double *Pd, const double *Pp, const double *a,
     }
 }
 
+/* sk_descend for an edge on a feature not seen higher on the path (op = 1, ip = 1):
+ * Pd = Pp * (a om_q + b t_q). */
+static inline void sk_descend_new(double *Pd, const double *Pp, const double *a,
+                                  const double *b, const double *om, const double *tq,
+                                  ptrdiff_t Q)
+{
+    const sk_v A = SK_LOAD(a), B = SK_LOAD(b);
+    for (ptrdiff_t q = 0; q < Q; q++)
+        SK_STORE(Pd + q * SK_RL, SK_LOAD(Pp + q * SK_RL) * (A * om[q] + B * tq[q]));
+}
+
 /* s1 = sum_q H[q] wd1[q], s0 = sum_q H[q] wd0[q] per row. */
 static inline void sk_dot2(double *s1, double *s0, const double *H, const double *wd1,
                            const double *wd0, ptrdiff_t Q)
@@ -135,6 +146,15 @@ static inline void sk_descend(double *Pd, const double *Pp, const double *a,
         for (int r = 0; r < SK_RL; r++)
             Pd[q * SK_RL + r] = Pp[q * SK_RL + r] *
                 ((a[r] * om[q] + b[r] * tq[q]) * (op[r] * ip[q] + (1.0 - op[r])));
+}
+
+static inline void sk_descend_new(double *Pd, const double *Pp, const double *a,
+                                  const double *b, const double *om, const double *tq,
+                                  ptrdiff_t Q)
+{
+    for (ptrdiff_t q = 0; q < Q; q++)
+        for (int r = 0; r < SK_RL; r++)
+            Pd[q * SK_RL + r] = Pp[q * SK_RL + r] * (a[r] * om[q] + b[r] * tq[q]);
 }
 
 static inline void sk_dot2(double *s1, double *s0, const double *H, const double *wd1,

@@ -310,6 +310,8 @@ cdef extern from "_lanes.h" nogil:
     void sk_descend(double* Pd, const double* Pp, const double* a, const double* b,
                     const double* op, const double* om, const double* tq,
                     const double* ip, Py_ssize_t Q)
+    void sk_descend_new(double* Pd, const double* Pp, const double* a, const double* b,
+                        const double* om, const double* tq, Py_ssize_t Q)
     void sk_dot2(double* s1, double* s0, const double* H, const double* wd1,
                  const double* wd0, Py_ssize_t Q)
     void sk_scale(double* dst, const double* src, double v, Py_ssize_t n)
@@ -364,8 +366,11 @@ cdef inline void _descend_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
         onew[r] = o
         a[r] = op * zz + (1.0 - op) * rr
         b[r] = op * o + (1.0 - op) * rr
-    sk_descend(S.PR + d * Q * RL, S.PR + (d - 1) * Q * RL, a, b, oprev, om, tq,
-               S.inv + _prev_row(S, I) * Q, Q)
+    if I.prevd1 == 0:
+        sk_descend_new(S.PR + d * Q * RL, S.PR + (d - 1) * Q * RL, a, b, om, tq, Q)
+    else:
+        sk_descend(S.PR + d * Q * RL, S.PR + (d - 1) * Q * RL, a, b, oprev, om, tq,
+                   S.inv + _prev_row(S, I) * Q, Q)
 
 
 cdef inline void _extract_rows(Scratch* S, const PosInfo* I, Py_ssize_t d,
