@@ -135,6 +135,8 @@ cdef struct Scratch:
     double* PR          # (max_depth + 1) * max_q * RL
     double* HR          # (max_depth + 1) * n_outputs * max_q * RL
     double* GR          # 2 * max_q: w (A_edge - A_previous) for o = 1, o = 0
+    double* wd          # the same per table row (tab): rows for o = 1, then o = 0
+    Py_ssize_t wstride  # offset of the o = 0 block in wd (or GR)
     double* HGR         # max_q * RL: the pairs' H w (A_edge - A_previous)
     double* oR          # (max_depth + 2) * RL: o1 per row
     double* gR          # max_depth * RL: x goes left at the node at this depth
@@ -163,6 +165,7 @@ cdef void _scratch_free(Scratch* s) noexcept nogil:
     free(s.PR)
     free(s.HR)
     free(s.GR)
+    free(s.wd)
     free(s.HGR)
     free(s.oR)
     free(s.gR)
@@ -179,7 +182,7 @@ cdef Scratch* _scratch_new(const Ensemble* E, Py_ssize_t order) noexcept nogil:
     cdef Py_ssize_t n_rows
     if s == NULL:
         return NULL
-    s.tab = (E.max_tree_nodes + 1) * qm * 2 * sizeof(double) <= E.table_bytes
+    s.tab = (E.max_tree_nodes + 1) * qm * 4 * sizeof(double) <= E.table_bytes
     n_rows = E.max_tree_nodes + 1 if s.tab else dm + 1
     s.P = <double*> malloc(dm * qm * sizeof(double))
     s.G = <double*> malloc(qm * sizeof(double))
@@ -197,13 +200,14 @@ cdef Scratch* _scratch_new(const Ensemble* E, Py_ssize_t order) noexcept nogil:
     s.PR = <double*> malloc(dm * qm * RL * sizeof(double))
     s.HR = <double*> malloc(dm * km * qm * RL * sizeof(double))
     s.GR = <double*> malloc(2 * qm * sizeof(double))
+    s.wd = <double*> malloc((2 * n_rows * qm if s.tab else 1) * sizeof(double))
     s.HGR = <double*> malloc(qm * RL * sizeof(double))
     s.oR = <double*> malloc((dm + 1) * RL * sizeof(double))
     s.gR = <double*> malloc(dm * RL * sizeof(double))
     s.sink = <double*> malloc(E.n_features * km * sizeof(double))
     s.n_active = 0
-    if (s.PR == NULL or s.HR == NULL or s.GR == NULL or s.HGR == NULL or s.oR == NULL
-            or s.gR == NULL or s.sink == NULL):
+    if (s.PR == NULL or s.HR == NULL or s.GR == NULL or s.wd == NULL or s.HGR == NULL
+            or s.oR == NULL or s.gR == NULL or s.sink == NULL):
         _scratch_free(s)
         return NULL
     for i in range(2 * RL):
@@ -241,16 +245,32 @@ cdef inline bint _goes_left(const Ensemble* E, int64_t n, double xv) noexcept no
 
 
 cdef void _tree_tables(const Ensemble* E, Scratch* S, Py_ssize_t t) noexcept nogil:
-    """Tabulate 1 / f and A for o = 1 at every position of tree ``t`` (rows 1..)."""
+    """Tabulate 1 / f and A for o = 1 at every position of tree ``t`` (rows 1..), and
+    the edge weights ``w (A - A_previous)`` for o = 1 and o = 0 (``_edge_weights``)."""
     cdef Py_ssize_t base = E.tree_offsets[t]
     cdef Py_ssize_t m = E.tree_offsets[t + 1] - base
     cdef Py_ssize_t Q = E.qoff[t + 1] - E.qoff[t]
-    cdef const double* tq = E.qt + E.qoff[t]
-    cdef Py_ssize_t p
+    cdef cdptr tq = E.qt + E.qoff[t]
+    cdef cdptr w = E.qw + E.qoff[t]
+    cdef cdptr neg = E.qneg + E.qoff[t]
+    cdef Py_ssize_t p, q, row
+    cdef const double* a1row
+    cdef const double* prev
+    cdef double* wd
     if not S.tab:
+        S.wstride = Q  # _edge_weights computes into GR
         return
+    S.wstride = (m + 1) * Q
     for p in range(m):
-        _fill_row(S.inv + (p + 1) * Q, S.a1 + (p + 1) * Q, E.pinfo[base + p].z, tq, Q)
+        row = p + 1
+        _fill_row(S.inv + row * Q, S.a1 + row * Q, E.pinfo[base + p].z, tq, Q)
+        # the previous edge on the feature lies above, so its row is filled already
+        a1row = S.a1 + row * Q
+        prev = S.a1 + E.pinfo[base + p].prow * Q
+        wd = S.wd + row * Q
+        for q in range(Q):
+            wd[q] = w[q] * (a1row[q] - prev[q])
+            wd[S.wstride + q] = w[q] * (neg[q] - prev[q])
 
 
 cdef inline void _fill_row(dptr inv, dptr a1, double z, cdptr tq,
@@ -336,6 +356,27 @@ def compiled_for_avx2_fma():
     return bool(sk_compiled_avx2_fma())
 
 
+cdef inline const double* _edge_weights(Scratch* S, const PosInfo* I, Py_ssize_t row,
+                                       cdptr w, cdptr neg,
+                                       Py_ssize_t Q) noexcept nogil:
+    """``w (A_edge - A_previous)`` of the edge in table row ``row`` for ``o = 1``;
+    ``S.wstride`` doubles later, the same for ``o = 0`` (``A_edge = -1 / (1 - t)``).
+    Tabulated per tree where the tables fit, else computed here."""
+    cdef Py_ssize_t q
+    cdef cdptr a1row
+    cdef cdptr prev
+    cdef double* wd
+    if S.tab:
+        return S.wd + row * Q
+    a1row = S.a1 + row * Q
+    prev = S.a1 + _prev_row(S, I) * Q
+    wd = S.GR
+    for q in range(Q):
+        wd[q] = w[q] * (a1row[q] - prev[q])
+        wd[S.wstride + q] = w[q] * (neg[q] - prev[q])
+    return wd
+
+
 cdef inline void _descend_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
                                Py_ssize_t d, const floating_t** xs, Py_ssize_t Q,
                                cdptr tq, cdptr om) noexcept nogil:
@@ -384,19 +425,14 @@ cdef inline void _extract_rows(Scratch* S, const PosInfo* I, Py_ssize_t d,
     an earlier edge on the feature. ``H`` holds one block per output ``stride``
     apart; with ``stride == 0`` (a leaf: ``H = P``) the one sum is scaled by each
     output's leaf value ``vals[k]``."""
-    cdef Py_ssize_t q, r, kk
-    cdef cdptr a1row = S.a1 + row * Q
-    cdef cdptr prev = S.a1 + _prev_row(S, I) * Q
-    cdef double* wd1 = S.GR
-    cdef double* wd0 = S.GR + Q
+    cdef Py_ssize_t r, kk
+    cdef const double* wd1 = _edge_weights(S, I, row, w, neg, Q)
+    cdef const double* wd0 = wd1 + S.wstride
     cdef const double* ov = S.oR + (d + 1) * RL
     cdef const double* opv = S.oR + I.prevd1 * RL
     cdef double s1[RL]
     cdef double s0[RL]
     cdef double sr[RL]
-    for q in range(Q):
-        wd1[q] = w[q] * (a1row[q] - prev[q])
-        wd0[q] = w[q] * (neg[q] - prev[q])
     for kk in range(kt):
         if kk == 0 or stride != 0:
             sk_dot2(s1, s0, H + kk * stride, wd1, wd0, Q)
@@ -511,12 +547,10 @@ cdef inline void _pairs_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
     the rest of its row: each pair term is also taken off both diagonals."""
     cdef Py_ssize_t K = E.n_outputs
     cdef Py_ssize_t nf = E.n_features
-    cdef Py_ssize_t q, r, kk, a, dj
+    cdef Py_ssize_t r, kk, a, dj
     cdef int64_t i = I.feat, j
-    cdef cdptr a1row = S.a1 + row * Q
-    cdef cdptr prev = S.a1 + _prev_row(S, I) * Q
-    cdef double* wd1 = S.GR
-    cdef double* wd0 = S.GR + Q
+    cdef const double* wd1
+    cdef const double* wd0
     cdef double* HG = S.HGR
     cdef const double* ov = S.oR + (d + 1) * RL
     cdef const double* opv = S.oR + I.prevd1 * RL
@@ -535,9 +569,8 @@ cdef inline void _pairs_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
         any_row = any_row or opv[r] != 0.0
     if not any_row:
         return
-    for q in range(Q):
-        wd1[q] = w[q] * (a1row[q] - prev[q])
-        wd0[q] = w[q] * (neg[q] - prev[q])
+    wd1 = _edge_weights(S, I, row, w, neg, Q)
+    wd0 = wd1 + S.wstride
     for kk in range(kt):
         sk_pair_weights(HG, sd, sn, H + kk * Q * RL, c1, c0, wd1, wd0, neg, Q)
         for r in range(nr):
