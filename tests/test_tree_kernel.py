@@ -503,6 +503,14 @@ def test_threads_are_bit_identical(cases, build):
     a = shapley_interactions(flat, X, 3, n_threads=1)
     assert np.array_equal(a, shapley_interactions(flat, X, 3, n_threads=2))
     assert np.array_equal(a, shapley_interactions(flat, X, 3, n_threads=-1))
+    # fewer rows than two full blocks: smaller blocks, so both threads work
+    few = X[:13]
+    for fn in (shap_values, shap_interaction_values):
+        assert np.array_equal(fn(flat, few, n_threads=1), fn(flat, few, n_threads=2))
+    assert np.array_equal(
+        shapley_interactions(flat, few, 3, n_threads=1),
+        shapley_interactions(flat, few, 3, n_threads=2),
+    )
 
 
 def test_kernel_selection(monkeypatch):

@@ -36,7 +36,8 @@ over the precomputed ``k``-subsets of each leaf's features, with prefix products
 the combinations.
 
 Rows are spread over OpenMP threads in blocks with a static ``prange`` (each tree is
-walked for a whole block while it is in cache); each row is computed by one thread in a
+walked for a whole block while it is in cache; blocks of ``ROW_BLOCK`` rows, smaller
+where there are too few rows to give every thread one); each row is computed by one thread in a
 fixed order, so results are bit-identical for any thread count.
 
 This is the portable build; ``_quadrature_avx2`` is the same source

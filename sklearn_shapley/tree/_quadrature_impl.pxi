@@ -905,6 +905,17 @@ cdef int _check_lanes(KernelData kd) except -1:
     return 0
 
 
+cdef Py_ssize_t _block_rows(Py_ssize_t n, int n_threads) noexcept:
+    """Rows per work item: ROW_BLOCK, or fewer (a multiple of RL) so that each of
+    ``n_threads`` threads gets some of ``n`` rows. A row's result does not depend on
+    its block."""
+    cdef Py_ssize_t per
+    if n_threads <= 1 or n >= ROW_BLOCK * n_threads:
+        return ROW_BLOCK
+    per = (n + n_threads - 1) // n_threads
+    return max(RL, (per + RL - 1) // RL * RL)
+
+
 cdef int _check_shapes(const Ensemble* E, Py_ssize_t n, Py_ssize_t d, Py_ssize_t n_out,
                        Py_ssize_t out_cols, Py_ssize_t out_k) except -1:
     if d != E.n_features or n_out != n or out_k != E.n_outputs or out_cols < 0:
@@ -938,7 +949,8 @@ def shap_order1(KernelData kd, const floating_t[:, ::1] X, double[:, :, ::1] out
     """Add every tree's Shapley values of each row of ``X`` to ``out`` (n, d, K)."""
     cdef Py_ssize_t n = X.shape[0]
     cdef Py_ssize_t b, r0, r1
-    cdef Py_ssize_t n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef Py_ssize_t block = _block_rows(n, n_threads)
+    cdef Py_ssize_t n_blocks = (n + block - 1) // block
     cdef Ensemble* E = &kd.E
     cdef Scratch** scr
     cdef Scratch* sp
@@ -953,8 +965,8 @@ def shap_order1(KernelData kd, const floating_t[:, ::1] X, double[:, :, ::1] out
         for b in prange(n_blocks, nogil=True, schedule="static",
                         num_threads=n_threads):
             sp = scr[threadid()]
-            r0 = b * ROW_BLOCK
-            r1 = min(r0 + ROW_BLOCK, n)
+            r0 = b * block
+            r1 = min(r0 + block, n)
             _block_order1(E, sp, &X[0, 0], r0, r1, &out[0, 0, 0])
     finally:
         _free_all(scr, n_threads)
@@ -967,7 +979,8 @@ def shap_order2(KernelData kd, const floating_t[:, ::1] X, double[:, :, :, ::1] 
     cdef Py_ssize_t n = X.shape[0]
     cdef Py_ssize_t nf = kd.E.n_features
     cdef Py_ssize_t b, r0, r1
-    cdef Py_ssize_t n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef Py_ssize_t block = _block_rows(n, n_threads)
+    cdef Py_ssize_t n_blocks = (n + block - 1) // block
     cdef Ensemble* E = &kd.E
     cdef Scratch** scr
     cdef Scratch* sp
@@ -982,8 +995,8 @@ def shap_order2(KernelData kd, const floating_t[:, ::1] X, double[:, :, :, ::1] 
         for b in prange(n_blocks, nogil=True, schedule="static",
                         num_threads=n_threads):
             sp = scr[threadid()]
-            r0 = b * ROW_BLOCK
-            r1 = min(r0 + ROW_BLOCK, n)
+            r0 = b * block
+            r1 = min(r0 + block, n)
             _block_order2(E, sp, &X[0, 0], r0, r1, &out[0, 0, 0, 0])
     finally:
         _free_all(scr, n_threads)
@@ -998,7 +1011,8 @@ def shap_orderk(KernelData kd, const floating_t[:, ::1] X, Py_ssize_t order,
     """
     cdef Py_ssize_t n = X.shape[0]
     cdef Py_ssize_t b, r, r0, r1, t
-    cdef Py_ssize_t n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef Py_ssize_t block = _block_rows(n, n_threads)
+    cdef Py_ssize_t n_blocks = (n + block - 1) // block
     cdef Ensemble ens = kd.E
     cdef Ensemble* E = &ens
     cdef const int64_t[::1] cv
@@ -1028,8 +1042,8 @@ def shap_orderk(KernelData kd, const floating_t[:, ::1] X, Py_ssize_t order,
         for b in prange(n_blocks, nogil=True, schedule="static",
                         num_threads=n_threads):
             sp = scr[threadid()]
-            r0 = b * ROW_BLOCK
-            r1 = min(r0 + ROW_BLOCK, n)
+            r0 = b * block
+            r1 = min(r0 + block, n)
             for t in range(E.n_trees):
                 _tree_tables(E, sp, t)
                 for r in range(r0, r1):
