@@ -22,14 +22,20 @@ def available_memory_bytes():
         return 2**40
 
 
-def check_fits_in_memory(shape, what, itemsize=8, fraction=0.8):
-    """Raise ``MemoryError`` naming the size before allocating an array of ``shape``."""
+ROWS_ADVICE = (
+    "explain fewer rows at a time (e.g. in chunks), or for interactions of order >= 3 "
+    "use the sparse result (dense=False)."
+)
+
+
+def check_fits_in_memory(shape, what, itemsize=8, fraction=0.8, advice=ROWS_ADVICE):
+    """Raise ``MemoryError`` naming the size before allocating an array of ``shape``;
+    ``advice`` ends the message with what to do instead."""
     n_bytes = int(np.prod(np.asarray(shape, dtype=np.float64))) * itemsize
     available = available_memory_bytes()
     if n_bytes > fraction * available:
         raise MemoryError(
             f"{what} of shape {tuple(int(s) for s in shape)} needs "
             f"{n_bytes / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB of memory "
-            "is available; explain fewer rows at a time (e.g. in chunks), or for "
-            "interactions of order >= 3 use the sparse result (dense=False)."
+            f"is available; {advice}"
         )

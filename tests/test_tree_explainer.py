@@ -207,6 +207,15 @@ def test_interaction_memory_is_checked_before_allocating(monkeypatch):
         explainer.interactions(X, order=2)
 
 
+def test_leaf_subsets_memory_is_checked_before_allocating(monkeypatch):
+    X, y = make_regression(n_samples=50, n_features=6, random_state=0)
+    model = DecisionTreeRegressor(max_depth=5, random_state=0).fit(X, y)
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(X)
+    monkeypatch.setattr(_memory, "available_memory_bytes", lambda: 10)
+    with pytest.raises(MemoryError, match="order-3 feature subsets.*lower order"):
+        explainer.interactions(X, order=3)
+
+
 def test_pickle_round_trip_and_n_jobs_bit_identical():
     X, y = make_classification(
         n_samples=300, n_features=6, n_classes=3, n_informative=4, random_state=0

@@ -435,7 +435,10 @@ def _leaf_subsets(flat, order):
     cptr = np.zeros(len(dl) + 1, dtype=np.int64)
     np.cumsum(n_sub, out=cptr[1:])
     check_fits_in_memory(
-        (cptr[-1], order + 1), f"The leaves' order-{order} feature subsets"
+        (cptr[-1], order + 1),
+        f"The leaves' order-{order} feature subsets",
+        advice="ask for a lower order, or explain a model with shallower trees (the "
+        "count grows as C(path features, order) per leaf).",
     )
     subsets = np.zeros((cptr[-1], order), dtype=np.int64)
     for d in np.unique(dl):
