@@ -140,10 +140,11 @@ cdef struct Scratch:
     double* HGR         # max_q * RL: the pairs' H w (A_edge - A_previous)
     double* oR          # (max_depth + 2) * RL: o1 per row
     double* gR          # max_depth * RL: x goes left at the node at this depth
-    double* sink        # n_features * n_outputs: output of the padding rows
     Py_ssize_t n_active
     int tab             # 1: inv / a1 rows per tree position, filled once per tree
                         # and block; 0 (huge trees): per depth, filled on entry
+    int rows            # 1: buffers of the RL-row walk (orders 1, 2); 0: leaf
+                        # extraction (order k)
 
 
 cdef void _scratch_free(Scratch* s) noexcept nogil:
@@ -169,62 +170,72 @@ cdef void _scratch_free(Scratch* s) noexcept nogil:
     free(s.HGR)
     free(s.oR)
     free(s.gR)
-    free(s.sink)
     free(s)
 
 
-cdef Scratch* _scratch_new(const Ensemble* E, Py_ssize_t order) noexcept nogil:
+cdef Scratch* _scratch_new(const Ensemble* E, Py_ssize_t order,
+                          bint rows) noexcept nogil:
+    """One thread's buffers: the RL-row walk's (``rows``: orders 1 and 2) or the
+    single-row leaf extraction's at ``order``; the per-position tables and path state
+    for both."""
     cdef Scratch* s = <Scratch*> calloc(1, sizeof(Scratch))
     cdef Py_ssize_t dm = E.max_depth + 1
     cdef Py_ssize_t qm = E.max_q
     cdef Py_ssize_t km = E.n_outputs
     cdef Py_ssize_t i
     cdef Py_ssize_t n_rows
+    cdef bint ok
     if s == NULL:
         return NULL
-    s.tab = (E.max_tree_nodes + 1) * qm * 4 * sizeof(double) <= E.table_bytes
+    s.rows = rows
+    # inv and a1, plus the edge weights (two more) for the RL-row walk
+    s.tab = ((E.max_tree_nodes + 1) * qm * (4 if s.rows else 2) * sizeof(double)
+             <= E.table_bytes)
     n_rows = E.max_tree_nodes + 1 if s.tab else dm + 1
-    s.P = <double*> malloc(dm * qm * sizeof(double))
-    s.G = <double*> malloc(qm * sizeof(double))
     s.inv = <double*> malloc(n_rows * qm * sizeof(double))
     s.a1 = <double*> malloc(n_rows * qm * sizeof(double))
-    s.o1 = <double*> malloc((dm + 1) * sizeof(double))
-    s.aptr = <const double**> malloc(dm * sizeof(double*))
     s.pos = <int64_t*> malloc(dm * sizeof(int64_t))
-    s.golf = <int64_t*> malloc(dm * sizeof(int64_t))
     s.last_depth = <int64_t*> malloc((E.n_features + 1) * sizeof(int64_t))
     s.active = <int64_t*> malloc(dm * sizeof(int64_t))
-    s.comb = <int64_t*> malloc((order + 1) * sizeof(int64_t))
-    s.pre = <double*> malloc((order + 1) * qm * sizeof(double))
-    s.lptr = <const double**> malloc(dm * sizeof(double*))
-    s.PR = <double*> malloc(dm * qm * RL * sizeof(double))
-    s.HR = <double*> malloc(dm * km * qm * RL * sizeof(double))
-    s.GR = <double*> malloc(2 * qm * sizeof(double))
-    s.wd = <double*> malloc((2 * n_rows * qm if s.tab else 1) * sizeof(double))
-    s.HGR = <double*> malloc(qm * RL * sizeof(double))
-    s.oR = <double*> malloc((dm + 1) * RL * sizeof(double))
-    s.gR = <double*> malloc(dm * RL * sizeof(double))
-    s.sink = <double*> malloc(E.n_features * km * sizeof(double))
+    ok = (s.inv != NULL and s.a1 != NULL and s.pos != NULL and s.last_depth != NULL
+          and s.active != NULL)
+    if s.rows:
+        s.PR = <double*> malloc(dm * qm * RL * sizeof(double))
+        s.HR = <double*> malloc(dm * km * qm * RL * sizeof(double))
+        s.GR = <double*> malloc(2 * qm * sizeof(double))
+        s.wd = <double*> malloc((2 * n_rows * qm if s.tab else 1) * sizeof(double))
+        s.HGR = <double*> malloc(qm * RL * sizeof(double))
+        s.oR = <double*> malloc((dm + 1) * RL * sizeof(double))
+        s.gR = <double*> malloc(dm * RL * sizeof(double))
+        ok = ok and (s.PR != NULL and s.HR != NULL and s.GR != NULL and s.wd != NULL
+                     and s.HGR != NULL and s.oR != NULL and s.gR != NULL)
+    else:
+        s.P = <double*> malloc(dm * qm * sizeof(double))
+        s.G = <double*> malloc(qm * sizeof(double))
+        s.o1 = <double*> malloc((dm + 1) * sizeof(double))
+        s.aptr = <const double**> malloc(dm * sizeof(double*))
+        s.golf = <int64_t*> malloc(dm * sizeof(int64_t))
+        s.comb = <int64_t*> malloc((order + 1) * sizeof(int64_t))
+        s.pre = <double*> malloc((order + 1) * qm * sizeof(double))
+        s.lptr = <const double**> malloc(dm * sizeof(double*))
+        ok = ok and (s.P != NULL and s.G != NULL and s.o1 != NULL and s.aptr != NULL
+                     and s.golf != NULL and s.comb != NULL and s.pre != NULL
+                     and s.lptr != NULL)
+    if not ok:
+        _scratch_free(s)
+        return NULL
     s.n_active = 0
-    if (s.PR == NULL or s.HR == NULL or s.GR == NULL or s.wd == NULL or s.HGR == NULL
-            or s.oR == NULL or s.gR == NULL or s.sink == NULL):
-        _scratch_free(s)
-        return NULL
-    for i in range(2 * RL):
-        s.oR[i] = 1.0
-    if (s.P == NULL or s.G == NULL or s.inv == NULL or s.a1 == NULL
-            or s.o1 == NULL or s.aptr == NULL or s.pos == NULL or s.golf == NULL
-            or s.last_depth == NULL or s.active == NULL or s.comb == NULL
-            or s.pre == NULL or s.lptr == NULL):
-        _scratch_free(s)
-        return NULL
     for i in range(qm):
         s.inv[i] = 1.0
         s.a1[i] = 0.0
-    s.o1[0] = 1.0
-    s.o1[1] = 1.0
     for i in range(E.n_features + 1):
         s.last_depth[i] = -1
+    if s.rows:
+        for i in range(2 * RL):
+            s.oR[i] = 1.0
+    else:
+        s.o1[0] = 1.0
+        s.o1[1] = 1.0
     return s
 
 
@@ -246,7 +257,8 @@ cdef inline bint _goes_left(const Ensemble* E, int64_t n, double xv) noexcept no
 
 cdef void _tree_tables(const Ensemble* E, Scratch* S, Py_ssize_t t) noexcept nogil:
     """Tabulate 1 / f and A for o = 1 at every position of tree ``t`` (rows 1..), and
-    the edge weights ``w (A - A_previous)`` for o = 1 and o = 0 (``_edge_weights``)."""
+    for the RL-row walk the edge weights ``w (A - A_previous)`` for o = 1 and o = 0
+    (``_edge_weights``)."""
     cdef Py_ssize_t base = E.tree_offsets[t]
     cdef Py_ssize_t m = E.tree_offsets[t + 1] - base
     cdef Py_ssize_t Q = E.qoff[t + 1] - E.qoff[t]
@@ -264,6 +276,8 @@ cdef void _tree_tables(const Ensemble* E, Scratch* S, Py_ssize_t t) noexcept nog
     for p in range(m):
         row = p + 1
         _fill_row(S.inv + row * Q, S.a1 + row * Q, E.pinfo[base + p].z, tq, Q)
+        if not S.rows:
+            continue  # order k reads no edge weights
         # the previous edge on the feature lies above, so its row is filled already
         a1row = S.a1 + row * Q
         prev = S.a1 + E.pinfo[base + p].prow * Q
@@ -417,10 +431,10 @@ cdef inline void _descend_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
 cdef inline void _extract_rows(Scratch* S, const PosInfo* I, Py_ssize_t d,
                                Py_ssize_t row, cdptr w, cdptr neg, Py_ssize_t Q,
                                const double* H, Py_ssize_t stride, Py_ssize_t kt,
-                               const double* vals, double** outs,
+                               const double* vals, double** outs, Py_ssize_t nr,
                                Py_ssize_t col) noexcept nogil:
     """Add ``sum_q H_q w_q (A_edge - A_previous)_q`` of the edge into depth ``d`` to
-    each row's output columns ``col .. col + kt``: ``A_edge`` is ``a1`` where the row
+    the output columns ``col .. col + kt`` of the first ``nr`` rows: ``A_edge`` is ``a1`` where the row
     follows the edge, ``-1 / (1 - t)`` where not, and the term is 0 for rows that left
     an earlier edge on the feature. ``H`` holds one block per output ``stride``
     apart; with ``stride == 0`` (a leaf: ``H = P``) the one sum is scaled by each
@@ -439,18 +453,19 @@ cdef inline void _extract_rows(Scratch* S, const PosInfo* I, Py_ssize_t d,
             for r in range(RL):
                 sr[r] = opv[r] * (ov[r] * s1[r] + (1.0 - ov[r]) * s0[r])
         if stride == 0:
-            for r in range(RL):
+            for r in range(nr):
                 outs[r][col + kk] += vals[kk] * sr[r]
         else:
-            for r in range(RL):
+            for r in range(nr):
                 outs[r][col + kk] += sr[r]
 
 
 cdef void _tree_order1_rows(const Ensemble* E, Scratch* S, Py_ssize_t t,
-                            const floating_t** xs, double** outs) noexcept nogil:
+                            const floating_t** xs, double** outs,
+                            Py_ssize_t nr) noexcept nogil:
     """Add tree ``t``'s Shapley values for the RL rows ``xs`` to ``outs``
-    (each ``(n_features, K)``): the depth-first walk of the module docstring with
-    every buffer laid out ``[point][row]``."""
+    (each ``(n_features, K)``; only the first ``nr`` are written): the depth-first
+    walk of the module docstring with every buffer laid out ``[point][row]``."""
     cdef Py_ssize_t K = E.n_outputs
     cdef int64_t g = E.tree_group[t]
     cdef Py_ssize_t kt = K if g < 0 else 1
@@ -484,7 +499,7 @@ cdef void _tree_order1_rows(const Ensemble* E, Scratch* S, Py_ssize_t t,
             e = S.pos[cur]
             I = pinfo + e
             _extract_rows(S, I, cur, _row(S, e, base, cur), w, neg, Q, H + cur * L,
-                          QR, kt, NULL, outs, I.feat * K + kb)
+                          QR, kt, NULL, outs, nr, I.feat * K + kb)
             if I.is_left:
                 sk_copy(H + (cur - 1) * L, H + cur * L, L)
             else:
@@ -501,7 +516,7 @@ cdef void _tree_order1_rows(const Ensemble* E, Scratch* S, Py_ssize_t t,
         # a leaf: extract through its edge and fold v P into the parent at once
         vrow = E.value + pinfo[p].node * K + kb
         _extract_rows(S, I, d, _row(S, p, base, d), w, neg, Q, P + d * QR, 0, kt,
-                      vrow, outs, I.feat * K + kb)
+                      vrow, outs, nr, I.feat * K + kb)
         for kk in range(kt):
             v = vrow[kk]
             if I.is_left:
@@ -509,28 +524,6 @@ cdef void _tree_order1_rows(const Ensemble* E, Scratch* S, Py_ssize_t t,
             else:
                 sk_axpy(H + (d - 1) * L + kk * QR, P + d * QR, v, QR)
         cur = d - 1
-
-
-cdef void _block_order1(const Ensemble* E, Scratch* S, const floating_t* X,
-                       Py_ssize_t r0, Py_ssize_t r1, double* out) noexcept nogil:
-    """Rows ``r0:r1`` of ``X`` (n, n_features), every tree, RL rows at a time; a
-    short last group repeats its last row and sends that copy's values to the
-    scratch sink."""
-    cdef Py_ssize_t nf = E.n_features
-    cdef Py_ssize_t step = nf * E.n_outputs
-    cdef Py_ssize_t t, g0, j, r
-    cdef const floating_t* xs[RL]
-    cdef double* outs[RL]
-    for t in range(E.n_trees):
-        _tree_tables(E, S, t)
-        g0 = r0
-        while g0 < r1:
-            for j in range(RL):
-                r = min(g0 + j, r1 - 1)
-                xs[j] = X + r * nf
-                outs[j] = out + r * step if g0 + j < r1 else S.sink
-            _tree_order1_rows(E, S, t, xs, outs)
-            g0 += RL
 
 
 cdef inline void _pairs_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
@@ -654,24 +647,30 @@ cdef void _tree_order2_rows(const Ensemble* E, Scratch* S, Py_ssize_t t,
                 sk_scale(H + d * L + kk * QR, P + d * QR, vrow[kk], QR)
 
 
-cdef void _block_order2(const Ensemble* E, Scratch* S, const floating_t* X,
-                        Py_ssize_t r0, Py_ssize_t r1, double* out) noexcept nogil:
+cdef void _block_walk(const Ensemble* E, Scratch* S, const floating_t* X,
+                      Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t order,
+                      double* out) noexcept nogil:
     """Rows ``r0:r1`` of ``X``, every tree, RL rows at a time (a short last group
-    repeats its last row and writes only the real ones)."""
+    repeats its last row and writes only the real ones): Shapley values (``order``
+    1, ``out`` (n, d, K)) or the pairs (2, ``out`` (n, d, d, K))."""
     cdef Py_ssize_t nf = E.n_features
-    cdef Py_ssize_t step = nf * nf * E.n_outputs
-    cdef Py_ssize_t t, g0, j, r
+    cdef Py_ssize_t step = (nf if order == 1 else nf * nf) * E.n_outputs
+    cdef Py_ssize_t t, g0, j, r, nr
     cdef const floating_t* xs[RL]
     cdef double* outs[RL]
     for t in range(E.n_trees):
         _tree_tables(E, S, t)
         g0 = r0
         while g0 < r1:
+            nr = min(RL, r1 - g0)
             for j in range(RL):
                 r = min(g0 + j, r1 - 1)
                 xs[j] = X + r * nf
                 outs[j] = out + r * step
-            _tree_order2_rows(E, S, t, xs, outs, min(RL, r1 - g0))
+            if order == 1:
+                _tree_order1_rows(E, S, t, xs, outs, nr)
+            else:
+                _tree_order2_rows(E, S, t, xs, outs, nr)
             g0 += RL
 
 
@@ -930,14 +929,14 @@ cdef void _free_all(Scratch** scr, int n) noexcept:
     free(scr)
 
 
-cdef Scratch** _alloc_all(const Ensemble* E, int n_threads,
-                          Py_ssize_t order) except NULL:
+cdef Scratch** _alloc_all(const Ensemble* E, int n_threads, Py_ssize_t order,
+                          bint rows) except NULL:
     cdef Scratch** scr = <Scratch**> malloc(n_threads * sizeof(Scratch*))
     cdef int i
     if scr == NULL:
         raise MemoryError()
     for i in range(n_threads):
-        scr[i] = _scratch_new(E, order)
+        scr[i] = _scratch_new(E, order, rows)
         if scr[i] == NULL:
             _free_all(scr, i)
             raise MemoryError()
@@ -960,14 +959,14 @@ def shap_order1(KernelData kd, const floating_t[:, ::1] X, double[:, :, ::1] out
     if n == 0 or E.n_trees == 0:
         return
     n_threads = max(1, min(n_threads, n_blocks))
-    scr = _alloc_all(E, n_threads, 1)
+    scr = _alloc_all(E, n_threads, 1, True)
     try:
         for b in prange(n_blocks, nogil=True, schedule="static",
                         num_threads=n_threads):
             sp = scr[threadid()]
             r0 = b * block
             r1 = min(r0 + block, n)
-            _block_order1(E, sp, &X[0, 0], r0, r1, &out[0, 0, 0])
+            _block_walk(E, sp, &X[0, 0], r0, r1, 1, &out[0, 0, 0])
     finally:
         _free_all(scr, n_threads)
 
@@ -990,14 +989,14 @@ def shap_order2(KernelData kd, const floating_t[:, ::1] X, double[:, :, :, ::1] 
     if n == 0 or E.n_trees == 0:
         return
     n_threads = max(1, min(n_threads, n_blocks))
-    scr = _alloc_all(E, n_threads, 2)
+    scr = _alloc_all(E, n_threads, 2, True)
     try:
         for b in prange(n_blocks, nogil=True, schedule="static",
                         num_threads=n_threads):
             sp = scr[threadid()]
             r0 = b * block
             r1 = min(r0 + block, n)
-            _block_order2(E, sp, &X[0, 0], r0, r1, &out[0, 0, 0, 0])
+            _block_walk(E, sp, &X[0, 0], r0, r1, 2, &out[0, 0, 0, 0])
     finally:
         _free_all(scr, n_threads)
 
@@ -1037,7 +1036,7 @@ def shap_orderk(KernelData kd, const floating_t[:, ::1] X, Py_ssize_t order,
     if n == 0 or E.n_trees == 0 or out.shape[1] == 0:
         return
     n_threads = max(1, min(n_threads, n_blocks))
-    scr = _alloc_all(E, n_threads, order)
+    scr = _alloc_all(E, n_threads, order, False)
     try:
         for b in prange(n_blocks, nogil=True, schedule="static",
                         num_threads=n_threads):
