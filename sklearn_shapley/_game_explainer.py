@@ -121,7 +121,15 @@ class GameExplainer(BaseExplainer):
         )
 
     def _explained_output(self, X):
-        return self.game_.grand_and_empty(X)[0]
+        # v(full) evaluated exactly as the estimator evaluates it: a float32 network
+        # game (a surrogate) gives results that depend on the batch's shape (BLAS
+        # blocking), so another batch could differ from it in the last bits.
+        return self._grand_and_empty(X)[0]
+
+    def _grand_and_empty(self, X):
+        """``(v(full), v(∅), evaluations per row)`` as the estimator computes them."""
+        full, empty = self.game_.grand_and_empty(X)
+        return full, empty, 2
 
     def _estimate(self, X):  # pragma: no cover - interface
         raise NotImplementedError

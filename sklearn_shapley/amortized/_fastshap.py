@@ -306,8 +306,7 @@ class FastSHAPExplainer(GameExplainer):
         game = self.game_
         full_mask = np.ones((1, game.n_players), dtype=bool)
         if self._empty_value is None:
-            full, empty = game.grand_and_empty(X)
-            return full, empty, 2
+            return super()._grand_and_empty(X)
         if isinstance(game, MarginalGame):
             # v_x(full) = mean_b link(f(x)) = link(f(x)): no need for the background.
             game = BaselineGame(

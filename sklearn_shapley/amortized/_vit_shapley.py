@@ -652,8 +652,7 @@ class _ImageShapleyExplainer(GameExplainer):
         """``(v(full), v(∅), evaluations per row)`` with ``v(∅)`` cached when constant."""
         game = self.game_
         if self._empty_value is None:
-            full, empty = game.grand_and_empty(X)
-            return full, empty, 2
+            return super()._grand_and_empty(X)
         full = game(X, np.ones((1, game.n_players), dtype=bool))[:, 0]
         return full, np.broadcast_to(self._empty_value, full.shape), 1
 
