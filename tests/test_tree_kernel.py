@@ -349,6 +349,19 @@ def cases():
         X = random_X(spec["seed"], 5, flat.n_features)
         orc = {k: oracle(flat, X, k) for k in (1, 2, 3)}
         out.append((flat, X, orc))
+    # Rules of very different sizes in one ensemble (1 point, then 4, then 1): each
+    # tree's tables must not read what a tree with a smaller rule left in the scratch,
+    # within a block of rows and from the last tree of one block to the first of the
+    # next (70 rows: several blocks).
+    rng = np.random.default_rng(3)
+    trees = [
+        random_tree(rng, 8, 2, 2),
+        random_tree(rng, 8, 10, 2, p_leaf=0.05),
+        random_tree(rng, 8, 1, 2),
+    ]
+    flat = to_flat(trees, 8, base=rng.normal(size=2))
+    X = random_X(3, 70, flat.n_features)
+    out.append((flat, X, {k: oracle(flat, X, k) for k in (1, 2, 3)}))
     return out
 
 

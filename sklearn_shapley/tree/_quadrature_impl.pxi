@@ -224,10 +224,7 @@ cdef Scratch* _scratch_new(const Ensemble* E, Py_ssize_t order,
     if not ok:
         _scratch_free(s)
         return NULL
-    s.n_active = 0
-    for i in range(qm):
-        s.inv[i] = 1.0
-        s.a1[i] = 0.0
+    s.n_active = 0  # row 0 of inv and a1 is set per tree (_tree_tables)
     for i in range(E.n_features + 1):
         s.last_depth[i] = -1
     if s.rows:
@@ -269,6 +266,11 @@ cdef void _tree_tables(const Ensemble* E, Scratch* S, Py_ssize_t t) noexcept nog
     cdef const double* a1row
     cdef const double* prev
     cdef double* wd
+    # row 0 ("no earlier edge on the feature"): an earlier tree with a smaller rule
+    # wrote its rows over part of it
+    for q in range(Q):
+        S.inv[q] = 1.0
+        S.a1[q] = 0.0
     if not S.tab:
         S.wstride = Q  # _edge_weights computes into GR
         return
