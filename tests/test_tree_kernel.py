@@ -498,6 +498,31 @@ def test_prepared_order_k_is_reused(cases):
         _kernel._quadrature.shap_orderk(kd, np.ascontiguousarray(X, float), 4, out, 1)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_trees_of_mixed_sizes_match_oracle(seed, build):
+    """Single leaves, stumps and deep trees in random order, two blocks of rows on
+    two threads: no tree may depend on what the previous one left in the scratch."""
+    rng = np.random.default_rng(100 + seed)
+    depths = rng.choice([0, 1, 2, 3, 6, 9], size=int(rng.integers(3, 7)))
+    trees = [random_tree(rng, 7, int(dep), 2, p_leaf=0.1) for dep in depths]
+    groups = rng.integers(-1, 2, size=len(trees))
+    flat = to_flat(trees, 7, groups=groups, base=rng.normal(size=2))
+    X = random_X(seed, 40, 7)
+    orc = {k: oracle(flat, X, k) for k in (1, 2, 3)}
+    phi = shap_values(flat, X, n_threads=2)
+    np.testing.assert_allclose(phi, orc[1][1], rtol=0, atol=TOL)
+    pairs, pair_sii = orc[2]
+    np.testing.assert_allclose(
+        shap_interaction_values(flat, X, n_threads=2),
+        treeshap_matrix(phi, pairs, pair_sii, 7),
+        rtol=0,
+        atol=TOL,
+    )
+    subs, ref = orc[3]
+    got = shapley_interactions(flat, X, 3, subsets=subs, n_threads=2)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=TOL)
+
+
 def test_efficiency_and_expected_value(cases):
     for flat, X, _ in cases:
         ev = expected_value(flat)
