@@ -499,9 +499,10 @@ def test_prepared_order_k_is_reused(cases):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_trees_of_mixed_sizes_match_oracle(seed, build):
+def test_trees_of_mixed_sizes_match_oracle(seed, build, monkeypatch):
     """Single leaves, stumps and deep trees in random order, two blocks of rows on
-    two threads: no tree may depend on what the previous one left in the scratch."""
+    two threads: no tree may depend on what the previous one left in the scratch
+    (with the per-node tables and without)."""
     rng = np.random.default_rng(100 + seed)
     depths = rng.choice([0, 1, 2, 3, 6, 9], size=int(rng.integers(3, 7)))
     trees = [random_tree(rng, 7, int(dep), 2, p_leaf=0.1) for dep in depths]
@@ -512,15 +513,17 @@ def test_trees_of_mixed_sizes_match_oracle(seed, build):
     phi = shap_values(flat, X, n_threads=2)
     np.testing.assert_allclose(phi, orc[1][1], rtol=0, atol=TOL)
     pairs, pair_sii = orc[2]
-    np.testing.assert_allclose(
-        shap_interaction_values(flat, X, n_threads=2),
-        treeshap_matrix(phi, pairs, pair_sii, 7),
-        rtol=0,
-        atol=TOL,
-    )
+    phi2 = shap_interaction_values(flat, X, n_threads=2)
+    ref2 = treeshap_matrix(phi, pairs, pair_sii, 7)
+    np.testing.assert_allclose(phi2, ref2, rtol=0, atol=TOL)
     subs, ref = orc[3]
     got = shapley_interactions(flat, X, 3, subsets=subs, n_threads=2)
     np.testing.assert_allclose(got, ref, rtol=0, atol=TOL)
+    monkeypatch.setattr(_kernel, "_TABLE_BYTES", 0)
+    assert np.array_equal(shap_values(flat, X, n_threads=2), phi)
+    assert np.array_equal(shap_interaction_values(flat, X, n_threads=2), phi2)
+    got0 = shapley_interactions(flat, X, 3, subsets=subs, n_threads=2)
+    assert np.array_equal(got0, got)
 
 
 def test_efficiency_and_expected_value(cases):
