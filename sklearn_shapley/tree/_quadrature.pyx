@@ -37,8 +37,8 @@ the combinations.
 
 Rows are spread over OpenMP threads in blocks with a static ``prange`` (each tree is
 walked for a whole block while it is in cache; blocks of ``ROW_BLOCK`` rows, smaller
-where there are too few rows to give every thread one); each row is computed by one thread in a
-fixed order, so results are bit-identical for any thread count.
+where there are too few rows to give every thread one); each row is computed by one
+thread in a fixed order, so results are bit-identical for any thread count.
 
 This is the portable build; ``_quadrature_avx2`` is the same source
 (``_quadrature_impl.pxi``) compiled for AVX2 + FMA, which :mod:`._kernel` takes where

@@ -252,6 +252,16 @@ cdef inline bint _goes_left(const Ensemble* E, int64_t n, double xv) noexcept no
     return ((E.cat_bitsets[E.cat_start[n] + (c >> 5)] >> (c & 31)) & 1) != 0
 
 
+cdef inline void _fill_weights(double* wd, Py_ssize_t stride, cdptr w, cdptr neg,
+                               cdptr a1row, cdptr prev, Py_ssize_t Q) noexcept nogil:
+    """``wd = w (A_edge - A_previous)`` with ``A_edge = a1row`` (o = 1) and, ``stride``
+    doubles later, with ``A_edge = -1 / (1 - t)`` (o = 0)."""
+    cdef Py_ssize_t q
+    for q in range(Q):
+        wd[q] = w[q] * (a1row[q] - prev[q])
+        wd[stride + q] = w[q] * (neg[q] - prev[q])
+
+
 cdef void _tree_tables(const Ensemble* E, Scratch* S, Py_ssize_t t) noexcept nogil:
     """Tabulate 1 / f and A for o = 1 at every position of tree ``t`` (rows 1..), and
     for the RL-row walk the edge weights ``w (A - A_previous)`` for o = 1 and o = 0
@@ -263,9 +273,6 @@ cdef void _tree_tables(const Ensemble* E, Scratch* S, Py_ssize_t t) noexcept nog
     cdef cdptr w = E.qw + E.qoff[t]
     cdef cdptr neg = E.qneg + E.qoff[t]
     cdef Py_ssize_t p, q, row
-    cdef const double* a1row
-    cdef const double* prev
-    cdef double* wd
     # row 0 ("no earlier edge on the feature"): an earlier tree with a smaller rule
     # wrote its rows over part of it
     for q in range(Q):
@@ -281,12 +288,8 @@ cdef void _tree_tables(const Ensemble* E, Scratch* S, Py_ssize_t t) noexcept nog
         if not S.rows:
             continue  # order k reads no edge weights
         # the previous edge on the feature lies above, so its row is filled already
-        a1row = S.a1 + row * Q
-        prev = S.a1 + E.pinfo[base + p].prow * Q
-        wd = S.wd + row * Q
-        for q in range(Q):
-            wd[q] = w[q] * (a1row[q] - prev[q])
-            wd[S.wstride + q] = w[q] * (neg[q] - prev[q])
+        _fill_weights(S.wd + row * Q, S.wstride, w, neg, S.a1 + row * Q,
+                      S.a1 + E.pinfo[base + p].prow * Q, Q)
 
 
 cdef inline void _fill_row(dptr inv, dptr a1, double z, cdptr tq,
@@ -378,19 +381,11 @@ cdef inline const double* _edge_weights(Scratch* S, const PosInfo* I, Py_ssize_t
     """``w (A_edge - A_previous)`` of the edge in table row ``row`` for ``o = 1``;
     ``S.wstride`` doubles later, the same for ``o = 0`` (``A_edge = -1 / (1 - t)``).
     Tabulated per tree where the tables fit, else computed here."""
-    cdef Py_ssize_t q
-    cdef cdptr a1row
-    cdef cdptr prev
-    cdef double* wd
     if S.tab:
         return S.wd + row * Q
-    a1row = S.a1 + row * Q
-    prev = S.a1 + _prev_row(S, I) * Q
-    wd = S.GR
-    for q in range(Q):
-        wd[q] = w[q] * (a1row[q] - prev[q])
-        wd[S.wstride + q] = w[q] * (neg[q] - prev[q])
-    return wd
+    _fill_weights(S.GR, S.wstride, w, neg, S.a1 + row * Q,
+                  S.a1 + _prev_row(S, I) * Q, Q)
+    return S.GR
 
 
 cdef inline void _descend_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
@@ -436,9 +431,9 @@ cdef inline void _extract_rows(Scratch* S, const PosInfo* I, Py_ssize_t d,
                                const double* vals, double** outs, Py_ssize_t nr,
                                Py_ssize_t col) noexcept nogil:
     """Add ``sum_q H_q w_q (A_edge - A_previous)_q`` of the edge into depth ``d`` to
-    the output columns ``col .. col + kt`` of the first ``nr`` rows: ``A_edge`` is ``a1`` where the row
-    follows the edge, ``-1 / (1 - t)`` where not, and the term is 0 for rows that left
-    an earlier edge on the feature. ``H`` holds one block per output ``stride``
+    the output columns ``col .. col + kt`` of the first ``nr`` rows: ``A_edge`` is
+    ``a1`` where the row follows the edge, ``-1 / (1 - t)`` where not, and the term is
+    0 for rows that left an earlier edge on the feature. ``H`` holds one block per output ``stride``
     apart; with ``stride == 0`` (a leaf: ``H = P``) the one sum is scaled by each
     output's leaf value ``vals[k]``."""
     cdef Py_ssize_t r, kk
@@ -945,9 +940,10 @@ cdef Scratch** _alloc_all(const Ensemble* E, int n_threads, Py_ssize_t order,
     return scr
 
 
-def shap_order1(KernelData kd, const floating_t[:, ::1] X, double[:, :, ::1] out,
-                int n_threads):
-    """Add every tree's Shapley values of each row of ``X`` to ``out`` (n, d, K)."""
+cdef int _walk_rows(KernelData kd, const floating_t[:, ::1] X, double* out,
+                    Py_ssize_t order, int n_threads) except -1:
+    """The RL-row walk of orders 1 and 2 over all rows of ``X``, in blocks spread
+    over ``n_threads`` OpenMP threads; ``out`` as in ``_block_walk``."""
     cdef Py_ssize_t n = X.shape[0]
     cdef Py_ssize_t b, r0, r1
     cdef Py_ssize_t block = _block_rows(n, n_threads)
@@ -955,52 +951,44 @@ def shap_order1(KernelData kd, const floating_t[:, ::1] X, double[:, :, ::1] out
     cdef Ensemble* E = &kd.E
     cdef Scratch** scr
     cdef Scratch* sp
-    _check_shapes(E, n, X.shape[1], out.shape[0], out.shape[1], out.shape[2])
-    if out.shape[1] != E.n_features:
-        raise ValueError("out must have shape (n, n_features, n_outputs)")
     if n == 0 or E.n_trees == 0:
-        return
+        return 0
     n_threads = max(1, min(n_threads, n_blocks))
-    scr = _alloc_all(E, n_threads, 1, True)
+    scr = _alloc_all(E, n_threads, order, True)
     try:
         for b in prange(n_blocks, nogil=True, schedule="static",
                         num_threads=n_threads):
             sp = scr[threadid()]
             r0 = b * block
             r1 = min(r0 + block, n)
-            _block_walk(E, sp, &X[0, 0], r0, r1, 1, &out[0, 0, 0])
+            _block_walk(E, sp, &X[0, 0], r0, r1, order, out)
     finally:
         _free_all(scr, n_threads)
+    return 0
+
+
+def shap_order1(KernelData kd, const floating_t[:, ::1] X, double[:, :, ::1] out,
+                int n_threads):
+    """Add every tree's Shapley values of each row of ``X`` to ``out`` (n, d, K)."""
+    _check_shapes(&kd.E, X.shape[0], X.shape[1], out.shape[0], out.shape[1],
+                  out.shape[2])
+    if out.shape[1] != kd.E.n_features:
+        raise ValueError("out must have shape (n, n_features, n_outputs)")
+    if out.shape[0]:
+        _walk_rows(kd, X, &out[0, 0, 0], 1, n_threads)
 
 
 def shap_order2(KernelData kd, const floating_t[:, ::1] X, double[:, :, :, ::1] out,
                 int n_threads):
     """Add the TreeSHAP-convention interaction values of each row of ``X`` to ``out``
     (n, d, d, K): every row of each (d, d) block sums to the Shapley value."""
-    cdef Py_ssize_t n = X.shape[0]
     cdef Py_ssize_t nf = kd.E.n_features
-    cdef Py_ssize_t b, r0, r1
-    cdef Py_ssize_t block = _block_rows(n, n_threads)
-    cdef Py_ssize_t n_blocks = (n + block - 1) // block
-    cdef Ensemble* E = &kd.E
-    cdef Scratch** scr
-    cdef Scratch* sp
-    _check_shapes(E, n, X.shape[1], out.shape[0], out.shape[1], out.shape[3])
+    _check_shapes(&kd.E, X.shape[0], X.shape[1], out.shape[0], out.shape[1],
+                  out.shape[3])
     if out.shape[1] != nf or out.shape[2] != nf:
         raise ValueError("out must have shape (n, n_features, n_features, n_outputs)")
-    if n == 0 or E.n_trees == 0:
-        return
-    n_threads = max(1, min(n_threads, n_blocks))
-    scr = _alloc_all(E, n_threads, 2, True)
-    try:
-        for b in prange(n_blocks, nogil=True, schedule="static",
-                        num_threads=n_threads):
-            sp = scr[threadid()]
-            r0 = b * block
-            r1 = min(r0 + block, n)
-            _block_walk(E, sp, &X[0, 0], r0, r1, 2, &out[0, 0, 0, 0])
-    finally:
-        _free_all(scr, n_threads)
+    if out.shape[0]:
+        _walk_rows(kd, X, &out[0, 0, 0, 0], 2, n_threads)
 
 
 def shap_orderk(KernelData kd, const floating_t[:, ::1] X, Py_ssize_t order,
