@@ -43,6 +43,23 @@ typedef double sk_v __attribute__((vector_size(SK_RL * sizeof(double)), aligned(
 
 /* Pd = Pp * the factor of an edge, per row: (a om_q + b t_q) * (op ip_q + 1 - op),
  * with a, b, op one value per row. */
+/* An edge for the rows: its indicators o = op ind (ind = g for a first child, 1 - g
+ * for a second) into o, and the coefficients of its factor a om_q + b t_q:
+ * a = op z + (1 - op) r, b = op o + (1 - op) r. Computed as vectors so that the
+ * loops reading a and b load what was stored as a vector (four scalar stores read
+ * back as one vector stall the load). */
+static inline void sk_edge(double *o, double *a, double *b, const double *g,
+                           const double *op, double z, double r, int first)
+{
+    const sk_v OP = SK_LOAD(op), NOP = 1.0 - OP;
+    sk_v O = SK_LOAD(g);
+    if (!first) O = 1.0 - O;
+    O = OP * O;
+    SK_STORE(o, O);
+    SK_STORE(a, OP * z + NOP * r);
+    SK_STORE(b, OP * O + NOP * r);
+}
+
 static inline void sk_descend(double *Pd, const double *Pp, const double *a,
                               const double *b, const double *op, const double *om,
                               const double *tq, const double *ip, ptrdiff_t Q)
@@ -66,18 +83,106 @@ static inline void sk_descend_new(double *Pd, const double *Pp, const double *a,
         SK_STORE(Pd + q * SK_RL, SK_LOAD(Pp + q * SK_RL) * (A * om[q] + B * tq[q]));
 }
 
-/* s1 = sum_q H[q] wd1[q], s0 = sum_q H[q] wd0[q] per row. */
+/* s1 = sum_q H[q] wd1[q], s0 = sum_q H[q] wd0[q] per row. The even and the odd
+ * points go to separate sums (added at the end) so that two chains of dependent
+ * additions run at once: the loop is bound by the latency of the addition.
+ * fold 1 also copies H to Hp, fold 2 adds it to Hp (an internal node's H folded
+ * into its parent's in the same pass). */
+#define SK_DOT2_STEP(q, X1, X0)                                                      \
+    do {                                                                            \
+        sk_v h_ = SK_LOAD(H + (q) * SK_RL);                                         \
+        X1 += h_ * wd1[q];                                                          \
+        X0 += h_ * wd0[q];                                                          \
+        if (fold == 1) SK_STORE(Hp + (q) * SK_RL, h_);                              \
+        if (fold == 2) SK_STORE(Hp + (q) * SK_RL, SK_LOAD(Hp + (q) * SK_RL) + h_);  \
+    } while (0)
+
+static inline __attribute__((always_inline)) void
+sk_dot2_impl(double *Hp, double *s1, double *s0, const double *H, const double *wd1,
+             const double *wd0, ptrdiff_t Q, const int fold)
+{
+    sk_v x1 = {0.0}, x0 = {0.0}, y1 = {0.0}, y0 = {0.0};
+    ptrdiff_t q = 0;
+    for (; q + 1 < Q; q += 2) {
+        SK_DOT2_STEP(q, x1, x0);
+        SK_DOT2_STEP(q + 1, y1, y0);
+    }
+    if (q < Q) SK_DOT2_STEP(q, x1, x0);
+    SK_STORE(s1, x1 + y1);
+    SK_STORE(s0, x0 + y0);
+}
+#undef SK_DOT2_STEP
+
 static inline void sk_dot2(double *s1, double *s0, const double *H, const double *wd1,
                            const double *wd0, ptrdiff_t Q)
 {
-    sk_v x1 = {0.0}, x0 = {0.0};
-    for (ptrdiff_t q = 0; q < Q; q++) {
-        sk_v h = SK_LOAD(H + q * SK_RL);
-        x1 += h * wd1[q];
-        x0 += h * wd0[q];
+    sk_dot2_impl(NULL, s1, s0, H, wd1, wd0, Q, 0);
+}
+
+/* sk_dot2, and H copied to Hp (first) or added to it */
+static inline void sk_dot2_fold(double *Hp, double *s1, double *s0, const double *H,
+                                const double *wd1, const double *wd0, int first,
+                                ptrdiff_t Q)
+{
+    if (first)
+        sk_dot2_impl(Hp, s1, s0, H, wd1, wd0, Q, 1);
+    else
+        sk_dot2_impl(Hp, s1, s0, H, wd1, wd0, Q, 2);
+}
+
+/* A leaf of a one-output tree in one pass, without storing its P: per point,
+ * p = Pp * the factor of its edge (as sk_descend, or sk_descend_new where ip is NULL),
+ * s1 += p wd1, s0 += p wd0 (even and odd points in separate sums, as sk_dot2), and
+ * H = v p where first (the parent's first child), else H += v p. */
+#define SK_LEAF_STEP(q, X1, X0)                                                      \
+    do {                                                                            \
+        sk_v f_ = A * om[q] + B * tq[q];                                            \
+        if (has_ip) f_ = f_ * (OP * ip[q] + NOP);                                   \
+        sk_v p_ = SK_LOAD(Pp + (q) * SK_RL) * f_;                                   \
+        X1 += p_ * wd1[q];                                                          \
+        X0 += p_ * wd0[q];                                                          \
+        if (first) SK_STORE(H + (q) * SK_RL, p_ * v);                               \
+        else SK_STORE(H + (q) * SK_RL, SK_LOAD(H + (q) * SK_RL) + p_ * v);          \
+    } while (0)
+
+static inline __attribute__((always_inline)) void
+sk_leaf_impl(double *H, double *s1, double *s0, const double *Pp, const double *a,
+             const double *b, const double *op, const double *om, const double *tq,
+             const double *ip, const double *wd1, const double *wd0, double v,
+             ptrdiff_t Q, const int has_ip, const int first)
+{
+    const sk_v A = SK_LOAD(a), B = SK_LOAD(b);
+    sk_v OP = {0.0}, NOP = {0.0};
+    sk_v x1 = {0.0}, x0 = {0.0}, y1 = {0.0}, y0 = {0.0};
+    ptrdiff_t q = 0;
+    if (has_ip) {
+        OP = SK_LOAD(op);
+        NOP = 1.0 - OP;
     }
-    SK_STORE(s1, x1);
-    SK_STORE(s0, x0);
+    for (; q + 1 < Q; q += 2) {
+        SK_LEAF_STEP(q, x1, x0);
+        SK_LEAF_STEP(q + 1, y1, y0);
+    }
+    if (q < Q) SK_LEAF_STEP(q, x1, x0);
+    SK_STORE(s1, x1 + y1);
+    SK_STORE(s0, x0 + y0);
+}
+#undef SK_LEAF_STEP
+
+static inline void sk_leaf(double *H, double *s1, double *s0, const double *Pp,
+                           const double *a, const double *b, const double *op,
+                           const double *om, const double *tq, const double *ip,
+                           const double *wd1, const double *wd0, double v, int first,
+                           ptrdiff_t Q)
+{
+    if (ip && first)
+        sk_leaf_impl(H, s1, s0, Pp, a, b, op, om, tq, ip, wd1, wd0, v, Q, 1, 1);
+    else if (ip)
+        sk_leaf_impl(H, s1, s0, Pp, a, b, op, om, tq, ip, wd1, wd0, v, Q, 1, 0);
+    else if (first)
+        sk_leaf_impl(H, s1, s0, Pp, a, b, op, om, tq, ip, wd1, wd0, v, Q, 0, 1);
+    else
+        sk_leaf_impl(H, s1, s0, Pp, a, b, op, om, tq, ip, wd1, wd0, v, Q, 0, 0);
 }
 
 /* dst = src * v (n doubles, n a multiple of SK_RL) */
@@ -138,6 +243,16 @@ static inline void sk_dot1(double *s, const double *H, const double *a, ptrdiff_
 
 #else /* portable loops with the same arithmetic */
 
+static inline void sk_edge(double *o, double *a, double *b, const double *g,
+                           const double *op, double z, double r, int first)
+{
+    for (int k = 0; k < SK_RL; k++) {
+        o[k] = op[k] * (first ? g[k] : 1.0 - g[k]);
+        a[k] = op[k] * z + (1.0 - op[k]) * r;
+        b[k] = op[k] * o[k] + (1.0 - op[k]) * r;
+    }
+}
+
 static inline void sk_descend(double *Pd, const double *Pp, const double *a,
                               const double *b, const double *op, const double *om,
                               const double *tq, const double *ip, ptrdiff_t Q)
@@ -157,18 +272,48 @@ static inline void sk_descend_new(double *Pd, const double *Pp, const double *a,
             Pd[q * SK_RL + r] = Pp[q * SK_RL + r] * (a[r] * om[q] + b[r] * tq[q]);
 }
 
+static inline void sk_dot2_fold(double *Hp, double *s1, double *s0, const double *H,
+                                const double *wd1, const double *wd0, int first,
+                                ptrdiff_t Q)
+{
+    for (int r = 0; r < SK_RL; r++) {
+        double x[2] = {0.0, 0.0}, y[2] = {0.0, 0.0};
+        for (ptrdiff_t q = 0; q < Q; q++) {
+            double h = H[q * SK_RL + r];
+            x[q & 1] += h * wd1[q];
+            y[q & 1] += h * wd0[q];
+            if (Hp) Hp[q * SK_RL + r] = first ? h : Hp[q * SK_RL + r] + h;
+        }
+        s1[r] = x[0] + x[1];
+        s0[r] = y[0] + y[1];
+    }
+}
+
 static inline void sk_dot2(double *s1, double *s0, const double *H, const double *wd1,
                            const double *wd0, ptrdiff_t Q)
 {
+    sk_dot2_fold(NULL, s1, s0, H, wd1, wd0, 0, Q);
+}
+
+static inline void sk_leaf(double *H, double *s1, double *s0, const double *Pp,
+                           const double *a, const double *b, const double *op,
+                           const double *om, const double *tq, const double *ip,
+                           const double *wd1, const double *wd0, double v, int first,
+                           ptrdiff_t Q)
+{
     for (int r = 0; r < SK_RL; r++) {
-        s1[r] = 0.0;
-        s0[r] = 0.0;
-    }
-    for (ptrdiff_t q = 0; q < Q; q++)
-        for (int r = 0; r < SK_RL; r++) {
-            s1[r] += H[q * SK_RL + r] * wd1[q];
-            s0[r] += H[q * SK_RL + r] * wd0[q];
+        double x[2] = {0.0, 0.0}, y[2] = {0.0, 0.0};
+        for (ptrdiff_t q = 0; q < Q; q++) {
+            double f = a[r] * om[q] + b[r] * tq[q];
+            if (ip) f = f * (op[r] * ip[q] + (1.0 - op[r]));
+            double p = Pp[q * SK_RL + r] * f;
+            x[q & 1] += p * wd1[q];
+            y[q & 1] += p * wd0[q];
+            H[q * SK_RL + r] = first ? p * v : H[q * SK_RL + r] + p * v;
         }
+        s1[r] = x[0] + x[1];
+        s0[r] = y[0] + y[1];
+    }
 }
 
 static inline void sk_scale(double *dst, const double *src, double v, ptrdiff_t n)

@@ -13,6 +13,10 @@ cdef enum:
     # order k: quadrature points are padded (weight 0) to a multiple of LANES, so the
     # inner loops have a fixed width the compiler unrolls and vectorises
     LANES = 2
+    # orders 1 and 2: a leaf is folded in one pass over its points (_leaf_rows) in
+    # trees of at least this many points; in smaller trees the separate passes of
+    # _descend_rows / _extract_rows are as fast and the fused pass's setup is not
+    LEAF_FUSED_MIN_Q = 4
 
 cdef extern from "_lanes.h" nogil:
     # Orders 1 and 2 walk each tree for RL rows at once: every buffer is laid out
@@ -92,7 +96,7 @@ cdef struct Ensemble:
     const int64_t* cat_start
     const int64_t* cat_len
     const uint32_t* cat_bitsets
-    const double* value        # (n_nodes, n_outputs)
+    const double* value        # (n_nodes, n_outputs), by position in the layout
     const PosInfo* pinfo       # pre-order layout; tree t keeps its node range
     # quadrature, per tree (padded to LANES)
     const int64_t* qoff        # (n_trees + 1,) offsets into the quadrature arrays
@@ -349,10 +353,18 @@ cdef extern from "_lanes.h" nogil:
     void sk_descend(double* Pd, const double* Pp, const double* a, const double* b,
                     const double* op, const double* om, const double* tq,
                     const double* ip, Py_ssize_t Q)
+    void sk_edge(double* o, double* a, double* b, const double* g, const double* op,
+                 double z, double r, int first)
     void sk_descend_new(double* Pd, const double* Pp, const double* a, const double* b,
                         const double* om, const double* tq, Py_ssize_t Q)
     void sk_dot2(double* s1, double* s0, const double* H, const double* wd1,
                  const double* wd0, Py_ssize_t Q)
+    void sk_dot2_fold(double* Hp, double* s1, double* s0, const double* H,
+                      const double* wd1, const double* wd0, int first, Py_ssize_t Q)
+    void sk_leaf(double* H, double* s1, double* s0, const double* Pp, const double* a,
+                 const double* b, const double* op, const double* om, const double* tq,
+                 const double* ip, const double* wd1, const double* wd0, double v,
+                 int first, Py_ssize_t Q)
     void sk_scale(double* dst, const double* src, double v, Py_ssize_t n)
     void sk_axpy(double* dst, const double* src, double v, Py_ssize_t n)
     void sk_add(double* dst, const double* src, Py_ssize_t n)
@@ -388,19 +400,17 @@ cdef inline const double* _edge_weights(Scratch* S, const PosInfo* I, Py_ssize_t
     return S.GR
 
 
-cdef inline void _descend_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
-                               Py_ssize_t d, const floating_t** xs, Py_ssize_t Q,
-                               cdptr tq, cdptr om) noexcept nogil:
-    """``_descend`` for RL rows: the indicators ``o`` of the edge into depth ``d``
-    (kept in ``oR``) and ``P`` at that depth, lane by lane.
+cdef inline void _edge_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
+                            Py_ssize_t d, const floating_t** xs, Py_ssize_t Q,
+                            cdptr tq, double* a, double* b) noexcept nogil:
+    """The edge into depth ``d`` for RL rows: its indicators ``o`` (kept in ``oR``)
+    and the coefficients of its factor ``a om_q + b t_q`` per row (and, untabulated,
+    its table row).
 
     ``o`` is 0 or 1, so ``c x + (1 - c) y`` selects exactly between finite values.
     """
     cdef int64_t n, f
     cdef Py_ssize_t r
-    cdef double ind, op, o, zz = I.z, rr = I.r
-    cdef double a[RL]
-    cdef double b[RL]
     cdef double* g = S.gR + (d - 1) * RL
     cdef const double* oprev = S.oR + I.prevd1 * RL
     cdef double* onew = S.oR + (d + 1) * RL
@@ -411,13 +421,18 @@ cdef inline void _descend_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
         f = E.feature[n]
         for r in range(RL):
             g[r] = <double> _goes_left(E, n, <double> xs[r][f])
-    for r in range(RL):
-        ind = g[r] if I.is_left else 1.0 - g[r]
-        op = oprev[r]
-        o = op * ind
-        onew[r] = o
-        a[r] = op * zz + (1.0 - op) * rr
-        b[r] = op * o + (1.0 - op) * rr
+    sk_edge(onew, a, b, g, oprev, I.z, I.r, I.is_left)
+
+
+cdef inline void _descend_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
+                               Py_ssize_t d, const floating_t** xs, Py_ssize_t Q,
+                               cdptr tq, cdptr om) noexcept nogil:
+    """``_descend`` for RL rows: ``o`` of the edge into depth ``d`` and ``P`` at
+    that depth, lane by lane."""
+    cdef double a[RL]
+    cdef double b[RL]
+    cdef const double* oprev = S.oR + I.prevd1 * RL
+    _edge_rows(E, S, I, d, xs, Q, tq, a, b)
     if I.prevd1 == 0:
         sk_descend_new(S.PR + d * Q * RL, S.PR + (d - 1) * Q * RL, a, b, om, tq, Q)
     else:
@@ -427,16 +442,20 @@ cdef inline void _descend_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
 
 cdef inline void _extract_rows(Scratch* S, const PosInfo* I, Py_ssize_t d,
                                Py_ssize_t row, cdptr w, cdptr neg, Py_ssize_t Q,
-                               const double* H, Py_ssize_t stride, Py_ssize_t kt,
+                               const double* H, double* Hp, Py_ssize_t kt,
                                const double* vals, double** outs, Py_ssize_t nr,
                                Py_ssize_t col) noexcept nogil:
     """Add ``sum_q H_q w_q (A_edge - A_previous)_q`` of the edge into depth ``d`` to
     the output columns ``col .. col + kt`` of the first ``nr`` rows: ``A_edge`` is
     ``a1`` where the row follows the edge, ``-1 / (1 - t)`` where not, and the term is
-    0 for rows that left an earlier edge on the feature. ``H`` holds one block per output ``stride``
-    apart; with ``stride == 0`` (a leaf: ``H = P``) the one sum is scaled by each
-    output's leaf value ``vals[k]``."""
+    0 for rows that left an earlier edge on the feature.
+
+    A leaf (``vals`` its values, ``H = P``, ``Hp`` unused): the one sum is scaled by
+    each output's leaf value. An internal node (``vals`` NULL): ``H`` holds one block
+    of ``Q RL`` per output, and in the same pass each is folded into the parent's
+    ``Hp`` (copied by a first child, added by a second)."""
     cdef Py_ssize_t r, kk
+    cdef Py_ssize_t QR = Q * RL
     cdef const double* wd1 = _edge_weights(S, I, row, w, neg, Q)
     cdef const double* wd0 = wd1 + S.wstride
     cdef const double* ov = S.oR + (d + 1) * RL
@@ -445,16 +464,46 @@ cdef inline void _extract_rows(Scratch* S, const PosInfo* I, Py_ssize_t d,
     cdef double s0[RL]
     cdef double sr[RL]
     for kk in range(kt):
-        if kk == 0 or stride != 0:
-            sk_dot2(s1, s0, H + kk * stride, wd1, wd0, Q)
+        if vals == NULL:
+            sk_dot2_fold(Hp + kk * QR, s1, s0, H + kk * QR, wd1, wd0, I.is_left, Q)
+        elif kk == 0:
+            sk_dot2(s1, s0, H, wd1, wd0, Q)
+        if vals == NULL or kk == 0:
             for r in range(RL):
                 sr[r] = opv[r] * (ov[r] * s1[r] + (1.0 - ov[r]) * s0[r])
-        if stride == 0:
+        if vals != NULL:
             for r in range(nr):
                 outs[r][col + kk] += vals[kk] * sr[r]
         else:
             for r in range(nr):
                 outs[r][col + kk] += sr[r]
+
+
+cdef inline void _leaf_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
+                            Py_ssize_t d, const floating_t** xs, Py_ssize_t Q,
+                            cdptr tq, cdptr om, Py_ssize_t row, cdptr w, cdptr neg,
+                            double* Hp, double v, double** outs, Py_ssize_t nr,
+                            Py_ssize_t col) noexcept nogil:
+    """A leaf (value ``v``, one output) at depth ``d`` for RL rows:
+    ``_descend_rows``, ``_extract_rows`` and the fold of ``v P`` into the parent's
+    ``Hp`` (set by a first child, added by a second) in one pass over the points."""
+    cdef Py_ssize_t r
+    cdef double a[RL]
+    cdef double b[RL]
+    cdef double s1[RL]
+    cdef double s0[RL]
+    cdef const double* wd1
+    cdef const double* ip = NULL
+    cdef const double* ov = S.oR + (d + 1) * RL
+    cdef const double* opv = S.oR + I.prevd1 * RL
+    _edge_rows(E, S, I, d, xs, Q, tq, a, b)
+    wd1 = _edge_weights(S, I, row, w, neg, Q)
+    if I.prevd1 != 0:
+        ip = S.inv + _prev_row(S, I) * Q
+    sk_leaf(Hp, s1, s0, S.PR + (d - 1) * Q * RL, a, b, opv, om, tq, ip, wd1,
+            wd1 + S.wstride, v, I.is_left, Q)
+    for r in range(nr):
+        outs[r][col] += v * (opv[r] * (ov[r] * s1[r] + (1.0 - ov[r]) * s0[r]))
 
 
 cdef void _tree_order1_rows(const Ensemble* E, Scratch* S, Py_ssize_t t,
@@ -496,24 +545,27 @@ cdef void _tree_order1_rows(const Ensemble* E, Scratch* S, Py_ssize_t t,
             e = S.pos[cur]
             I = pinfo + e
             _extract_rows(S, I, cur, _row(S, e, base, cur), w, neg, Q, H + cur * L,
-                          QR, kt, NULL, outs, nr, I.feat * K + kb)
-            if I.is_left:
-                sk_copy(H + (cur - 1) * L, H + cur * L, L)
-            else:
-                sk_add(H + (cur - 1) * L, H + cur * L, L)
+                          H + (cur - 1) * L, kt, NULL, outs, nr, I.feat * K + kb)
             cur -= 1
         if p == end:
             break
         I = pinfo + p
+        vrow = E.value + p * K + kb
+        if I.is_leaf and kt == 1 and Q >= LEAF_FUSED_MIN_Q:
+            # a leaf of one output in one pass: P, its extraction and v P folded
+            # into the parent, P never stored
+            _leaf_rows(E, S, I, d, xs, Q, tq, om, _row(S, p, base, d), w, neg,
+                       H + (d - 1) * L, vrow[0], outs, nr, I.feat * K + kb)
+            cur = d - 1
+            continue
         _descend_rows(E, S, I, d, xs, Q, tq, om)
         if not I.is_leaf:
             S.pos[d] = p
             cur = d
             continue
         # a leaf: extract through its edge and fold v P into the parent at once
-        vrow = E.value + pinfo[p].node * K + kb
-        _extract_rows(S, I, d, _row(S, p, base, d), w, neg, Q, P + d * QR, 0, kt,
-                      vrow, outs, nr, I.feat * K + kb)
+        _extract_rows(S, I, d, _row(S, p, base, d), w, neg, Q, P + d * QR, NULL,
+                      kt, vrow, outs, nr, I.feat * K + kb)
         for kk in range(kt):
             v = vrow[kk]
             if I.is_left:
@@ -639,7 +691,7 @@ cdef void _tree_order2_rows(const Ensemble* E, Scratch* S, Py_ssize_t t,
         S.pos[d] = p
         cur = d
         if I.is_leaf:
-            vrow = E.value + I.node * K + kb
+            vrow = E.value + p * K + kb
             for kk in range(kt):
                 sk_scale(H + d * L + kk * QR, P + d * QR, vrow[kk], QR)
 
@@ -729,7 +781,7 @@ cdef void _tree_orderk(const Ensemble* E, Scratch* S, Py_ssize_t t,
         for a in range(nd):
             S.lptr[a] = S.aptr[S.last_depth[feats[a]]]
         _mul(base_w, w, S.P + d * Q, Q)
-        vrow = E.value + n * K + kb
+        vrow = E.value + p * K + kb
         # lexicographic k-combinations of the leaf's features, with prefix products
         # pre[lvl] = w P prod_{m <= lvl} A[comb[m]]
         lvl = 0
@@ -829,7 +881,8 @@ cdef class KernelData:
         self.cat_start = cat_start
         self.cat_len = cat_len
         self.cat_bitsets = cat_bitsets
-        self.value = value
+        # by position in the layout, so the walk reads the leaf values in order
+        self.value = np.ascontiguousarray(np.asarray(value)[np.asarray(lnode)])
         self.qoff = qoff
         self.qt = qt
         self.qw = qw
