@@ -43,17 +43,28 @@ typedef double sk_v __attribute__((vector_size(SK_RL * sizeof(double)), aligned(
 
 /* Pd = Pp * the factor of an edge, per row: (a om_q + b t_q) * (op ip_q + 1 - op),
  * with a, b, op one value per row. */
-/* An edge for the rows: its indicators o = op ind (ind = g for a first child, 1 - g
- * for a second) into o, and the coefficients of its factor a om_q + b t_q:
- * a = op z + (1 - op) r, b = op o + (1 - op) r. Computed as vectors so that the
- * loops reading a and b load what was stored as a vector (four scalar stores read
- * back as one vector stall the load). */
-static inline void sk_edge(double *o, double *a, double *b, const double *g,
-                           const double *op, double z, double r, int first)
+/* An edge for the rows: its indicators o = op ind, where for a first child ind is
+ * bit k of goes_left for row k (1: the row goes left), kept in g for the second
+ * child, whose ind is 1 - g; and the coefficients of its factor a om_q + b t_q: a = op z + (1 - op) r, b = op o + (1 - op) r. All built in vector
+ * registers, so that the loops reading a and b (and the sibling reading g) load
+ * what was stored as a vector: four scalar stores read back as one vector stall the
+ * load (store-to-load forwarding fails). */
+static inline void sk_edge(double *o, double *a, double *b, double *g, const double *op,
+                           double z, double r, int first, long long goes_left)
 {
+    _Static_assert(SK_RL == 4, "sk_edge spells out four row bits");
+    typedef long long sk_iv __attribute__((vector_size(SK_RL * sizeof(long long))));
+    const sk_iv bits = {1, 2, 4, 8};
+    const sk_v one = {1.0, 1.0, 1.0, 1.0};
     const sk_v OP = SK_LOAD(op), NOP = 1.0 - OP;
-    sk_v O = SK_LOAD(g);
-    if (!first) O = 1.0 - O;
+    sk_v O;
+    if (first) {
+        sk_iv set = ((sk_iv){0} + goes_left) & bits;
+        O = (sk_v)((set != 0) & (sk_iv)one); /* 1.0 where the bit is set, else 0.0 */
+        SK_STORE(g, O);
+    } else {
+        O = 1.0 - SK_LOAD(g);
+    }
     O = OP * O;
     SK_STORE(o, O);
     SK_STORE(a, OP * z + NOP * r);
@@ -243,10 +254,11 @@ static inline void sk_dot1(double *s, const double *H, const double *a, ptrdiff_
 
 #else /* portable loops with the same arithmetic */
 
-static inline void sk_edge(double *o, double *a, double *b, const double *g,
-                           const double *op, double z, double r, int first)
+static inline void sk_edge(double *o, double *a, double *b, double *g, const double *op,
+                           double z, double r, int first, long long goes_left)
 {
     for (int k = 0; k < SK_RL; k++) {
+        if (first) g[k] = (double)((goes_left >> k) & 1);
         o[k] = op[k] * (first ? g[k] : 1.0 - g[k]);
         a[k] = op[k] * z + (1.0 - op[k]) * r;
         b[k] = op[k] * o[k] + (1.0 - op[k]) * r;

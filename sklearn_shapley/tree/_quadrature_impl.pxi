@@ -353,8 +353,8 @@ cdef extern from "_lanes.h" nogil:
     void sk_descend(double* Pd, const double* Pp, const double* a, const double* b,
                     const double* op, const double* om, const double* tq,
                     const double* ip, Py_ssize_t Q)
-    void sk_edge(double* o, double* a, double* b, const double* g, const double* op,
-                 double z, double r, int first)
+    void sk_edge(double* o, double* a, double* b, double* g, const double* op,
+                 double z, double r, int first, long long goes_left)
     void sk_descend_new(double* Pd, const double* Pp, const double* a, const double* b,
                         const double* om, const double* tq, Py_ssize_t Q)
     void sk_dot2(double* s1, double* s0, const double* H, const double* wd1,
@@ -411,6 +411,7 @@ cdef inline void _edge_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
     """
     cdef int64_t n, f
     cdef Py_ssize_t r
+    cdef long long goes_left = 0
     cdef double* g = S.gR + (d - 1) * RL
     cdef const double* oprev = S.oR + I.prevd1 * RL
     cdef double* onew = S.oR + (d + 1) * RL
@@ -420,8 +421,8 @@ cdef inline void _edge_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
         n = E.pinfo[S.pos[d - 1]].node
         f = E.feature[n]
         for r in range(RL):
-            g[r] = <double> _goes_left(E, n, <double> xs[r][f])
-    sk_edge(onew, a, b, g, oprev, I.z, I.r, I.is_left)
+            goes_left |= (<long long> _goes_left(E, n, <double> xs[r][f])) << r
+    sk_edge(onew, a, b, g, oprev, I.z, I.r, I.is_left, goes_left)
 
 
 cdef inline void _descend_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
