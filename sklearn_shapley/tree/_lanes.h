@@ -244,12 +244,27 @@ static inline void sk_pair_weights(double *HG, double *s, double *sn, const doub
 }
 
 /* s = sum_q H[q] a[q] per row. */
+/* s = sum_q H[q] a[q] per row, the points in four separate sums (point q in sum
+ * q mod 4), so that the additions are not one chain: one call per pair of features
+ * makes this the inner loop of the pairs. */
 static inline void sk_dot1(double *s, const double *H, const double *a, ptrdiff_t Q)
 {
-    sk_v x = {0.0};
-    for (ptrdiff_t q = 0; q < Q; q++)
-        x += SK_LOAD(H + q * SK_RL) * a[q];
-    SK_STORE(s, x);
+    sk_v x0 = {0.0}, x1 = {0.0}, x2 = {0.0}, x3 = {0.0};
+    ptrdiff_t q = 0;
+    for (; q + 3 < Q; q += 4) {
+        x0 += SK_LOAD(H + q * SK_RL) * a[q];
+        x1 += SK_LOAD(H + (q + 1) * SK_RL) * a[q + 1];
+        x2 += SK_LOAD(H + (q + 2) * SK_RL) * a[q + 2];
+        x3 += SK_LOAD(H + (q + 3) * SK_RL) * a[q + 3];
+    }
+    if (q < Q) {
+        x0 += SK_LOAD(H + q * SK_RL) * a[q];
+        if (q + 1 < Q) {
+            x1 += SK_LOAD(H + (q + 1) * SK_RL) * a[q + 1];
+            if (q + 2 < Q) x2 += SK_LOAD(H + (q + 2) * SK_RL) * a[q + 2];
+        }
+    }
+    SK_STORE(s, (x0 + x1) + (x2 + x3));
 }
 
 #else /* portable loops with the same arithmetic */
@@ -368,9 +383,11 @@ static inline void sk_pair_weights(double *HG, double *s, double *sn, const doub
 
 static inline void sk_dot1(double *s, const double *H, const double *a, ptrdiff_t Q)
 {
-    for (int r = 0; r < SK_RL; r++) s[r] = 0.0;
-    for (ptrdiff_t q = 0; q < Q; q++)
-        for (int r = 0; r < SK_RL; r++) s[r] += H[q * SK_RL + r] * a[q];
+    for (int r = 0; r < SK_RL; r++) {
+        double x[4] = {0.0, 0.0, 0.0, 0.0};
+        for (ptrdiff_t q = 0; q < Q; q++) x[q & 3] += H[q * SK_RL + r] * a[q];
+        s[r] = (x[0] + x[1]) + (x[2] + x[3]);
+    }
 }
 
 #endif
