@@ -41,14 +41,13 @@ typedef double sk_v __attribute__((vector_size(SK_RL * sizeof(double)), aligned(
 #define SK_LOAD(p) (*(const sk_v *)(p))
 #define SK_STORE(p, v) (*(sk_v *)(p) = (v))
 
-/* Pd = Pp * the factor of an edge, per row: (a om_q + b t_q) * (op ip_q + 1 - op),
- * with a, b, op one value per row. */
 /* An edge for the rows: its indicators o = op ind, where for a first child ind is
  * bit k of goes_left for row k (1: the row goes left), kept in g for the second
- * child, whose ind is 1 - g; and the coefficients of its factor a om_q + b t_q: a = op z + (1 - op) r, b = op o + (1 - op) r. All built in vector
- * registers, so that the loops reading a and b (and the sibling reading g) load
- * what was stored as a vector: four scalar stores read back as one vector stall the
- * load (store-to-load forwarding fails). */
+ * child, whose ind is 1 - g; and the coefficients of its factor a om_q + b t_q:
+ * a = op z + (1 - op) r, b = op o + (1 - op) r. All are built in vector registers,
+ * so that the loops reading a and b (and the sibling reading g) load what was stored
+ * as a vector: four scalar stores read back as one vector stall the load
+ * (store-to-load forwarding fails). */
 static inline void sk_edge(double *o, double *a, double *b, double *g, const double *op,
                            double z, double r, int first, long long goes_left)
 {
@@ -71,6 +70,8 @@ static inline void sk_edge(double *o, double *a, double *b, double *g, const dou
     SK_STORE(b, OP * O + NOP * r);
 }
 
+/* Pd = Pp * the factor of an edge, per row: (a om_q + b t_q) * (op ip_q + 1 - op),
+ * with a, b, op one value per row. */
 static inline void sk_descend(double *Pd, const double *Pp, const double *a,
                               const double *b, const double *op, const double *om,
                               const double *tq, const double *ip, ptrdiff_t Q)
@@ -243,7 +244,6 @@ static inline void sk_pair_weights(double *HG, double *s, double *sn, const doub
     SK_STORE(sn, xn);
 }
 
-/* s = sum_q H[q] a[q] per row. */
 /* s = sum_q H[q] a[q] per row, the points in four separate sums (point q in sum
  * q mod 4), so that the additions are not one chain: one call per pair of features
  * makes this the inner loop of the pairs. */

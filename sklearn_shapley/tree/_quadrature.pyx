@@ -25,8 +25,12 @@ per tree and block of rows (per depth on entry for trees too big for ``table_byt
 the three cases of an edge (followed, not followed, feature already left) are selected
 without branches. Orders 1 and 2 walk each tree for 4 rows at once with every buffer
 laid out ``[point][row]`` (one vector of 4 doubles per quadrature point,
-``_lanes.h``), so the per-node work is shared and no point is padding; first order
-folds a leaf into its parent as soon as it is reached. Pairs ``(i, j)`` are extracted
+``_lanes.h``), so the per-node work is shared and no point is padding. First order
+makes one pass over the points per leaf (its ``P``, its extraction and ``v P`` folded
+into the parent's ``H``; trees of one output and at least ``LEAF_FUSED_MIN_Q`` points)
+and one per internal node on the way up (extraction and fold), besides the descent; the values the vector loops read are stored as vectors (scalar
+stores read back as a vector stall the load), and the leaf values lie in layout order.
+Pairs ``(i, j)`` are extracted
 at the deeper of their edges against the live ``A`` of every other feature on the path
 (``O(nodes * Q * D)``); each pair term is also taken off both diagonals there, so the
 diagonal ends as ``phi_i`` minus the rest of its row without a pass over the ``d x d``
@@ -35,10 +39,11 @@ to a multiple of ``LANES`` so inner loops have a fixed width, and use leaf extra
 over the precomputed ``k``-subsets of each leaf's features, with prefix products over
 the combinations.
 
-Rows are spread over OpenMP threads in blocks with a static ``prange`` (each tree is
+Rows are spread over OpenMP threads in blocks with a dynamic ``prange`` (each tree is
 walked for a whole block while it is in cache; blocks of ``ROW_BLOCK`` rows, smaller
-where there are too few rows to give every thread one); each row is computed by one
-thread in a fixed order, so results are bit-identical for any thread count.
+where there are too few rows to give every thread ``BLOCKS_PER_THREAD`` of them); each
+row is computed by one thread in a fixed order, so results are bit-identical for any
+thread count.
 
 This is the portable build; ``_quadrature_avx2`` is the same source
 (``_quadrature_impl.pxi``) compiled for AVX2 + FMA, which :mod:`._kernel` takes where

@@ -10,6 +10,8 @@ import numpy as np
 cdef enum:
     # rows per work item: each tree is walked for a block of rows while in cache
     ROW_BLOCK = 32
+    # fewer rows than ROW_BLOCK * this per thread: smaller blocks (see _block_rows)
+    BLOCKS_PER_THREAD = 4
     # order k: quadrature points are padded (weight 0) to a multiple of LANES, so the
     # inner loops have a fixed width the compiler unrolls and vectorises
     LANES = 2
@@ -956,13 +958,14 @@ cdef int _check_lanes(KernelData kd) except -1:
 
 
 cdef Py_ssize_t _block_rows(Py_ssize_t n, int n_threads) noexcept:
-    """Rows per work item: ROW_BLOCK, or fewer (a multiple of RL) so that each of
-    ``n_threads`` threads gets some of ``n`` rows. A row's result does not depend on
-    its block."""
+    """Rows per work item: ROW_BLOCK, or fewer (a multiple of RL) so that there are
+    about BLOCKS_PER_THREAD items per thread, which take them as they finish (a
+    dynamic schedule): 100 rows on 2 threads in blocks of 32 would leave one thread
+    64 rows, the other 36. A row's result does not depend on its block."""
     cdef Py_ssize_t per
-    if n_threads <= 1 or n >= ROW_BLOCK * n_threads:
+    if n_threads <= 1 or n >= ROW_BLOCK * BLOCKS_PER_THREAD * n_threads:
         return ROW_BLOCK
-    per = (n + n_threads - 1) // n_threads
+    per = (n + BLOCKS_PER_THREAD * n_threads - 1) // (BLOCKS_PER_THREAD * n_threads)
     return max(RL, (per + RL - 1) // RL * RL)
 
 
@@ -1010,7 +1013,7 @@ cdef int _walk_rows(KernelData kd, const floating_t[:, ::1] X, double* out,
     n_threads = max(1, min(n_threads, n_blocks))
     scr = _alloc_all(E, n_threads, order, True)
     try:
-        for b in prange(n_blocks, nogil=True, schedule="static",
+        for b in prange(n_blocks, nogil=True, schedule="dynamic",
                         num_threads=n_threads):
             sp = scr[threadid()]
             r0 = b * block
@@ -1082,7 +1085,7 @@ def shap_orderk(KernelData kd, const floating_t[:, ::1] X, Py_ssize_t order,
     n_threads = max(1, min(n_threads, n_blocks))
     scr = _alloc_all(E, n_threads, order, False)
     try:
-        for b in prange(n_blocks, nogil=True, schedule="static",
+        for b in prange(n_blocks, nogil=True, schedule="dynamic",
                         num_threads=n_threads):
             sp = scr[threadid()]
             r0 = b * block
