@@ -303,7 +303,7 @@ class FastSHAPExplainer(GameExplainer):
 
     def _grand_and_empty(self, X):
         """``(v(full), v(∅), evaluations per row)`` with ``v(∅)`` cached when constant."""
-        game = self.game_
+        game = self._grand_game
         full_mask = np.ones((1, game.n_players), dtype=bool)
         if self._empty_value is None:
             return super()._grand_and_empty(X)
@@ -354,9 +354,15 @@ class FastSHAPExplainer(GameExplainer):
 
     def _fit_estimator(self, X, y):
         game = self.game_
+        # v(full) and v(∅), which the normalization makes the attributions add up to:
+        # a surrogate's in float64, so that a row's explanation does not depend on
+        # the rows explained with it (see SurrogateGame.in_float64)
+        self._grand_game = (
+            game.in_float64() if isinstance(game, SurrogateGame) else game
+        )
         self._empty_value = None
         if isinstance(game, (BaselineGame, MarginalGame, SurrogateGame)):
-            self._empty_value = game.grand_and_empty(X[:1])[1][0]
+            self._empty_value = self._grand_game.grand_and_empty(X[:1])[1][0]
         self._mean = X.mean(axis=0)
         self._scale = X.std(axis=0)
         self._scale[self._scale < 1e-12] = 1.0
