@@ -2,7 +2,9 @@
 
 It reads one JSON request per line on stdin and answers one JSON line on stdout:
 ``{"model": path, "rows": path, "kind": "contribs" | "interactions", "nthread": int,
-"repeats": int, "save": path or null}`` -> ``{"seconds": [...], "version": str}``.
+"repeats": int, "save": path or null}`` -> ``{"seconds": [...], "version": str}``;
+``{"warm_bytes": int}`` touches that much memory once (see ``bench_tree.warm_memory``)
+and answers ``{"seconds": [], ...}``.
 It imports only xgboost and numpy, so it runs in a bare virtual environment.
 """
 
@@ -18,6 +20,10 @@ def main():
     boosters = {}
     for line in sys.stdin:
         request = json.loads(line)
+        if "warm_bytes" in request:
+            np.ones(int(request["warm_bytes"]) // 8).sum()
+            print(json.dumps({"seconds": [], "version": xgb.__version__}), flush=True)
+            continue
         key = (request["model"], request["nthread"])
         if key not in boosters:
             booster = xgb.Booster(model_file=request["model"])

@@ -119,9 +119,27 @@ class PeerWorker:
         self.proc.stdin.flush()
         return json.loads(self.proc.stdout.readline())
 
+    def warm(self, nbytes):
+        self.proc.stdin.write(json.dumps(dict(warm_bytes=int(nbytes))) + "\n")
+        self.proc.stdin.flush()
+        self.proc.stdout.readline()
+
     def close(self):
         self.proc.stdin.close()
         self.proc.wait()
+
+
+def warm_memory(nbytes):
+    """Touch ``nbytes`` of memory once and free it.
+
+    On the virtual machines this was measured on, memory that has not been touched
+    for a while costs about 1 s per GB to touch again (the host backs it anew), far
+    more than memory freed just before: fashion-small's 490 MB of pairs took
+    0.9-1.0 s on each of the first two calls in a process and 0.17-0.23 s after, or
+    0.23-0.26 s from the first call on right after 2 GB had been touched (warming
+    once at the start of the run did not last until fashion-small). So both sides
+    are warmed with twice the output right before the pairs are timed."""
+    np.ones(int(nbytes) // 8).sum()
 
 
 # -- configurations --------------------------------------------------------------------
@@ -207,6 +225,10 @@ def _alternate(repeats, ours, peer, classic):
     fns = dict(ours=ours, peer=peer, classic=classic)
     times = {name: [] for name in fns}
     results = {}
+    # one untimed round first (caches, the first allocation of each output)
+    for fn in fns.values():
+        if fn:
+            fn()
     rounds = 0
     # quick calls get more rounds (up to MAX_ROUNDS, until ours has run for
     # MIN_SECONDS): the best of a few millisecond timings is mostly noise
@@ -303,6 +325,10 @@ def run_xgboost_configs(args, threads, peer):
                 continue
             # pairwise interactions (classic xgboost: up to 54 features, all threads)
             with_classic = d <= 54 and t == threads[-1]
+            warm_bytes = 2 * 8 * len(pair_rows) * d * d
+            warm_memory(warm_bytes)
+            if peer is not None:
+                peer.warm(warm_bytes)
             seconds, got = _alternate(
                 args.repeats,
                 partial(timed, explainer.interactions, pair_rows, order=2),
