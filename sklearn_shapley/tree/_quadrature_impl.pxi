@@ -443,43 +443,51 @@ cdef inline void _descend_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
                    S.inv + _prev_row(S, I) * Q, Q)
 
 
+cdef inline void _add_edge_term(Scratch* S, const PosInfo* I, Py_ssize_t d,
+                                const double* s1, const double* s0, double v,
+                                double** outs, Py_ssize_t nr,
+                                Py_ssize_t col) noexcept nogil:
+    """Add ``v`` times the term of the edge into depth ``d`` to column ``col`` of the
+    first ``nr`` rows: ``s1`` (its sum with ``A_edge = a1``) where the row follows the
+    edge, ``s0`` (``A_edge = -1 / (1 - t)``) where not, 0 where the row left an earlier
+    edge on the feature."""
+    cdef Py_ssize_t r
+    cdef const double* ov = S.oR + (d + 1) * RL
+    cdef const double* opv = S.oR + I.prevd1 * RL
+    cdef double sr[RL]
+    for r in range(RL):  # all RL lanes: a loop of fixed length, vectorised
+        sr[r] = opv[r] * (ov[r] * s1[r] + (1.0 - ov[r]) * s0[r])
+    for r in range(nr):
+        outs[r][col] += v * sr[r]
+
+
 cdef inline void _extract_rows(Scratch* S, const PosInfo* I, Py_ssize_t d,
                                Py_ssize_t row, cdptr w, cdptr neg, Py_ssize_t Q,
                                const double* H, double* Hp, Py_ssize_t kt,
                                const double* vals, double** outs, Py_ssize_t nr,
                                Py_ssize_t col) noexcept nogil:
     """Add ``sum_q H_q w_q (A_edge - A_previous)_q`` of the edge into depth ``d`` to
-    the output columns ``col .. col + kt`` of the first ``nr`` rows: ``A_edge`` is
-    ``a1`` where the row follows the edge, ``-1 / (1 - t)`` where not, and the term is
-    0 for rows that left an earlier edge on the feature.
+    the output columns ``col .. col + kt`` of the first ``nr`` rows (see
+    ``_add_edge_term``).
 
     A leaf (``vals`` its values, ``H = P``, ``Hp`` unused): the one sum is scaled by
     each output's leaf value. An internal node (``vals`` NULL): ``H`` holds one block
     of ``Q RL`` per output, and in the same pass each is folded into the parent's
     ``Hp`` (copied by a first child, added by a second)."""
-    cdef Py_ssize_t r, kk
-    cdef Py_ssize_t QR = Q * RL
+    cdef Py_ssize_t kk
     cdef const double* wd1 = _edge_weights(S, I, row, w, neg, Q)
     cdef const double* wd0 = wd1 + S.wstride
-    cdef const double* ov = S.oR + (d + 1) * RL
-    cdef const double* opv = S.oR + I.prevd1 * RL
     cdef double s1[RL]
     cdef double s0[RL]
-    cdef double sr[RL]
+    if vals != NULL:
+        sk_dot2(s1, s0, H, wd1, wd0, Q)
+        for kk in range(kt):
+            _add_edge_term(S, I, d, s1, s0, vals[kk], outs, nr, col + kk)
+        return
     for kk in range(kt):
-        if vals == NULL:
-            sk_dot2_fold(Hp + kk * QR, s1, s0, H + kk * QR, wd1, wd0, I.is_left, Q)
-        elif kk == 0:
-            sk_dot2(s1, s0, H, wd1, wd0, Q)
-        if vals == NULL or kk == 0:
-            for r in range(RL):
-                sr[r] = opv[r] * (ov[r] * s1[r] + (1.0 - ov[r]) * s0[r])
-        if vals != NULL:
-            for r in range(nr):
-                outs[r][col + kk] += vals[kk] * sr[r]
-        else:
-            for r in range(nr):
-                outs[r][col + kk] += sr[r]
+        sk_dot2_fold(Hp + kk * Q * RL, s1, s0, H + kk * Q * RL, wd1, wd0, I.is_left,
+                     Q)
+        _add_edge_term(S, I, d, s1, s0, 1.0, outs, nr, col + kk)
 
 
 cdef inline void _leaf_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
@@ -490,23 +498,19 @@ cdef inline void _leaf_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
     """A leaf (value ``v``, one output) at depth ``d`` for RL rows:
     ``_descend_rows``, ``_extract_rows`` and the fold of ``v P`` into the parent's
     ``Hp`` (set by a first child, added by a second) in one pass over the points."""
-    cdef Py_ssize_t r
     cdef double a[RL]
     cdef double b[RL]
     cdef double s1[RL]
     cdef double s0[RL]
     cdef const double* wd1
     cdef const double* ip = NULL
-    cdef const double* ov = S.oR + (d + 1) * RL
-    cdef const double* opv = S.oR + I.prevd1 * RL
     _edge_rows(E, S, I, d, xs, Q, tq, a, b)
     wd1 = _edge_weights(S, I, row, w, neg, Q)
     if I.prevd1 != 0:
         ip = S.inv + _prev_row(S, I) * Q
-    sk_leaf(Hp, s1, s0, S.PR + (d - 1) * Q * RL, a, b, opv, om, tq, ip, wd1,
-            wd1 + S.wstride, v, I.is_left, Q)
-    for r in range(nr):
-        outs[r][col] += v * (opv[r] * (ov[r] * s1[r] + (1.0 - ov[r]) * s0[r]))
+    sk_leaf(Hp, s1, s0, S.PR + (d - 1) * Q * RL, a, b, S.oR + I.prevd1 * RL, om, tq,
+            ip, wd1, wd1 + S.wstride, v, I.is_left, Q)
+    _add_edge_term(S, I, d, s1, s0, v, outs, nr, col)
 
 
 cdef void _tree_order1_rows(const Ensemble* E, Scratch* S, Py_ssize_t t,
