@@ -2,9 +2,9 @@
 
 It reads one JSON request per line on stdin and answers one JSON line on stdout:
 ``{"model": path, "rows": path, "kind": "contribs" | "interactions", "nthread": int,
-"repeats": int, "save": path or null}`` -> ``{"seconds": [...], "version": str}``;
-``{"warm_bytes": int}`` touches that much memory once (see ``bench_tree.warm_memory``)
-and answers ``{"seconds": [], ...}``.
+"repeats": int, "save": path or null, "warm_bytes": int}`` -> ``{"seconds": [...],
+"version": str}``; each timed call is preceded (untimed) by touching ``warm_bytes`` of
+memory (see ``bench_tree.warm_memory``).
 It imports only xgboost and numpy, so it runs in a bare virtual environment.
 """
 
@@ -20,10 +20,6 @@ def main():
     boosters = {}
     for line in sys.stdin:
         request = json.loads(line)
-        if "warm_bytes" in request:
-            np.ones(int(request["warm_bytes"]) // 8).sum()
-            print(json.dumps({"seconds": [], "version": xgb.__version__}), flush=True)
-            continue
         key = (request["model"], request["nthread"])
         if key not in boosters:
             booster = xgb.Booster(model_file=request["model"])
@@ -39,6 +35,9 @@ def main():
         )
         seconds, out = [], None
         for _ in range(request["repeats"]):
+            out = None  # free the last output before the next
+            if request.get("warm_bytes"):
+                np.ones(int(request["warm_bytes"]) // 8).sum()
             start = time.perf_counter()
             out = booster.predict(dmatrix, **flag)
             seconds.append(time.perf_counter() - start)

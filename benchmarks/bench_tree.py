@@ -106,7 +106,7 @@ class PeerWorker:
             text=True,
         )
 
-    def time(self, model, rows, kind, nthread, repeats=1, save=None):
+    def time(self, model, rows, kind, nthread, repeats=1, save=None, warm_bytes=0):
         request = dict(
             model=str(model),
             rows=str(rows),
@@ -114,15 +114,11 @@ class PeerWorker:
             nthread=nthread,
             repeats=repeats,
             save=None if save is None else str(save),
+            warm_bytes=int(warm_bytes),
         )
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         return json.loads(self.proc.stdout.readline())
-
-    def warm(self, nbytes):
-        self.proc.stdin.write(json.dumps(dict(warm_bytes=int(nbytes))) + "\n")
-        self.proc.stdin.flush()
-        self.proc.stdout.readline()
 
     def close(self):
         self.proc.stdin.close()
@@ -132,13 +128,15 @@ class PeerWorker:
 def warm_memory(nbytes):
     """Touch ``nbytes`` of memory once and free it.
 
-    On the virtual machines this was measured on, memory that has not been touched
-    for a while costs about 1 s per GB to touch again (the host backs it anew), far
-    more than memory freed just before: fashion-small's 490 MB of pairs took
-    0.9-1.0 s on each of the first two calls in a process and 0.17-0.23 s after, or
-    0.23-0.26 s from the first call on right after 2 GB had been touched (warming
-    once at the start of the run did not last until fashion-small). So both sides
-    are warmed with twice the output right before the pairs are timed."""
+    The virtual machines this was measured on report freed memory to the host
+    (virtio-balloon free page reporting, about 2 s after it is freed), and touching
+    such memory again costs about 1 s per GB, far more than memory freed just
+    before: fashion-small's 490 MB of pairs took 0.6-1.0 s on a call that got such
+    memory and 0.2 s on one that reused memory freed a moment before. Which a call
+    gets depends on what ran before it, so every timed pairs call, ours and the
+    peers', is preceded (untimed) by touching twice its output: each then measures
+    its work and the first touch of recently used memory, as on a machine without
+    page reporting."""
     np.ones(int(nbytes) // 8).sum()
 
 
@@ -237,15 +235,29 @@ def _alternate(repeats, ours, peer, classic):
     ):
         for name, fn in fns.items():  # alternate within each round
             if fn:
+                results.pop(name, None)  # free the last output before the next
                 results[name], s = fn()
                 times[name].append(s)
         rounds += 1
     return {name: best(v) if v else np.nan for name, v in times.items()}, results
 
 
-def _peer_call(peer, model_path, rows_path, kind, threads):
+def warmed(warm_bytes, fn, *args, **kwargs):
+    """``timed(fn, *args, **kwargs)`` right after ``warm_memory(warm_bytes)``."""
+    warm_memory(warm_bytes)
+    return timed(fn, *args, **kwargs)
+
+
+def _peer_call(peer, model_path, rows_path, kind, threads, warm_bytes=0):
     """``(None, seconds)`` of one peer call (its result goes to ``peer.npy``)."""
-    out = peer.time(model_path, rows_path, kind, threads, save=WORK / "peer.npy")
+    out = peer.time(
+        model_path,
+        rows_path,
+        kind,
+        threads,
+        save=WORK / "peer.npy",
+        warm_bytes=warm_bytes,
+    )
     return None, out["seconds"][0]
 
 
@@ -326,16 +338,15 @@ def run_xgboost_configs(args, threads, peer):
             # pairwise interactions (classic xgboost: up to 54 features, all threads)
             with_classic = d <= 54 and t == threads[-1]
             warm_bytes = 2 * 8 * len(pair_rows) * d * d
-            warm_memory(warm_bytes)
-            if peer is not None:
-                peer.warm(warm_bytes)
             seconds, got = _alternate(
                 args.repeats,
-                partial(timed, explainer.interactions, pair_rows, order=2),
-                peer_fn and partial(peer_fn, pairs_path, "interactions", t),
+                partial(warmed, warm_bytes, explainer.interactions, pair_rows, order=2),
+                peer_fn and partial(peer_fn, pairs_path, "interactions", t, warm_bytes),
                 classic
                 and with_classic
-                and partial(timed, booster.predict, pair_dm, pred_interactions=True),
+                and partial(
+                    warmed, warm_bytes, booster.predict, pair_dm, pred_interactions=True
+                ),
             )
             diffs = dict(diff_peer=np.nan, diff_classic=np.nan)
             if peer is not None:
