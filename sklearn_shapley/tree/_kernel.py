@@ -291,7 +291,6 @@ def _prepare(flat, qs, max_depth, leaves=None, lanes=None):
         offsets,
         group,
         left,
-        feature,
         np.ascontiguousarray(flat.threshold, dtype=np.float64),
         np.ascontiguousarray(flat.missing_left, dtype=np.uint8),
         np.ascontiguousarray(flat.split_kind, dtype=np.uint8),

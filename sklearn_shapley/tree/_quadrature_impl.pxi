@@ -91,15 +91,16 @@ cdef struct PosInfo:
     int32_t feat      # feature of the edge into the node (-1 at roots)
     int32_t is_left
     int32_t is_leaf
+    # a first child (is_left) decides for its parent: the parent's split (its feature
+    # is feat), read in layout order with the rest instead of by node id
+    double thr        # threshold
+    uint8_t mleft     # missing values go left
+    uint8_t skind     # 0: numeric (x <= thr), else categorical (by node id)
 
 
 cdef struct Ensemble:
     const int64_t* tree_offsets
     const int64_t* tree_group
-    const int64_t* feature
-    const double* threshold
-    const uint8_t* missing_left
-    const uint8_t* split_kind
     const int64_t* cat_start
     const int64_t* cat_len
     const uint32_t* cat_bitsets
@@ -251,15 +252,18 @@ cdef Scratch* _scratch_new(const Ensemble* E, Py_ssize_t order,
     return s
 
 
-cdef inline bint _goes_left(const Ensemble* E, int64_t n, double xv) noexcept nogil:
-    """The model's own decision at internal node ``n`` for the value ``xv``."""
-    cdef int64_t c, nw
+cdef inline bint _goes_left(const Ensemble* E, const Scratch* S, const PosInfo* I,
+                            Py_ssize_t d, double xv) noexcept nogil:
+    """The model's own decision for the value ``xv`` at the parent of the first child
+    ``I`` (at depth ``d``)."""
+    cdef int64_t c, nw, n
     if xv != xv:
-        return E.missing_left[n] != 0
+        return I.mleft != 0
     if E.decision_f32:
         xv = <double> (<float> xv)
-    if E.split_kind[n] == 0:
-        return xv <= E.threshold[n]
+    if I.skind == 0:
+        return xv <= I.thr
+    n = E.pinfo[S.pos[d - 1]].node
     nw = E.cat_len[n]
     if not (xv > -1.0 and xv < 32.0 * nw):
         return False
@@ -340,14 +344,12 @@ cdef inline double _descend(const Ensemble* E, Scratch* S, const PosInfo* I,
     earlier edge on this feature, both factors are ``z (1 - t)`` and ``P`` just scales
     by the cover ratio. The three cases are selected without branches.
     """
-    cdef int64_t n
     cdef double ind, op, o, a, b
     cdef Py_ssize_t row
     if not S.tab:
         _fill_row(S.inv + (d + 1) * Q, S.a1 + (d + 1) * Q, I.z, tq, Q)
     if I.is_left:
-        n = E.pinfo[S.pos[d - 1]].node
-        S.golf[d - 1] = _goes_left(E, n, <double> x[E.feature[n]])
+        S.golf[d - 1] = _goes_left(E, S, I, d, <double> x[I.feat])
     ind = <double> S.golf[d - 1] if I.is_left else <double> (1 - S.golf[d - 1])
     op = S.o1[I.prevd1]
     o = op * ind
@@ -421,7 +423,6 @@ cdef inline void _edge_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
 
     ``o`` is 0 or 1, so ``c x + (1 - c) y`` selects exactly between finite values.
     """
-    cdef int64_t n, f
     cdef Py_ssize_t r
     cdef long long goes_left = 0
     cdef double* g = S.gR + (d - 1) * RL
@@ -430,10 +431,8 @@ cdef inline void _edge_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
     if not S.tab:
         _fill_row(S.inv + (d + 1) * Q, S.a1 + (d + 1) * Q, I.z, tq, Q)
     if I.is_left:
-        n = E.pinfo[S.pos[d - 1]].node
-        f = E.feature[n]
         for r in range(RL):
-            goes_left |= (<long long> _goes_left(E, n, <double> xs[r][f])) << r
+            goes_left |= (<long long> _goes_left(E, S, I, d, <double> xs[r][I.feat])) << r
     sk_edge(onew, a, b, g, oprev, I.z, I.r, I.is_left, goes_left)
 
 
@@ -849,10 +848,6 @@ cdef class KernelData:
 
     cdef const int64_t[::1] tree_offsets
     cdef const int64_t[::1] tree_group
-    cdef const int64_t[::1] feature
-    cdef const double[::1] threshold
-    cdef const uint8_t[::1] missing_left
-    cdef const uint8_t[::1] split_kind
     cdef const int64_t[::1] cat_start
     cdef const int64_t[::1] cat_len
     cdef const uint32_t[::1] cat_bitsets
@@ -884,8 +879,9 @@ cdef class KernelData:
     def __dealloc__(self):
         free(self.pinfo)
 
-    def __init__(self, tree_offsets, tree_group, left, feature, threshold,
-                 missing_left, split_kind, cat_start, cat_len, cat_bitsets, value,
+    def __init__(self, tree_offsets, tree_group, left, const double[::1] threshold,
+                 const uint8_t[::1] missing_left, const uint8_t[::1] split_kind,
+                 cat_start, cat_len, cat_bitsets, value,
                  layout, qoff, qt, qw, Py_ssize_t n_features, Py_ssize_t max_depth,
                  bint decision_f32, leaf_index=None, leaf_fptr=None, leaf_feats=None,
                  leaf_cptr=None, leaf_cols=None, Py_ssize_t leaf_order=0,
@@ -908,10 +904,6 @@ cdef class KernelData:
         self.lanes = lanes
         self.tree_offsets = tree_offsets
         self.tree_group = tree_group
-        self.feature = feature
-        self.threshold = threshold
-        self.missing_left = missing_left
-        self.split_kind = split_kind
         self.cat_start = cat_start
         self.cat_len = cat_len
         self.cat_bitsets = cat_bitsets
@@ -946,13 +938,16 @@ cdef class KernelData:
                 self.pinfo[p].feat = <int32_t> lfeat[p]
                 self.pinfo[p].is_left = lleft[p]
                 self.pinfo[p].is_leaf = lchild[lnode[p]] < 0
+                self.pinfo[p].thr = 0.0
+                self.pinfo[p].mleft = 0
+                self.pinfo[p].skind = 0
+                if lleft[p]:  # the parent is the position before (pre-order)
+                    self.pinfo[p].thr = threshold[lnode[p - 1]]
+                    self.pinfo[p].mleft = missing_left[lnode[p - 1]]
+                    self.pinfo[p].skind = split_kind[lnode[p - 1]]
 
         self.E.tree_offsets = &self.tree_offsets[0]
         self.E.tree_group = &self.tree_group[0]
-        self.E.feature = &self.feature[0]
-        self.E.threshold = &self.threshold[0]
-        self.E.missing_left = &self.missing_left[0]
-        self.E.split_kind = &self.split_kind[0]
         self.E.cat_start = &self.cat_start[0]
         self.E.cat_len = &self.cat_len[0]
         self.E.cat_bitsets = &self.cat_bitsets[0]
