@@ -424,6 +424,7 @@ cdef inline void _edge_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
     ``o`` is 0 or 1, so ``c x + (1 - c) y`` selects exactly between finite values.
     """
     cdef Py_ssize_t r
+    cdef double xv
     cdef long long goes_left = 0
     cdef double* g = S.gR + (d - 1) * RL
     cdef const double* oprev = S.oR + I.prevd1 * RL
@@ -432,7 +433,8 @@ cdef inline void _edge_rows(const Ensemble* E, Scratch* S, const PosInfo* I,
         _fill_row(S.inv + (d + 1) * Q, S.a1 + (d + 1) * Q, I.z, tq, Q)
     if I.is_left:
         for r in range(RL):
-            goes_left |= (<long long> _goes_left(E, S, I, d, <double> xs[r][I.feat])) << r
+            xv = <double> xs[r][I.feat]
+            goes_left |= (<long long> _goes_left(E, S, I, d, xv)) << r
     sk_edge(onew, a, b, g, oprev, I.z, I.r, I.is_left, goes_left)
 
 
@@ -1031,6 +1033,7 @@ cdef int _walk_rows(KernelData kd, const floating_t[:, ::1] X, double* out,
     cdef Py_ssize_t b, r0, r1
     cdef Py_ssize_t block = _block_rows(n, n_threads)
     cdef Py_ssize_t n_blocks = (n + block - 1) // block
+    cdef Py_ssize_t n_groups = (n + RL - 1) // RL
     cdef Ensemble* E = &kd.E
     cdef Scratch** scr
     cdef Scratch* sp
@@ -1042,8 +1045,10 @@ cdef int _walk_rows(KernelData kd, const floating_t[:, ::1] X, double* out,
         for b in prange(n_blocks, nogil=True, schedule="dynamic",
                         num_threads=n_threads):
             sp = scr[threadid()]
-            r0 = b * block
-            r1 = min(r0 + block, n)
+            # the RL-row groups shared out evenly: 300 rows in blocks of 32 would
+            # end on a block of 12
+            r0 = b * n_groups // n_blocks * RL
+            r1 = min((b + 1) * n_groups // n_blocks * RL, n)
             _block_walk(E, sp, &X[0, 0], r0, r1, order, out)
     finally:
         _free_all(scr, n_threads)
