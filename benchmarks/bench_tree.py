@@ -376,8 +376,8 @@ def _thread_scaling(explainer, rows, low, high, args):
 
     The table's two thread counts are timed minutes apart, and this VM's speed moves
     by up to 30% between such phases; alternating within one loop compares the
-    two thread counts under the same conditions. Returns the best time of each, the
-    ratio of the bests and the median of the per-round ratios."""
+    two thread counts under the same conditions. Returns the number of rounds, the
+    ratio of the best times and the median of the per-round ratios."""
     from sklearn.base import clone
 
     explainers = {
