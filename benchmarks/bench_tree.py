@@ -217,32 +217,40 @@ def timed(fn, *args, **kwargs):
 MIN_SECONDS, MAX_ROUNDS = 1.0, 25
 
 
-def _alternate(repeats, ours, peer, classic):
-    """Time ``ours``, ``peer`` and ``classic`` (each ``() -> (result, seconds)``, or
-    a false value to skip) in turn, at least ``repeats`` rounds.
+def _rounds(repeats, fns):
+    """Time each of ``fns`` (``{name: () -> (result, seconds)}``, false values
+    skipped) in turn, at least ``repeats`` rounds after one untimed round.
 
-    Returns ``({name: best seconds or nan}, {name: last result})``.
+    Quick calls get more rounds (up to MAX_ROUNDS, until the first function has run
+    for MIN_SECONDS): the best of a few millisecond timings is mostly noise.
+    Returns ``({name: [seconds]}, {name: last result})``.
     """
-    fns = dict(ours=ours, peer=peer, classic=classic)
+    fns = {name: fn for name, fn in fns.items() if fn}
+    first = next(iter(fns))
     times = {name: [] for name in fns}
     results = {}
     # one untimed round first (caches, the first allocation of each output)
     for fn in fns.values():
-        if fn:
-            fn()
-    rounds = 0
-    # quick calls get more rounds (up to MAX_ROUNDS, until ours has run for
-    # MIN_SECONDS): the best of a few millisecond timings is mostly noise
-    while rounds < repeats or (
-        rounds < MAX_ROUNDS and sum(times["ours"]) < MIN_SECONDS
+        fn()
+    while len(times[first]) < repeats or (
+        len(times[first]) < MAX_ROUNDS and sum(times[first]) < MIN_SECONDS
     ):
         for name, fn in fns.items():  # alternate within each round
-            if fn:
-                results.pop(name, None)  # free the last output before the next
-                results[name], s = fn()
-                times[name].append(s)
-        rounds += 1
-    return {name: best(v) if v else np.nan for name, v in times.items()}, results
+            results.pop(name, None)  # free the last output before the next
+            results[name], s = fn()
+            times[name].append(s)
+    return times, results
+
+
+def _alternate(repeats, ours, peer, classic):
+    """Time ``ours``, ``peer`` and ``classic`` (each ``() -> (result, seconds)``, or
+    a false value to skip) in turn (``_rounds``).
+
+    Returns ``({name: best seconds or nan}, {name: last result})``.
+    """
+    times, results = _rounds(repeats, dict(ours=ours, peer=peer, classic=classic))
+    names = ("ours", "peer", "classic")
+    return {n: best(times[n]) if n in times else np.nan for n in names}, results
 
 
 def warmed(warm_bytes, fn, *args, **kwargs):
@@ -380,17 +388,11 @@ def _thread_scaling(explainer, rows, low, high, args):
     ratio of the best times and the median of the per-round ratios."""
     from sklearn.base import clone
 
-    explainers = {
-        t: clone(explainer).set_params(n_jobs=t).fit(rows[:10]) for t in (low, high)
-    }
-    for ex in explainers.values():  # untimed round
-        ex.explain(rows)
-    times = {low: [], high: []}
-    while len(times[low]) < max(3, args.repeats) or (
-        len(times[low]) < MAX_ROUNDS and sum(times[low]) < MIN_SECONDS
-    ):
-        for t, ex in explainers.items():
-            times[t].append(timed(ex.explain, rows)[1])
+    calls = {}
+    for t in (low, high):
+        fitted = clone(explainer).set_params(n_jobs=t).fit(rows[:10])
+        calls[t] = partial(timed, fitted.explain, rows)
+    times, _ = _rounds(max(3, args.repeats), calls)
     lo, hi = np.array(times[low]), np.array(times[high])
     return dict(
         low=low,
