@@ -13,6 +13,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn_shapley import exact_shapley
 from sklearn_shapley.amortized import FastSHAPExplainer, SurrogateGame, fit_surrogate
 from sklearn_shapley.amortized._fastshap import SampledMarginalGame
+from sklearn_shapley.amortized._nets import PiecewiseLinearLayer, quantile_bin_edges
 from sklearn_shapley.games import BaselineGame, MarginalGame
 from sklearn_shapley.metrics import shapley_error
 
@@ -251,6 +252,8 @@ def test_game_object_as_value_function(data):
         {"normalization": "multiplicative"},
         {"paired_sampling": False, "n_coalitions": 7},
         {"early_stopping": False},
+        {"n_bins": None},
+        {"n_bins": 1, "playerwise_layer_sizes": None},
     ],
 )
 def test_training_variants_stay_efficient(data, params):
@@ -307,6 +310,8 @@ def test_history_and_verbose_progress(data, capsys):
         ({"validation_fraction": 1.5}, "validation_fraction"),
         ({"swap_probability": 1.5}, "swap_probability"),
         ({"patience": 0}, "patience"),
+        ({"n_bins": 0}, "n_bins"),
+        ({"n_bins": 2.5}, "n_bins"),
     ],
 )
 def test_bad_parameters_raise(data, params, message):
@@ -330,3 +335,64 @@ def test_sampled_marginal_game_is_unbiased(data):
     estimate = estimate.reshape(5, reps, 4, 1).mean(axis=1)
     np.testing.assert_allclose(estimate[:, 2:], exact[:, 2:], atol=1e-12)
     np.testing.assert_allclose(estimate, exact, atol=0.1)
+
+
+def piecewise_linear_encoding(X, edges):
+    """The encoding, dense: ``T_j`` columns per feature (the oracle of the layer)."""
+    columns = []
+    for x, e in zip(X.T, edges):
+        for t in range(len(e) - 1):
+            z = (x - e[t]) / (e[t + 1] - e[t])
+            lower = -np.inf if t == 0 else 0.0
+            upper = np.inf if t == len(e) - 2 else 1.0
+            columns.append(np.clip(z, lower, upper))
+    return np.column_stack(columns)
+
+
+def test_piecewise_linear_layer_is_a_linear_layer_on_the_encoding():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    X[:, 2] = 1.5  # constant: one bin
+    X[:, 3] = rng.integers(0, 2, size=300)  # binary: one bin
+    edges = quantile_bin_edges(X, 8)
+    assert [len(e) - 1 for e in edges] == [8, 8, 1, 1]
+    layer = PiecewiseLinearLayer(edges, 5)
+    # rows inside, beyond and on the edges of the training range
+    Z = rng.normal(size=(40, 4)) * 3
+    Z[:9, 0] = edges[0]
+    Z[:, 3] = rng.integers(0, 2, size=40)
+    encoded = piecewise_linear_encoding(Z, edges)
+    # each feature is a linear function of its encoding (linear extrapolation)
+    start = 0
+    for j, e in enumerate(edges):
+        stop = start + len(e) - 1
+        np.testing.assert_allclose(encoded[:, start:stop] @ np.diff(e) + e[0], Z[:, j])
+        start = stop
+    weight = layer.weight.detach().double().reshape(-1, 5)[layer.columns].numpy()
+    Zt = torch.as_tensor(Z, dtype=torch.float32)
+    np.testing.assert_allclose(layer(Zt).detach(), encoded @ weight, atol=1e-5)
+    per_feature = layer.per_feature(Zt).detach().sum(dim=1)
+    np.testing.assert_allclose(per_feature, encoded @ weight, atol=1e-5)
+
+
+def step_model(X):
+    """Additive with steps, like a tree ensemble's terms."""
+    X = np.asarray(X)
+    return 2.0 * (X[:, 0] > 0.3) - 1.5 * (X[:, 1] > -0.5) + np.floor(2 * X[:, 2])
+
+
+def test_bins_fit_the_steps_of_tree_like_models(data):
+    X, X_test = data
+    errors = {}
+    for n_bins in (None, 32):
+        explainer = FastSHAPExplainer(
+            step_model,
+            value_function="baseline",
+            n_bins=n_bins,
+            hidden_layer_sizes=(64, 64),
+            max_epochs=40,
+            random_state=0,
+        ).fit(X)
+        exact = exact_shapley(explainer.game_, X_test).values[:, :, 0]
+        errors[n_bins] = shapley_error(explainer.explain(X_test).values, exact)
+    assert errors[32] < 0.7 * errors[None], errors

@@ -27,6 +27,7 @@ from ._nets import (
     ShapleyModule,
     ShapleyNet,
     inference_threads,
+    quantile_bin_edges,
     single_thread,
     training_callbacks,
 )
@@ -127,6 +128,20 @@ class FastSHAPExplainer(GameExplainer):
         MLP for an MLP model on diabetes and gradient boosting on breast_cancer.
         ``(16, 16)`` rather than wider keeps explaining 1,000 rows of 30 features
         within a few milliseconds. ``None`` disables it.
+    n_bins : int or None, default=64
+        Quantile bins per feature (edges from the training rows) of a
+        piecewise-linear encoding
+        (:class:`~sklearn_shapley.amortized._nets.PiecewiseLinearLayer`): the joint
+        MLP's first layer sees it beside the standardised row, and each player's MLP
+        sees it instead of its features' values. The Shapley values of tree
+        ensembles are step functions of each feature, which ReLU layers on the raw
+        values fit poorly. Measured with the other defaults, seed 0, held-out error
+        without → with: diabetes x gradient boosting, baseline game 10.9 → 5.3,
+        marginal 10.5 → 8.2 (32 bins); breast_cancer x gradient boosting, baseline
+        0.074 → 0.052; diabetes x MLP model, baseline 2.80 → 2.78, but marginal
+        2.99 → 3.65 (seed 1 with 32 bins: 2.95 → 3.69). Fewer bins do worse for
+        the trees (16: 8.7 on diabetes, baseline). ``None``: the raw standardised
+        features only.
     efficiency_lambda : float, default=0.0
         Weight of the penalty ``(1ᵀφ − v(full) + v(∅))²`` added to the loss (useful with
         ``normalization="none"``).
@@ -228,6 +243,7 @@ class FastSHAPExplainer(GameExplainer):
         n_coalitions=64,
         hidden_layer_sizes=(128, 128),
         playerwise_layer_sizes=(16, 16),
+        n_bins=64,
         efficiency_lambda=0.0,
         input_noise=0.1,
         swap_probability=0.2,
@@ -259,6 +275,7 @@ class FastSHAPExplainer(GameExplainer):
         self.n_coalitions = n_coalitions
         self.hidden_layer_sizes = hidden_layer_sizes
         self.playerwise_layer_sizes = playerwise_layer_sizes
+        self.n_bins = n_bins
         self.efficiency_lambda = efficiency_lambda
         self.input_noise = input_noise
         self.swap_probability = swap_probability
@@ -324,6 +341,12 @@ class FastSHAPExplainer(GameExplainer):
             )
         if int(self.n_coalitions) < 1:
             raise ValueError(f"n_coalitions must be >= 1, got {self.n_coalitions}.")
+        if self.n_bins is not None and (
+            isinstance(self.n_bins, (bool, float, str)) or int(self.n_bins) < 1
+        ):
+            raise ValueError(
+                f"n_bins must be a positive int or None, got {self.n_bins!r}."
+            )
         if self.input_noise < 0:
             raise ValueError(f"input_noise must be >= 0, got {self.input_noise}.")
         if not 0 <= self.swap_probability <= 1:
@@ -432,6 +455,11 @@ class FastSHAPExplainer(GameExplainer):
             module__output_scale=_value_scale(full - empty),
             module__membership=membership,
             module__playerwise_layer_sizes=self.playerwise_layer_sizes,
+            module__bin_edges=(
+                None
+                if self.n_bins is None
+                else quantile_bin_edges(data["x"][train], self.n_bins)
+            ),
             criterion=nn.MSELoss,  # unused: get_loss computes the Shapley loss
             optimizer=torch.optim.Adam,
             lr=self.learning_rate,

@@ -5,6 +5,8 @@
   players in a coalition ``S`` (the others set to 0) with the mask appended.
 - :class:`ShapleyModule`: ``φ(x) ∈ R^{d × K}`` with the efficiency normalization as its
   output layer.
+- :class:`PiecewiseLinearLayer`: a linear layer on the features' positions in their
+  quantile bins (:func:`quantile_bin_edges`), computed by table lookup.
 - :class:`SurrogateNet`: a skorch ``NeuralNet`` training a :class:`MaskedModule` on
   fresh random coalitions (KL divergence to the model's probabilities, or MSE).
 - :class:`ShapleyNet`: a skorch ``NeuralNet`` training a :class:`ShapleyModule` on the
@@ -96,6 +98,127 @@ def make_mlp(n_inputs, n_outputs, hidden_layer_sizes):
     return nn.Sequential(*layers)
 
 
+def quantile_bin_edges(X, n_bins):
+    """Per column of ``X``, the distinct edges of ``n_bins`` quantile bins.
+
+    Returns a list of increasing float arrays, at least two edges each (a constant
+    column gets one bin of width 1).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    levels = np.linspace(0.0, 1.0, int(n_bins) + 1)
+    edges = []
+    for column in X.T:
+        e = np.unique(np.quantile(column, levels)) if len(column) else np.zeros(1)
+        edges.append(e if len(e) > 1 else np.array([e[0], e[0] + 1.0]))
+    return edges
+
+
+class _Bins(nn.Module):
+    """Bin edges of every feature, padded to the most bins ``T``.
+
+    Feature ``j`` with edges ``b_0 < … < b_{T_j}`` has bins ``t < T_j`` at
+    ``lo[j, t] = b_t`` of width ``width[j, t]``; ``inner[j]`` holds ``b_1 … b_{T_j−1}``
+    then ``+inf``, so that ``searchsorted`` gives a bin ``< T_j``.
+    """
+
+    def __init__(self, edges):
+        super().__init__()
+        d, T = len(edges), max(len(e) - 1 for e in edges)
+        lo = np.zeros((d, T), dtype=np.float32)
+        width = np.ones((d, T), dtype=np.float32)
+        inner = np.full((d, max(T - 1, 1)), np.inf, dtype=np.float32)
+        valid = np.zeros((d, T), dtype=bool)
+        for j, e in enumerate(edges):
+            e = np.asarray(e, dtype=np.float64)
+            if len(e) < 2 or np.any(np.diff(e) <= 0):
+                raise ValueError(
+                    "bin edges must be increasing, two or more per feature"
+                )
+            t = len(e) - 1
+            lo[j, :t] = e[:-1]
+            width[j, :t] = np.diff(e)
+            inner[j, : t - 1] = e[1:-1]
+            valid[j, :t] = True
+        self.n_features, self.n_bins = d, T
+        self.register_buffer("lo", torch.as_tensor(lo))
+        self.register_buffer("width", torch.as_tensor(width))
+        self.register_buffer("inner", torch.as_tensor(inner))
+        #: the bins that exist, in the flattened ``(d, T)`` order
+        self.columns = np.flatnonzero(valid.ravel())
+
+
+class PiecewiseLinearLayer(_Bins):
+    """A linear layer on the piecewise-linear encoding of the features, by lookup.
+
+    The encoding (Gorishniy et al., 2022) turns feature ``j`` with bin edges
+    ``b_0 < … < b_T`` into ``T`` values ``clip((x_j − b_t) / (b_{t+1} − b_t), 0, 1)``,
+    the first bin not clipped below and the last not above: ``x_j`` is a linear
+    function of its encoding (a network on it can still extrapolate linearly), while
+    a ReLU layer on it places steps and kinks at the data's quantiles. The Shapley
+    values of tree ensembles are piecewise constant in every feature, which an MLP
+    on the raw values fits poorly.
+
+    Below ``x_j``'s bin ``k`` every value of the encoding is 1, above it 0, so the
+    layer's output is ``Σ_j c_j`` with ``c_j = Σ_{t<k} W_{j,t} + e_j W_{j,k}``
+    (``e_j``: the position in bin ``k``): two rows of a table per feature instead of a
+    product with the ``Σ_j T_j``-wide encoding (30 features × 32 bins: ~30x fewer
+    operations). No bias.
+
+    Parameters
+    ----------
+    edges : list of 1-D arrays
+        Increasing bin edges per feature (:func:`quantile_bin_edges`).
+    n_outputs : int
+    fan_in : int, default=None
+        Inputs of one output for the weights' initialisation,
+        ``U(±1/sqrt(fan_in))`` like ``nn.Linear``; ``None``: all the bins.
+    """
+
+    def __init__(self, edges, n_outputs, fan_in=None):
+        super().__init__(edges)
+        d, T = self.n_features, self.n_bins
+        bound = 1.0 / math.sqrt(fan_in or len(self.columns))
+        weight = torch.empty(d, T, int(n_outputs)).uniform_(-bound, bound)
+        weight.view(d * T, -1)[np.setdiff1d(np.arange(d * T), self.columns)] = 0.0
+        self.weight = nn.Parameter(weight)  # padded bins are never looked up
+        self.register_buffer("offsets", torch.arange(d) * T)
+
+    def locate(self, x):
+        """Every feature's table row ``(n, d)`` (its bin) and position ``e`` in it.
+
+        The same for every layer on the same edges: compute once, pass to several.
+        """
+        xt = x.t().contiguous()
+        k = torch.searchsorted(self.inner, xt, right=True).clamp_(max=self.n_bins - 1)
+        e = (xt - self.lo.gather(1, k)) / self.width.gather(1, k)
+        return (k + self.offsets[:, None]).t(), e.t()
+
+    def _table(self):
+        """Rows ``Σ_{t<k} W_{j,t}`` (first half), then the rows ``W_{j,k}``."""
+        before = torch.cumsum(self.weight, dim=1) - self.weight
+        return torch.cat([before.flatten(0, 1), self.weight.flatten(0, 1)])
+
+    def forward(self, x, located=None):
+        """``(n, n_outputs)`` for rows ``x (n, n_features)``."""
+        index, e = self.locate(x) if located is None else located
+        table = self._table()
+        return F.embedding_bag(
+            torch.cat([index, index + table.shape[0] // 2], dim=1),
+            table,
+            per_sample_weights=torch.cat([torch.ones_like(e), e], dim=1),
+            mode="sum",
+        )
+
+    def per_feature(self, x, located=None):
+        """The terms ``c_j``: ``(n, n_features, n_outputs)``."""
+        index, e = self.locate(x) if located is None else located
+        table = self._table()
+        start = F.embedding(index, table)
+        return start.addcmul_(
+            e.unsqueeze(2), F.embedding(index + len(table) // 2, table)
+        )
+
+
 class PlayerwiseMLP(nn.Module):
     """One small MLP per player on that player's own features: ``h_p(x_p) ∈ R^K``.
 
@@ -105,9 +228,12 @@ class PlayerwiseMLP(nn.Module):
     n_outputs : int
     hidden_layer_sizes : tuple of int
         Hidden widths of every player's network.
+    bin_edges : list of 1-D arrays or None, default=None
+        When given, a player's first layer is a :class:`PiecewiseLinearLayer` on its
+        features' bins instead of a linear layer on their values.
     """
 
-    def __init__(self, membership, n_outputs, hidden_layer_sizes=(32,)):
+    def __init__(self, membership, n_outputs, hidden_layer_sizes=(32,), bin_edges=None):
         super().__init__()
         membership = np.asarray(membership, dtype=bool)
         n_players = membership.shape[0]
@@ -121,25 +247,60 @@ class PlayerwiseMLP(nn.Module):
         self.register_buffer("index", torch.as_tensor(index))
         self.register_buffer("valid", torch.as_tensor(valid))
         sizes = [width, *(int(h) for h in hidden_layer_sizes), int(n_outputs)]
+        self.binned = None
+        if bin_edges is not None:
+            # the first layer of every player: its features' terms, summed
+            bins = np.array([len(e) - 1 for e in bin_edges])
+            self.binned = PiecewiseLinearLayer(
+                bin_edges, sizes[1], fan_in=int((membership * bins).sum(axis=1).max())
+            )
+            # None: player p is feature p, nothing to sum
+            identity = membership.shape[0] == membership.shape[1] and np.array_equal(
+                membership, np.eye(len(membership), dtype=bool)
+            )
+            self.register_buffer(
+                "membership",
+                None if identity else torch.as_tensor(membership, dtype=torch.float32),
+            )
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             bound = 1.0 / math.sqrt(n_in)
-            self.weights.append(
-                nn.Parameter(
-                    torch.empty(n_players, n_in, n_out).uniform_(-bound, bound)
+            if i or self.binned is None:
+                self.weights.append(
+                    nn.Parameter(
+                        torch.empty(n_players, n_in, n_out).uniform_(-bound, bound)
+                    )
                 )
-            )
             self.biases.append(
                 nn.Parameter(torch.empty(n_players, n_out).uniform_(-bound, bound))
             )
 
-    def forward(self, x):
-        """``(n, n_players, n_outputs)`` for rows ``x (n, n_features)``."""
-        # (players, n, width), contiguous: bmm copies strided operands.
-        h = (x.t()[self.index] * self.valid.unsqueeze(2)).transpose(1, 2).contiguous()
-        last = len(self.weights) - 1
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+    def forward(self, x, located=None):
+        """``(n, n_players, n_outputs)`` for rows ``x (n, n_features)``.
+
+        ``located``: ``PiecewiseLinearLayer.locate(x)`` on the same edges, if known.
+        """
+        last = len(self.biases) - 1
+        weights = list(self.weights)
+        if self.binned is None:
+            # (players, n, width), contiguous: bmm copies strided operands.
+            h = self.valid.unsqueeze(2) * x.t()[self.index]
+            h = h.transpose(1, 2).contiguous()
+        else:
+            terms = self.binned.per_feature(x, located)  # (n, features, width)
+            n, n_features, width = terms.shape
+            terms = terms.transpose(0, 1)
+            if self.membership is None:
+                h = terms + self.biases[0].unsqueeze(1)
+            else:  # summed per player
+                h = self.membership @ terms.reshape(n_features, n * width)
+                h = h.view(-1, n, width).add_(self.biases[0].unsqueeze(1))
+            h = h.relu_() if last else h
+            weights.insert(0, None)
+        for i, (weight, bias) in enumerate(zip(weights, self.biases)):
+            if weight is None:
+                continue
             if h.shape[2] == 1:  # one feature per player: a broadcast product
                 h = torch.addcmul(bias.unsqueeze(1), h, weight)
             else:  # bmm, then the bias in place: faster than a broadcast baddbmm
@@ -189,6 +350,14 @@ class ShapleyModule(nn.Module):
     output_scale : float, default=1.0
         The MLP's outputs are multiplied by it, so that a network initialised with
         outputs of order 1 starts at the scale of the game's values.
+    membership : array-like of bool, shape (n_players, n_features), default=None
+        Players' columns, for the playerwise branch.
+    playerwise_layer_sizes : tuple of int or None, default=None
+        Hidden widths of a :class:`PlayerwiseMLP` added to the joint MLP's output.
+    bin_edges : list of 1-D arrays or None, default=None
+        Quantile bin edges per feature: a :class:`PiecewiseLinearLayer` is added to
+        the joint MLP's first layer, and replaces the first layer of every player's
+        MLP.
     """
 
     def __init__(
@@ -201,6 +370,7 @@ class ShapleyModule(nn.Module):
         output_scale=1.0,
         membership=None,
         playerwise_layer_sizes=None,
+        bin_edges=None,
     ):
         super().__init__()
         if normalization not in NORMALIZATIONS:
@@ -212,17 +382,25 @@ class ShapleyModule(nn.Module):
         self.normalization = normalization
         self.mlp = make_mlp(n_features, n_players * n_outputs, hidden_layer_sizes)
         self.register_buffer("output_scale", torch.tensor(float(output_scale)))
+        self.binned = None
+        if bin_edges is not None:
+            self.binned = PiecewiseLinearLayer(bin_edges, self.mlp[0].out_features)
         self.playerwise = None
         if playerwise_layer_sizes is not None:
             self.playerwise = PlayerwiseMLP(
-                membership, n_outputs, playerwise_layer_sizes
+                membership, n_outputs, playerwise_layer_sizes, bin_edges
             )
 
     def forward(self, x, total=None):
         """``φ (n, n_players, n_outputs)``, normalised when ``total (n, K)`` is given."""
-        phi = self.mlp(x).view(-1, self.n_players, self.n_outputs)
+        h = self.mlp[0](x)
+        located = None
+        if self.binned is not None:
+            located = self.binned.locate(x)
+            h = h + self.binned(x, located)
+        phi = self.mlp[1:](h).view(-1, self.n_players, self.n_outputs)
         if self.playerwise is not None:
-            phi = phi + self.playerwise(x)
+            phi = phi + self.playerwise(x, located)
         phi = phi * self.output_scale
         return normalize(phi, total, self.normalization)
 
