@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -154,6 +155,8 @@ def run(args):
         "FastSHAPExplainer with its defaults and link='identity' (breast_cancer: both "
         "class probabilities). KernelSHAP's time for 1,000 rows is measured on the "
         "test rows and scaled.\n\n"
+        f"Command: `python benchmarks/bench_fastshap.py {' '.join(sys.argv[1:])}`"
+        ".\n\n"
         f"Machine: {platform.processor() or platform.machine()}, torch "
         f"{torch.__version__}, scikit-learn {sklearn.__version__}, "
         f"{torch.get_num_threads()} torch threads.\n\n"

@@ -188,6 +188,7 @@ def test_surrogate_value_function_is_kept_and_used(data):
         **TINY,
     ).fit(X)
     assert explainer.game_ is explainer.surrogate_
+    assert explainer.module_.binned is None  # n_bins="auto": a network's game
     exact = exact_shapley(explainer.surrogate_, X[:5]).values
     exp = explainer.explain(X[:5])
     np.testing.assert_allclose(
@@ -312,6 +313,7 @@ def test_history_and_verbose_progress(data, capsys):
         ({"patience": 0}, "patience"),
         ({"n_bins": 0}, "n_bins"),
         ({"n_bins": 2.5}, "n_bins"),
+        ({"n_bins": "many"}, "n_bins"),
     ],
 )
 def test_bad_parameters_raise(data, params, message):
@@ -384,7 +386,7 @@ def step_model(X):
 def test_bins_fit_the_steps_of_tree_like_models(data):
     X, X_test = data
     errors = {}
-    for n_bins in (None, 32):
+    for n_bins in (None, "auto"):
         explainer = FastSHAPExplainer(
             step_model,
             value_function="baseline",
@@ -395,4 +397,5 @@ def test_bins_fit_the_steps_of_tree_like_models(data):
         ).fit(X)
         exact = exact_shapley(explainer.game_, X_test).values[:, :, 0]
         errors[n_bins] = shapley_error(explainer.explain(X_test).values, exact)
-    assert errors[32] < 0.7 * errors[None], errors
+        assert (explainer.module_.binned is None) == (n_bins is None)
+    assert errors["auto"] < 0.7 * errors[None], errors

@@ -282,7 +282,7 @@ class PlayerwiseMLP(nn.Module):
         ``located``: ``PiecewiseLinearLayer.locate(x)`` on the same edges, if known.
         """
         last = len(self.biases) - 1
-        weights = list(self.weights)
+        start = 0 if self.binned is None else 1  # the binned layer is the first
         if self.binned is None:
             # (players, n, width), contiguous: bmm copies strided operands.
             h = self.valid.unsqueeze(2) * x.t()[self.index]
@@ -297,10 +297,8 @@ class PlayerwiseMLP(nn.Module):
                 h = self.membership @ terms.reshape(n_features, n * width)
                 h = h.view(-1, n, width).add_(self.biases[0].unsqueeze(1))
             h = h.relu_() if last else h
-            weights.insert(0, None)
-        for i, (weight, bias) in enumerate(zip(weights, self.biases)):
-            if weight is None:
-                continue
+        layers = zip(self.weights, list(self.biases)[start:])
+        for i, (weight, bias) in enumerate(layers, start):
             if h.shape[2] == 1:  # one feature per player: a broadcast product
                 h = torch.addcmul(bias.unsqueeze(1), h, weight)
             else:  # bmm, then the bias in place: faster than a broadcast baddbmm
