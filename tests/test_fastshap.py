@@ -399,3 +399,8 @@ def test_bins_fit_the_steps_of_tree_like_models(data):
         errors[n_bins] = shapley_error(explainer.explain(X_test).values, exact)
         assert (explainer.module_.binned is None) == (n_bins is None)
     assert errors["auto"] < 0.7 * errors[None], errors
+    # "auto" bins a piecewise-constant model only
+    smooth = FastSHAPExplainer(additive_model, value_function="baseline", **TINY)
+    assert smooth.fit(X)._steps_share(X) == 0.0
+    assert smooth.module_.binned is None
+    assert explainer._steps_share(X) == 1.0

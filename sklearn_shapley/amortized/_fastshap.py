@@ -42,8 +42,10 @@ VALUE_FUNCTIONS = ("surrogate", "baseline", "marginal")
 #: marginal game: an unbiased estimate of ``v_x(S)`` at ``1 / n_background`` the cost.
 MARGINAL_SAMPLES = 1
 
-#: Quantile bins per feature with ``n_bins="auto"`` (games other than a surrogate).
+#: Quantile bins per feature with ``n_bins="auto"`` for a piecewise-constant output.
 AUTO_BINS = 64
+#: Rows whose features are moved to tell a piecewise-constant output (``"auto"``).
+STEP_PROBE_ROWS = 64
 
 #: Optimizer steps with ``max_epochs=None`` (at least ``MIN_EPOCHS`` epochs).
 N_STEPS = 4000
@@ -55,7 +57,8 @@ class FastSHAPExplainer(GameExplainer):
 
     ``fit`` builds the game (by default a surrogate network of the model, trained
     first and kept as ``surrogate_``), then trains an explainer network
-    ``φ(x) ∈ R^{d × K}`` (an MLP, plus a small MLP per player on its own features)
+    ``φ(x) ∈ R^{d × K}`` (an MLP, plus a small MLP per player on its own features,
+    both seeing the features' positions in their quantile bins: ``n_bins``)
     through skorch on the Shapley weighted-least-squares loss
     ``Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀ φ_k(x))²`` averaged over rows and
     ``n_coalitions`` Shapley-kernel coalitions per row, with the efficiency
@@ -140,13 +143,18 @@ class FastSHAPExplainer(GameExplainer):
         sees it instead of its features' values. The Shapley values of tree
         ensembles are step functions of each feature, which ReLU layers on the raw
         values fit poorly; those of a smooth game (a network) are not, and there the
-        encoding costs accuracy. ``"auto"``: 64 bins, none for the surrogate game
-        (a network). Measured with the other defaults, seed 0, held-out error
-        without → with 64 bins: diabetes x gradient boosting, baseline game
-        10.9 → 5.3, marginal 10.5 → 8.2, surrogate 2.1 → 2.9; breast_cancer x
-        gradient boosting, baseline 0.074 → 0.052; diabetes x MLP model, baseline
-        2.80 → 2.87, marginal 2.99 → 3.65 (seed 1 with 32 bins: 2.95 → 3.69). Fewer
-        bins do worse for the trees (16: 8.7 on diabetes, baseline). ``None``: the
+        encoding costs accuracy. ``"auto"``: 64 bins when the explained output is
+        piecewise constant (at least half of the moves of one feature of a
+        training row by 1e-4 of its standard deviation leave it exactly
+        unchanged, as for tree ensembles), none otherwise (smooth models, the
+        surrogate network). Measured with 64 bins and the other
+        defaults (``benchmarks/bench_fastshap.py``, seed 0), held-out error without
+        → with: diabetes x gradient boosting, baseline game 10.9 → 5.3, marginal
+        10.5 → 8.2, surrogate 2.1 → 2.9; breast_cancer x gradient boosting,
+        baseline 0.074 → 0.059, marginal 0.051 → 0.049; but with an MLP model
+        diabetes baseline 2.80 → 2.87, marginal 2.99 → 3.65, breast_cancer
+        baseline 0.059 → 0.069, marginal 0.036 → 0.048. Fewer bins do worse for
+        the trees (16: 8.7 on diabetes, baseline). ``None``: the
         raw standardised features only.
     efficiency_lambda : float, default=0.0
         Weight of the penalty ``(1ᵀφ − v(full) + v(∅))²`` added to the loss (useful with
@@ -464,7 +472,7 @@ class FastSHAPExplainer(GameExplainer):
             module__output_scale=_value_scale(full - empty),
             module__membership=membership,
             module__playerwise_layer_sizes=self.playerwise_layer_sizes,
-            module__bin_edges=self._bin_edges(data["x"][train]),
+            module__bin_edges=self._bin_edges(data["x"][train], X[train]),
             criterion=nn.MSELoss,  # unused: get_loss computes the Shapley loss
             optimizer=torch.optim.Adam,
             lr=self.learning_rate,
@@ -500,12 +508,37 @@ class FastSHAPExplainer(GameExplainer):
         self.module_ = net.module_.eval()
         self.history_ = net.history
 
-    def _bin_edges(self, X):
-        """Quantile bin edges of the standardised rows ``X`` (None: no encoding)."""
+    def _bin_edges(self, X, rows):
+        """Quantile bin edges of the standardised rows ``X`` (None: no encoding).
+
+        ``n_bins="auto"``: ``AUTO_BINS`` bins when the explained output is piecewise
+        constant (:meth:`_steps_share` of the training ``rows`` at least 1/2).
+        """
         n_bins = self.n_bins
-        if isinstance(n_bins, str):  # "auto": a surrogate's values are smooth
-            n_bins = None if isinstance(self.game_, SurrogateGame) else AUTO_BINS
+        if isinstance(n_bins, str):
+            steps = self._steps_share(rows) >= 0.5
+            n_bins = AUTO_BINS if steps else None
         return None if n_bins is None else quantile_bin_edges(X, n_bins)
+
+    def _steps_share(self, rows):
+        """Share of small one-feature moves that leave ``v(full)`` exactly unchanged.
+
+        Every feature of up to ``STEP_PROBE_ROWS`` rows is moved by ``1e-4`` of its
+        standard deviation: a tree ensemble's output almost never changes (its
+        Shapley values are step functions, which the encoding fits), a smooth
+        model's or a network surrogate's almost always does.
+        """
+        rows = rows[:STEP_PROBE_ROWS]
+        n, n_features = rows.shape
+        if not n:
+            return 0.0
+        moved = np.repeat(rows[:, None, :], n_features, axis=1)
+        moved[:, np.arange(n_features), np.arange(n_features)] += 1e-4 * self._scale
+        full = self._grand_and_empty(np.vstack([rows, moved.reshape(-1, n_features)]))[
+            0
+        ]
+        before = np.repeat(full[:n], n_features, axis=0)
+        return float(np.mean(np.all(full[n:] == before, axis=-1)))
 
     def _n_cached_coalitions(self, m):
         """Coalitions per row evaluated once before training (0: fresh every batch)."""
