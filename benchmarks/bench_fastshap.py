@@ -155,7 +155,7 @@ def run(args):
         "FastSHAPExplainer with its defaults and link='identity' (breast_cancer: both "
         "class probabilities). KernelSHAP's time for 1,000 rows is measured on the "
         "test rows and scaled.\n\n"
-        f"Command: `python benchmarks/bench_fastshap.py {' '.join(sys.argv[1:])}`"
+        f"Command: `{' '.join(['python benchmarks/bench_fastshap.py', *sys.argv[1:]])}`"
         ".\n\n"
         f"Machine: {platform.processor() or platform.machine()}, torch "
         f"{torch.__version__}, scikit-learn {sklearn.__version__}, "
