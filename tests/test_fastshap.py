@@ -13,7 +13,11 @@ from sklearn.model_selection import GridSearchCV
 from sklearn_shapley import exact_shapley
 from sklearn_shapley.amortized import FastSHAPExplainer, SurrogateGame, fit_surrogate
 from sklearn_shapley.amortized._fastshap import SampledMarginalGame
-from sklearn_shapley.amortized._nets import PiecewiseLinearLayer, quantile_bin_edges
+from sklearn_shapley.amortized._nets import (
+    PiecewiseLinearLayer,
+    PlayerwiseMLP,
+    quantile_bin_edges,
+)
 from sklearn_shapley.games import BaselineGame, MarginalGame
 from sklearn_shapley.metrics import shapley_error
 
@@ -255,6 +259,7 @@ def test_game_object_as_value_function(data):
         {"early_stopping": False},
         {"n_bins": None},
         {"n_bins": 1, "playerwise_layer_sizes": None},
+        {"n_bins": 4, "players": [[0, 2], [1], [3]]},
     ],
 )
 def test_training_variants_stay_efficient(data, params):
@@ -314,6 +319,7 @@ def test_history_and_verbose_progress(data, capsys):
         ({"n_bins": 0}, "n_bins"),
         ({"n_bins": 2.5}, "n_bins"),
         ({"n_bins": "many"}, "n_bins"),
+        ({"n_bins": True}, "n_bins"),
     ],
 )
 def test_bad_parameters_raise(data, params, message):
@@ -404,3 +410,25 @@ def test_bins_fit_the_steps_of_tree_like_models(data):
     assert smooth.fit(X)._steps_share(X) == 0.0
     assert smooth.module_.binned is None
     assert explainer._steps_share(X) == 1.0
+
+
+@pytest.mark.parametrize("n_bins", [None, 8])
+def test_playerwise_networks_see_only_their_players_features(n_bins):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    membership = np.array([[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=bool)
+    edges = None if n_bins is None else quantile_bin_edges(X, n_bins)
+    torch.manual_seed(0)
+    net = PlayerwiseMLP(membership, 2, (8, 8), edges)
+    x = torch.as_tensor(X[:20], dtype=torch.float32)
+    moved = x.clone()
+    moved[:, 1] += 1.0  # player 1's only feature
+    before, after = net(x).detach(), net(moved).detach()
+    assert before.shape == (20, 3, 2)
+    np.testing.assert_array_equal(before[:, [0, 2]], after[:, [0, 2]])
+    assert not torch.allclose(before[:, 1], after[:, 1])
+    moved = x.clone()
+    moved[:, 2] += 1.0  # player 0's second feature
+    after = net(moved).detach()
+    np.testing.assert_array_equal(before[:, 1:], after[:, 1:])
+    assert not torch.allclose(before[:, 0], after[:, 0])

@@ -44,8 +44,9 @@ MARGINAL_SAMPLES = 1
 
 #: Quantile bins per feature with ``n_bins="auto"`` for a piecewise-constant output.
 AUTO_BINS = 64
-#: Rows whose features are moved to tell a piecewise-constant output (``"auto"``).
+#: Rows, and most (row, feature) moves, that tell a piecewise-constant output.
 STEP_PROBE_ROWS = 64
+STEP_PROBE_MOVES = 1024
 
 #: Optimizer steps with ``max_epochs=None`` (at least ``MIN_EPOCHS`` epochs).
 N_STEPS = 4000
@@ -362,7 +363,11 @@ class FastSHAPExplainer(GameExplainer):
         if not (
             n_bins is None
             or (isinstance(n_bins, str) and n_bins == "auto")
-            or (isinstance(n_bins, numbers.Integral) and n_bins >= 1)
+            or (
+                isinstance(n_bins, numbers.Integral)
+                and not isinstance(n_bins, bool)
+                and n_bins >= 1
+            )
         ):
             raise ValueError(
                 f"n_bins must be 'auto', None or a positive int, got {n_bins!r}."
@@ -526,22 +531,22 @@ class FastSHAPExplainer(GameExplainer):
     def _steps_share(self, rows):
         """Share of small one-feature moves that leave ``v(full)`` exactly unchanged.
 
-        Every feature of up to ``STEP_PROBE_ROWS`` rows is moved by ``1e-4`` of its
-        standard deviation: a tree ensemble's output almost never changes (its
-        Shapley values are step functions, which the encoding fits), a smooth
-        model's or a network surrogate's almost always does.
+        Up to ``STEP_PROBE_MOVES`` (row, feature) pairs of the first
+        ``STEP_PROBE_ROWS`` rows, each feature moved by ``1e-4`` of its standard
+        deviation: a tree ensemble's output almost never changes (its Shapley values
+        are step functions, which the encoding fits), a smooth model's or a network
+        surrogate's almost always does.
         """
         rows = rows[:STEP_PROBE_ROWS]
         n, n_features = rows.shape
         if not n:
             return 0.0
-        moved = np.repeat(rows[:, None, :], n_features, axis=1)
-        moved[:, np.arange(n_features), np.arange(n_features)] += 1e-4 * self._scale
-        full = self._grand_and_empty(np.vstack([rows, moved.reshape(-1, n_features)]))[
-            0
-        ]
-        before = np.repeat(full[:n], n_features, axis=0)
-        return float(np.mean(np.all(full[n:] == before, axis=-1)))
+        moves = np.arange(min(STEP_PROBE_MOVES, n * n_features))
+        row, feature = moves % n, (moves // n) % n_features
+        moved = rows[row]
+        moved[moves, feature] += 1e-4 * self._scale[feature]
+        full, _, _ = self._grand_and_empty(np.vstack([rows, moved]))
+        return float(np.mean(np.all(full[n:] == full[row], axis=-1)))
 
     def _n_cached_coalitions(self, m):
         """Coalitions per row evaluated once before training (0: fresh every batch)."""
