@@ -480,7 +480,7 @@ class FastSHAPExplainer(GameExplainer):
             module__output_scale=_value_scale(full - empty),
             module__membership=membership,
             module__playerwise_layer_sizes=self.playerwise_layer_sizes,
-            module__bin_edges=self._bin_edges(data["x"][train], X[train]),
+            module__bin_edges=self._bin_edges(X[train]),
             criterion=nn.MSELoss,  # unused: get_loss computes the Shapley loss
             optimizer=torch.optim.Adam,
             lr=self.learning_rate,
@@ -516,17 +516,19 @@ class FastSHAPExplainer(GameExplainer):
         self.module_ = net.module_.eval()
         self.history_ = net.history
 
-    def _bin_edges(self, X, rows):
-        """Quantile bin edges of the standardised rows ``X`` (None: no encoding).
+    def _bin_edges(self, rows):
+        """Quantile bin edges of the standardised training ``rows`` (None: none).
 
         ``n_bins="auto"``: ``AUTO_BINS`` bins when the explained output is piecewise
-        constant (:meth:`_steps_share` of the training ``rows`` at least 1/2).
+        constant (:meth:`_steps_share` of the ``rows`` at least 1/2).
         """
         n_bins = self.n_bins
         if isinstance(n_bins, str):
             steps = self._steps_share(rows) >= 0.5
             n_bins = AUTO_BINS if steps else None
-        return None if n_bins is None else quantile_bin_edges(X, n_bins)
+        if n_bins is None:
+            return None
+        return quantile_bin_edges(self._standardize(rows), n_bins)
 
     def _steps_share(self, rows):
         """Share of small one-feature moves that leave ``v(full)`` exactly unchanged.
