@@ -6,13 +6,16 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_classification
+from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from sklearn_shapley import exact_shapley
 from sklearn_shapley.amortized import FastSHAPExplainer, SurrogateGame, fit_surrogate
-from sklearn_shapley.amortized._fastshap import SampledMarginalGame
+from sklearn_shapley.amortized._fastshap import SampledMarginalGame, _split_thresholds
 from sklearn_shapley.amortized._nets import (
     PiecewiseLinearLayer,
     PlayerwiseMLP,
@@ -383,6 +386,107 @@ def test_piecewise_linear_layer_is_a_linear_layer_on_the_encoding():
     np.testing.assert_allclose(per_feature, encoded @ weight, atol=1e-5)
 
 
+def test_step_layer_is_a_linear_layer_on_the_thermometer_encoding():
+    rng = np.random.default_rng(0)
+    thresholds = [np.array([-1.0, 0.0, 2.0]), np.array([]), np.array([0.5])]
+    layer = PiecewiseLinearLayer(thresholds, 5, steps=True)
+    X = rng.normal(size=(40, 3)) * 2
+    X[:3, 0] = thresholds[0]  # on a threshold: goes left, as in a tree
+    X[3, 2] = 0.5
+    encoded = np.column_stack(
+        [X[:, j] > c for j, t in enumerate(thresholds) for c in t]
+    ).astype(float)
+    assert encoded.shape == (40, 4) and encoded[:3, :3].sum() == 3
+    weight = layer.weight.detach().double().numpy()
+    steps = np.vstack([weight[0, :3], weight[2, :1]])  # row t: the step at c_{t+1}
+    Xt = torch.as_tensor(X, dtype=torch.float32)
+    np.testing.assert_allclose(layer(Xt).detach(), encoded @ steps, atol=1e-5)
+    per_feature = layer.per_feature(Xt).detach()
+    np.testing.assert_array_equal(per_feature[:, 1], 0.0)  # no thresholds: constant
+    np.testing.assert_allclose(per_feature.sum(dim=1), encoded @ steps, atol=1e-5)
+
+
+def test_split_thresholds_are_read_from_tree_ensembles(data):
+    X, _ = data
+    y = additive_model(X)
+    model = GradientBoostingRegressor(n_estimators=20, max_depth=2, random_state=0)
+    model.fit(X, y)
+    expected = [set() for _ in range(4)]
+    for tree in model.estimators_[:, 0]:
+        internal = tree.tree_.children_left >= 0
+        for j, c in zip(tree.tree_.feature[internal], tree.tree_.threshold[internal]):
+            expected[j].add(c)
+    for estimator in (model, FrozenEstimator(model)):
+        thresholds = _split_thresholds(estimator, X, 256)
+        assert [set(t) for t in thresholds] == expected
+    # at most max_steps per feature, taken from the model's thresholds
+    thinned = _split_thresholds(model, X, 3)
+    for t, full in zip(thinned, expected):
+        assert 1 <= len(t) <= 3 and set(t) <= full
+        assert np.all(np.diff(t) > 0)
+    # not a tree ensemble read directly on X's columns: None
+    assert _split_thresholds(Ridge().fit(X, y), X, 256) is None
+    assert _split_thresholds(additive_model, X, 256) is None
+    pipeline = make_pipeline(StandardScaler(), model).fit(X, y)
+    assert _split_thresholds(pipeline, X, 256) is None
+    assert _split_thresholds(model, X[:, :3], 256) is None
+
+
+@pytest.mark.parametrize("library", ["sklearn", "xgboost"])
+def test_tree_ensembles_are_constant_between_their_split_thresholds(data, library):
+    X, _ = data
+    X = X.astype(np.float32).astype(np.float64)  # the models compare in float32
+    y = additive_model(X) + X[:, 0] * X[:, 1]
+    if library == "xgboost":
+        xgboost = pytest.importorskip("xgboost")
+        model = xgboost.XGBRegressor(n_estimators=20, max_depth=3, n_jobs=1)
+    else:
+        model = GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=0)
+    model.fit(X, y)
+    thresholds = _split_thresholds(model, X, 256)
+    rows = X[:20]
+    for j, t in enumerate(thresholds):
+        cuts = t.astype(np.float32)  # the largest float32 that goes left of each
+        cuts = np.where(cuts > t, np.nextafter(cuts, np.float32(-np.inf)), cuts)
+        above = np.nextafter(cuts, np.float32(np.inf))  # just right of each split
+        for low, high in zip(above[:-1], cuts[1:]):  # both ends of one cell
+            at_low, at_high = rows.copy(), rows.copy()
+            at_low[:, j], at_high[:, j] = low, high
+            np.testing.assert_array_equal(model.predict(at_low), model.predict(at_high))
+        moved = rows.copy()
+        moved[:, j] = cuts[0]  # on a threshold: left of it, unlike just right of it
+        right = rows.copy()
+        right[:, j] = above[0]
+        assert np.any(model.predict(moved) != model.predict(right))
+
+
+def test_explainer_of_a_tree_ensemble_sees_its_splits(data):
+    X, X_test = data
+    y = additive_model(X)
+    model = GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0)
+    model = FrozenEstimator(model.fit(X, y))
+    errors = {}
+    for n_bins in (64, "auto"):  # quantile bins, the model's splits
+        explainer = FastSHAPExplainer(
+            model,
+            value_function="baseline",
+            n_bins=n_bins,
+            hidden_layer_sizes=(64, 64),
+            max_epochs=120,
+            random_state=0,
+        ).fit(X)
+        exact = exact_shapley(explainer.game_, X_test).values[:, :, 0]
+        errors[n_bins] = shapley_error(explainer.explain(X_test).values, exact)
+    binned = explainer.module_.binned
+    assert binned.steps and explainer.module_.playerwise.binned.steps
+    # the step encoding's thresholds: the model's, standardised
+    thresholds = _split_thresholds(model, X, 256)
+    for j, t in enumerate(thresholds):
+        scaled = ((t - X[:, j].mean()) / X[:, j].std()).astype(np.float32)
+        np.testing.assert_allclose(binned.inner[j, : len(t)], scaled, rtol=1e-6)
+    assert errors["auto"] < 0.95 * errors[64], errors
+
+
 def step_model(X):
     """Additive with steps, like a tree ensemble's terms."""
     X = np.asarray(X)
@@ -412,14 +516,17 @@ def test_bins_fit_the_steps_of_tree_like_models(data):
     assert explainer._steps_share(X) == 1.0
 
 
-@pytest.mark.parametrize("n_bins", [None, 8])
+@pytest.mark.parametrize("n_bins", [None, 8, "steps"])
 def test_playerwise_networks_see_only_their_players_features(n_bins):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4))
     membership = np.array([[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=bool)
-    edges = None if n_bins is None else quantile_bin_edges(X, n_bins)
+    if n_bins == "steps":  # thresholds between the rows' values
+        edges = [np.sort(column)[:-1] + 1e-3 for column in X.T]
+    else:
+        edges = None if n_bins is None else quantile_bin_edges(X, n_bins)
     torch.manual_seed(0)
-    net = PlayerwiseMLP(membership, 2, (8, 8), edges)
+    net = PlayerwiseMLP(membership, 2, (8, 8), edges, bin_steps=n_bins == "steps")
     x = torch.as_tensor(X[:20], dtype=torch.float32)
     moved = x.clone()
     moved[:, 1] += 1.0  # player 1's only feature

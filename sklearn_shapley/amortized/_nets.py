@@ -119,25 +119,35 @@ class _Bins(nn.Module):
     Feature ``j`` with edges ``b_0 < … < b_{T_j}`` has bins ``t < T_j`` at
     ``lo[j, t] = b_t`` of width ``width[j, t]``; ``inner[j]`` holds ``b_1 … b_{T_j−1}``
     then ``+inf``, so that ``searchsorted`` gives a bin ``< T_j``.
+
+    ``steps=True``: the edges are split thresholds ``c_1 < … < c_{m_j}`` (any number,
+    none included), cutting the line into the ``T_j = m_j + 1`` bins
+    ``(c_t, c_{t+1}]``; ``inner[j]`` holds the thresholds, ``lo`` and ``width`` are
+    unused.
     """
 
-    def __init__(self, edges):
+    def __init__(self, edges, steps=False):
         super().__init__()
-        d, T = len(edges), max(len(e) - 1 for e in edges)
+        self.steps = bool(steps)
+        lengths = self.count(edges, steps)
+        d, T = len(edges), max(lengths, default=1)
         lo = np.zeros((d, T), dtype=np.float32)
         width = np.ones((d, T), dtype=np.float32)
         inner = np.full((d, max(T - 1, 1)), np.inf, dtype=np.float32)
         valid = np.zeros((d, T), dtype=bool)
-        for j, e in enumerate(edges):
-            e = np.asarray(e, dtype=np.float64)
-            if len(e) < 2 or np.any(np.diff(e) <= 0):
+        for j, (e, t) in enumerate(zip(edges, lengths)):
+            e = np.asarray(e, dtype=np.float64).reshape(-1)
+            if t < 1 or np.any(np.diff(e) <= 0) or not np.all(np.isfinite(e)):
                 raise ValueError(
-                    "bin edges must be increasing, two or more per feature"
+                    "bin edges must be finite and increasing, two or more per "
+                    "feature (split thresholds with steps=True: any number)"
                 )
-            t = len(e) - 1
-            lo[j, :t] = e[:-1]
-            width[j, :t] = np.diff(e)
-            inner[j, : t - 1] = e[1:-1]
+            if self.steps:
+                inner[j, : t - 1] = e
+            else:
+                lo[j, :t] = e[:-1]
+                width[j, :t] = np.diff(e)
+                inner[j, : t - 1] = e[1:-1]
             valid[j, :t] = True
         self.n_features, self.n_bins = d, T
         self.register_buffer("lo", torch.as_tensor(lo))
@@ -145,6 +155,12 @@ class _Bins(nn.Module):
         self.register_buffer("inner", torch.as_tensor(inner))
         #: the bins that exist, in the flattened ``(d, T)`` order
         self.columns = np.flatnonzero(valid.ravel())
+
+    @staticmethod
+    def count(edges, steps=False):
+        """Bins of every feature: ``(n_features,)``."""
+        extra = 1 if steps else -1
+        return np.array([len(e) + extra for e in edges], dtype=np.int64)
 
 
 class PiecewiseLinearLayer(_Bins):
@@ -164,18 +180,28 @@ class PiecewiseLinearLayer(_Bins):
     product with the ``Σ_j T_j``-wide encoding (30 features × 32 bins: ~30x fewer
     operations). No bias.
 
+    With ``steps=True`` the edges are split thresholds ``c_1 < … < c_m`` and the
+    encoding is the step (thermometer) one, ``[x_j > c_t]`` for every ``t``:
+    ``c_j = Σ_{t<k} W_{j,t}`` with ``k`` the number of thresholds below ``x_j``, one
+    table row per feature. At a tree ensemble's own thresholds (a row goes left
+    when ``x_j <= c``) its Shapley values, constant between them, are exactly
+    representable.
+
     Parameters
     ----------
     edges : list of 1-D arrays
-        Increasing bin edges per feature (:func:`quantile_bin_edges`).
+        Increasing bin edges per feature (:func:`quantile_bin_edges`), or split
+        thresholds with ``steps=True`` (:func:`split_thresholds`).
     n_outputs : int
     fan_in : int, default=None
         Inputs of one output for the weights' initialisation,
         ``U(±1/sqrt(fan_in))`` like ``nn.Linear``; ``None``: all the bins.
+    steps : bool, default=False
+        Step encoding at thresholds instead of the piecewise-linear one.
     """
 
-    def __init__(self, edges, n_outputs, fan_in=None):
-        super().__init__(edges)
+    def __init__(self, edges, n_outputs, fan_in=None, steps=False):
+        super().__init__(edges, steps)
         d, T = self.n_features, self.n_bins
         bound = 1.0 / math.sqrt(fan_in or len(self.columns))
         weight = torch.empty(d, T, int(n_outputs)).uniform_(-bound, bound)
@@ -186,22 +212,30 @@ class PiecewiseLinearLayer(_Bins):
     def locate(self, x):
         """Every feature's table row ``(n, d)`` (its bin) and position ``e`` in it.
 
-        The same for every layer on the same edges: compute once, pass to several.
+        ``e`` is None with ``steps``. The same for every layer on the same edges:
+        compute once, pass to several.
         """
         xt = x.t().contiguous()
+        if self.steps:  # thresholds < x_j: x_j <= c goes left, as in trees
+            k = torch.searchsorted(self.inner, xt)
+            return (k + self.offsets[:, None]).t(), None
         k = torch.searchsorted(self.inner, xt, right=True).clamp_(max=self.n_bins - 1)
         e = (xt - self.lo.gather(1, k)) / self.width.gather(1, k)
         return (k + self.offsets[:, None]).t(), e.t()
 
     def _table(self):
-        """Rows ``Σ_{t<k} W_{j,t}`` (first half), then the rows ``W_{j,k}``."""
-        before = torch.cumsum(self.weight, dim=1) - self.weight
-        return torch.cat([before.flatten(0, 1), self.weight.flatten(0, 1)])
+        """Rows ``Σ_{t<k} W_{j,t}``, then (piecewise-linear only) the rows ``W_{j,k}``."""
+        before = (torch.cumsum(self.weight, dim=1) - self.weight).flatten(0, 1)
+        if self.steps:
+            return before
+        return torch.cat([before, self.weight.flatten(0, 1)])
 
     def forward(self, x, located=None):
         """``(n, n_outputs)`` for rows ``x (n, n_features)``."""
         index, e = self.locate(x) if located is None else located
         table = self._table()
+        if e is None:
+            return F.embedding_bag(index, table, mode="sum")
         return F.embedding_bag(
             torch.cat([index, index + table.shape[0] // 2], dim=1),
             table,
@@ -214,6 +248,8 @@ class PiecewiseLinearLayer(_Bins):
         index, e = self.locate(x) if located is None else located
         table = self._table()
         start = F.embedding(index, table)
+        if e is None:
+            return start
         return start.addcmul_(
             e.unsqueeze(2), F.embedding(index + len(table) // 2, table)
         )
@@ -231,9 +267,18 @@ class PlayerwiseMLP(nn.Module):
     bin_edges : list of 1-D arrays or None, default=None
         When given, a player's first layer is a :class:`PiecewiseLinearLayer` on its
         features' bins instead of a linear layer on their values.
+    bin_steps : bool, default=False
+        ``bin_edges`` are split thresholds, encoded as steps.
     """
 
-    def __init__(self, membership, n_outputs, hidden_layer_sizes=(32,), bin_edges=None):
+    def __init__(
+        self,
+        membership,
+        n_outputs,
+        hidden_layer_sizes=(32,),
+        bin_edges=None,
+        bin_steps=False,
+    ):
         super().__init__()
         membership = np.asarray(membership, dtype=bool)
         n_players = membership.shape[0]
@@ -250,9 +295,10 @@ class PlayerwiseMLP(nn.Module):
         self.binned = None
         if bin_edges is not None:
             # the first layer of every player: its features' terms, summed
-            bins = np.array([len(e) - 1 for e in bin_edges])
+            bins = _Bins.count(bin_edges, bin_steps)
+            fan_in = int((membership * bins).sum(axis=1).max())
             self.binned = PiecewiseLinearLayer(
-                bin_edges, sizes[1], fan_in=int((membership * bins).sum(axis=1).max())
+                bin_edges, sizes[1], fan_in=fan_in, steps=bin_steps
             )
             # None: player p is feature p, nothing to sum
             identity = membership.shape[0] == membership.shape[1] and np.array_equal(
@@ -356,6 +402,8 @@ class ShapleyModule(nn.Module):
         Quantile bin edges per feature: a :class:`PiecewiseLinearLayer` is added to
         the joint MLP's first layer, and replaces the first layer of every player's
         MLP.
+    bin_steps : bool, default=False
+        ``bin_edges`` are split thresholds, encoded as steps.
     """
 
     def __init__(
@@ -369,6 +417,7 @@ class ShapleyModule(nn.Module):
         membership=None,
         playerwise_layer_sizes=None,
         bin_edges=None,
+        bin_steps=False,
     ):
         super().__init__()
         if normalization not in NORMALIZATIONS:
@@ -382,11 +431,13 @@ class ShapleyModule(nn.Module):
         self.register_buffer("output_scale", torch.tensor(float(output_scale)))
         self.binned = None
         if bin_edges is not None:
-            self.binned = PiecewiseLinearLayer(bin_edges, self.mlp[0].out_features)
+            self.binned = PiecewiseLinearLayer(
+                bin_edges, self.mlp[0].out_features, steps=bin_steps
+            )
         self.playerwise = None
         if playerwise_layer_sizes is not None:
             self.playerwise = PlayerwiseMLP(
-                membership, n_outputs, playerwise_layer_sizes, bin_edges
+                membership, n_outputs, playerwise_layer_sizes, bin_edges, bin_steps
             )
 
     def forward(self, x, total=None):
