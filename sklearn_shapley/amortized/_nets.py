@@ -6,7 +6,8 @@
 - :class:`ShapleyModule`: ``φ(x) ∈ R^{d × K}`` with the efficiency normalization as its
   output layer.
 - :class:`PiecewiseLinearLayer`: a linear layer on the features' positions in their
-  quantile bins (:func:`quantile_bin_edges`), computed by table lookup.
+  quantile bins (:func:`quantile_bin_edges`), or on steps at split thresholds,
+  computed by table lookup.
 - :class:`SurrogateNet`: a skorch ``NeuralNet`` training a :class:`MaskedModule` on
   fresh random coalitions (KL divergence to the model's probabilities, or MSE).
 - :class:`ShapleyNet`: a skorch ``NeuralNet`` training a :class:`ShapleyModule` on the
@@ -191,7 +192,8 @@ class PiecewiseLinearLayer(_Bins):
     ----------
     edges : list of 1-D arrays
         Increasing bin edges per feature (:func:`quantile_bin_edges`), or split
-        thresholds with ``steps=True`` (:func:`split_thresholds`).
+        thresholds with ``steps=True`` (``FastSHAPExplainer`` reads a tree
+        ensemble's).
     n_outputs : int
     fan_in : int, default=None
         Inputs of one output for the weights' initialisation,
