@@ -460,6 +460,21 @@ def test_tree_ensembles_are_constant_between_their_split_thresholds(data, librar
         assert np.any(model.predict(moved) != model.predict(right))
 
 
+def fit_baseline_explainer(model, X, X_test, n_bins, max_epochs):
+    """An explainer of ``model``'s baseline game with ``n_bins``, and its error on
+    ``X_test`` against exact enumeration."""
+    explainer = FastSHAPExplainer(
+        model,
+        value_function="baseline",
+        n_bins=n_bins,
+        hidden_layer_sizes=(64, 64),
+        max_epochs=max_epochs,
+        random_state=0,
+    ).fit(X)
+    exact = exact_shapley(explainer.game_, X_test).values[:, :, 0]
+    return explainer, shapley_error(explainer.explain(X_test).values, exact)
+
+
 def test_explainer_of_a_tree_ensemble_sees_its_splits(data):
     X, X_test = data
     y = additive_model(X)
@@ -467,16 +482,9 @@ def test_explainer_of_a_tree_ensemble_sees_its_splits(data):
     model = FrozenEstimator(model.fit(X, y))
     errors = {}
     for n_bins in (64, "auto"):  # quantile bins, the model's splits
-        explainer = FastSHAPExplainer(
-            model,
-            value_function="baseline",
-            n_bins=n_bins,
-            hidden_layer_sizes=(64, 64),
-            max_epochs=120,
-            random_state=0,
-        ).fit(X)
-        exact = exact_shapley(explainer.game_, X_test).values[:, :, 0]
-        errors[n_bins] = shapley_error(explainer.explain(X_test).values, exact)
+        explainer, errors[n_bins] = fit_baseline_explainer(
+            model, X, X_test, n_bins, max_epochs=120
+        )
     binned = explainer.module_.binned
     assert binned.steps and explainer.module_.playerwise.binned.steps
     # the step encoding's thresholds: the model's, standardised
@@ -497,16 +505,9 @@ def test_bins_fit_the_steps_of_tree_like_models(data):
     X, X_test = data
     errors = {}
     for n_bins in (None, "auto"):
-        explainer = FastSHAPExplainer(
-            step_model,
-            value_function="baseline",
-            n_bins=n_bins,
-            hidden_layer_sizes=(64, 64),
-            max_epochs=40,
-            random_state=0,
-        ).fit(X)
-        exact = exact_shapley(explainer.game_, X_test).values[:, :, 0]
-        errors[n_bins] = shapley_error(explainer.explain(X_test).values, exact)
+        explainer, errors[n_bins] = fit_baseline_explainer(
+            step_model, X, X_test, n_bins, max_epochs=40
+        )
         assert (explainer.module_.binned is None) == (n_bins is None)
     assert errors["auto"] < 0.7 * errors[None], errors
     # "auto" bins a piecewise-constant model only

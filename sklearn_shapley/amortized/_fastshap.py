@@ -71,7 +71,8 @@ class FastSHAPExplainer(GameExplainer):
     ``fit`` builds the game (by default a surrogate network of the model, trained
     first and kept as ``surrogate_``), then trains an explainer network
     ``φ(x) ∈ R^{d × K}`` (an MLP, plus a small MLP per player on its own features,
-    both seeing the features' positions in their quantile bins: ``n_bins``)
+    both seeing, for a piecewise-constant game, the features' positions in quantile
+    bins or relative to a tree ensemble's split thresholds: ``n_bins``)
     through skorch on the Shapley weighted-least-squares loss
     ``Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀ φ_k(x))²`` averaged over rows and
     ``n_coalitions`` Shapley-kernel coalitions per row, with the efficiency
