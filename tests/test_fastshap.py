@@ -1,5 +1,6 @@
 """FastSHAPExplainer and the surrogate game, against exact enumeration as the oracle."""
 
+import math
 import pickle
 
 import numpy as np
@@ -14,15 +15,28 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_shapley import exact_shapley
-from sklearn_shapley.amortized import FastSHAPExplainer, SurrogateGame, fit_surrogate
-from sklearn_shapley.amortized._fastshap import SampledMarginalGame, _split_thresholds
+from sklearn_shapley.amortized import (
+    FastSHAPExplainer,
+    SurrogateGame,
+    _fastshap,
+    fit_surrogate,
+)
+from sklearn_shapley.amortized._fastshap import (
+    SampledMarginalGame,
+    _kernel_coalitions,
+    _split_thresholds,
+)
 from sklearn_shapley.amortized._nets import (
     PiecewiseLinearLayer,
     PlayerwiseMLP,
+    ShapleyModule,
+    first_last_contributions,
+    first_last_masks,
     quantile_bin_edges,
 )
 from sklearn_shapley.games import BaselineGame, MarginalGame
 from sklearn_shapley.metrics import shapley_error
+from sklearn_shapley.sampling import CoalitionSampler
 
 # Small networks and few epochs: every test trains in a few seconds on one core.
 TINY = dict(hidden_layer_sizes=(32,), max_epochs=3, batch_size=64)
@@ -292,7 +306,12 @@ def test_score_prefers_the_better_trained_explainer(data, additive_explainer):
 def test_grid_search_selects_by_the_held_out_loss(data):
     X, _ = data
     search = GridSearchCV(
-        FastSHAPExplainer(additive_model, value_function="baseline", random_state=0),
+        FastSHAPExplainer(
+            additive_model,
+            value_function="baseline",
+            first_last=False,  # else exact from the start for an additive game
+            random_state=0,
+        ),
         {"max_epochs": [1, 30], "hidden_layer_sizes": [(4,), (32, 32)]},
         cv=2,
     ).fit(X[:300])
@@ -323,6 +342,10 @@ def test_history_and_verbose_progress(data, capsys):
         ({"n_bins": 2.5}, "n_bins"),
         ({"n_bins": "many"}, "n_bins"),
         ({"n_bins": True}, "n_bins"),
+        ({"first_last": "yes"}, "first_last"),
+        ({"n_coalitions": 0}, "n_coalitions"),
+        ({"n_coalitions": "many"}, "n_coalitions"),
+        ({"first_last": None}, "first_last"),
     ],
 )
 def test_bad_parameters_raise(data, params, message):
@@ -467,6 +490,7 @@ def fit_baseline_explainer(model, X, X_test, n_bins, max_epochs):
         model,
         value_function="baseline",
         n_bins=n_bins,
+        first_last=False,  # the network alone: an additive game would be exact
         hidden_layer_sizes=(64, 64),
         max_epochs=max_epochs,
         random_state=0,
@@ -527,16 +551,169 @@ def test_playerwise_networks_see_only_their_players_features(n_bins):
     else:
         edges = None if n_bins is None else quantile_bin_edges(X, n_bins)
     torch.manual_seed(0)
-    net = PlayerwiseMLP(membership, 2, (8, 8), edges, bin_steps=n_bins == "steps")
+    net = PlayerwiseMLP(
+        membership, 2, (8, 8), edges, bin_steps=n_bins == "steps", n_player_inputs=2
+    )
     x = torch.as_tensor(X[:20], dtype=torch.float32)
+    extra = torch.as_tensor(rng.normal(size=(20, 3, 2)), dtype=torch.float32)
     moved = x.clone()
     moved[:, 1] += 1.0  # player 1's only feature
-    before, after = net(x).detach(), net(moved).detach()
+    before, after = net(x, extra=extra).detach(), net(moved, extra=extra).detach()
     assert before.shape == (20, 3, 2)
     np.testing.assert_array_equal(before[:, [0, 2]], after[:, [0, 2]])
     assert not torch.allclose(before[:, 1], after[:, 1])
     moved = x.clone()
     moved[:, 2] += 1.0  # player 0's second feature
-    after = net(moved).detach()
+    after = net(moved, extra=extra).detach()
     np.testing.assert_array_equal(before[:, 1:], after[:, 1:])
     assert not torch.allclose(before[:, 0], after[:, 0])
+    moved = extra.clone()
+    moved[:, 2] += 1.0  # player 2's own inputs
+    after = net(x, extra=moved).detach()
+    np.testing.assert_array_equal(before[:, :2], after[:, :2])
+    assert not torch.allclose(before[:, 2], after[:, 2])
+
+
+def pairwise_model(X):
+    """Interactions of two features at most: Shapley = (first + last) / 2."""
+    X = np.asarray(X)
+    return np.sin(X[:, 0]) + X[:, 0] * X[:, 1] - 0.5 * X[:, 2] * X[:, 3] + X[:, 1] ** 2
+
+
+def three_way_model(X):
+    X = np.asarray(X)
+    return pairwise_model(X) + np.tanh(X[:, 0] * X[:, 1] * X[:, 2])
+
+
+def test_first_last_contributions_of_a_game():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5, 4))
+    baseline = rng.normal(size=4)
+    game = BaselineGame(pairwise_model, baseline)
+    masks = first_last_masks(4)
+    assert masks.shape == (10, 4)
+    first, last, full, empty = first_last_contributions(game(X, masks))
+    exact = exact_shapley(game, X)
+    np.testing.assert_allclose(full, pairwise_model(X)[:, None])
+    np.testing.assert_allclose(empty[:, 0], pairwise_model(baseline[None])[0])
+    for i in range(4):
+        alone = np.where(np.arange(4) == i, X, baseline)
+        np.testing.assert_allclose(
+            first[:, i, 0], pairwise_model(alone) - pairwise_model(baseline[None])
+        )
+        others = np.where(np.arange(4) == i, baseline, X)
+        np.testing.assert_allclose(
+            last[:, i, 0], pairwise_model(X) - pairwise_model(others)
+        )
+    # two-player interactions at most: their average is the Shapley value
+    average = (first + last) / 2
+    np.testing.assert_allclose(average, exact.values.reshape(average.shape), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "hidden, playerwise, steps",
+    [
+        ((8,), (4,), False),
+        ((8, 8), None, False),
+        ((), (), True),
+        ((), (), False),
+    ],
+)
+def test_module_starts_at_the_average_of_the_contributions(hidden, playerwise, steps):
+    edges = [np.array([0.0]), np.array([-1.0, 1.0]), np.array([])] if steps else None
+    torch.manual_seed(0)
+    module = ShapleyModule(
+        3,
+        3,
+        2,
+        hidden,
+        "additive",
+        2.0,
+        np.eye(3, dtype=bool),
+        playerwise,
+        edges,
+        steps,
+        first_last=True,
+    )
+    x, contributions = torch.randn(5, 3), torch.randn(5, 3, 4)
+    expected = (contributions[..., :2] + contributions[..., 2:]) / 2 * 2.0
+    torch.testing.assert_close(module(x, None, contributions), expected)
+    total = torch.randn(5, 2)  # the efficiency layer still applies
+    phi = module(x, total, contributions)
+    torch.testing.assert_close(phi.sum(dim=1), total)
+
+
+def test_first_last_learns_the_higher_order_interactions(data):
+    """Exact for a pairwise game from the start; for a three-way interaction the
+    network learns a correction to the average that beats it and the network
+    alone."""
+    X, X_test = data
+    kwargs = dict(
+        value_function="baseline",
+        hidden_layer_sizes=(64, 64),
+        max_epochs=60,
+        random_state=0,
+    )
+    pairwise = FastSHAPExplainer(pairwise_model, **kwargs).fit(X)
+    assert pairwise.module_.first_last
+    exact = exact_shapley(pairwise.game_, X_test).values[:, :, 0]
+    scale = np.mean(np.linalg.norm(exact, axis=1))
+    assert shapley_error(pairwise.explain(X_test).values, exact) < 0.01 * scale
+    errors = {}
+    for first_last in (True, False):
+        explainer = FastSHAPExplainer(
+            three_way_model, first_last=first_last, **kwargs
+        ).fit(X)
+        exact = exact_shapley(explainer.game_, X_test).values[:, :, 0]
+        errors[first_last] = shapley_error(explainer.explain(X_test).values, exact)
+    game = explainer.game_
+    first, last, _, _ = first_last_contributions(game(X_test, first_last_masks(4)))
+    average = (first + last)[..., 0] / 2
+    errors["average"] = shapley_error(average, exact)
+    assert errors[True] < 0.5 * min(errors[False], errors["average"]), errors
+
+
+def test_first_last_of_the_marginal_game_come_from_the_background_mean(data):
+    X, X_test = data
+    explainer = FastSHAPExplainer(
+        three_way_model, value_function="marginal", n_background=20, **TINY
+    ).fit(X)
+    game = explainer._contributions_game
+    assert isinstance(game, BaselineGame) and game.model is explainer.game_.model
+    np.testing.assert_allclose(game.baseline, explainer.game_.background.mean(axis=0))
+    exp = explainer.explain(X_test)
+    assert np.all(exp.n_evaluations == 2 * 4 + 2)
+    exact = exact_shapley(explainer.game_, X_test)
+    np.testing.assert_allclose(exp.base_values, exact.base_values[:, 0])
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), three_way_model(X_test), atol=1e-9
+    )
+
+
+def test_first_last_auto_depends_on_the_number_of_players(data, monkeypatch):
+    X, _ = data
+    kwargs = dict(value_function="baseline", random_state=0, **TINY)
+    assert FastSHAPExplainer(additive_model, **kwargs).fit(X).module_.first_last
+    monkeypatch.setattr(_fastshap, "SMALL_GAME_PLAYERS", 3)
+    explainer = FastSHAPExplainer(additive_model, **kwargs).fit(X)
+    assert not explainer.module_.first_last
+    assert explainer._contributions_game is None
+    assert np.all(explainer.explain(X[:3]).n_evaluations == 1)
+    forced = FastSHAPExplainer(additive_model, first_last=True, **kwargs).fit(X)
+    assert forced.module_.first_last
+
+
+def test_validation_on_every_coalition_is_the_expected_loss():
+    """Small games are validated on all their coalitions with the Shapley kernel's
+    probabilities: the sampler's distribution exactly."""
+    masks, weights = _kernel_coalitions(4)
+    assert masks.shape == (14, 4) and np.isclose(weights.sum(), 1.0)
+    sizes = masks.sum(axis=1)
+    assert sizes.min() == 1 and sizes.max() == 3
+    expected = {1: 3 / (4 * 1 * 3), 2: 3 / (6 * 2 * 2), 3: 3 / (4 * 3 * 1)}
+    total = sum(expected[k] * math.comb(4, k) for k in expected)
+    np.testing.assert_allclose(weights, [expected[k] / total for k in sizes], rtol=1e-6)
+    sampled = CoalitionSampler(4, "shapley").sample(200_000, np.random.default_rng(0))
+    codes = sampled @ (1 << np.arange(4))
+    frequency = np.bincount(codes, minlength=16)[1:-1] / len(codes)
+    np.testing.assert_allclose(frequency, weights, atol=3e-3)

@@ -271,6 +271,9 @@ class PlayerwiseMLP(nn.Module):
         features' bins instead of a linear layer on their values.
     bin_steps : bool, default=False
         ``bin_edges`` are split thresholds, encoded as steps.
+    n_player_inputs : int, default=0
+        Inputs of every player besides its features (``forward``'s ``extra``,
+        ``(n, n_players, n_player_inputs)``), added to its first layer.
     """
 
     def __init__(
@@ -280,6 +283,7 @@ class PlayerwiseMLP(nn.Module):
         hidden_layer_sizes=(32,),
         bin_edges=None,
         bin_steps=False,
+        n_player_inputs=0,
     ):
         super().__init__()
         membership = np.asarray(membership, dtype=bool)
@@ -310,6 +314,14 @@ class PlayerwiseMLP(nn.Module):
                 "membership",
                 None if identity else torch.as_tensor(membership, dtype=torch.float32),
             )
+        self.extra_weight = None
+        if n_player_inputs:
+            bound = 1.0 / math.sqrt(int(n_player_inputs))
+            self.extra_weight = nn.Parameter(
+                torch.empty(n_players, int(n_player_inputs), sizes[1]).uniform_(
+                    -bound, bound
+                )
+            )
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -324,36 +336,41 @@ class PlayerwiseMLP(nn.Module):
                 nn.Parameter(torch.empty(n_players, n_out).uniform_(-bound, bound))
             )
 
-    def forward(self, x, located=None):
+    def forward(self, x, located=None, extra=None):
         """``(n, n_players, n_outputs)`` for rows ``x (n, n_features)``.
 
-        ``located``: ``PiecewiseLinearLayer.locate(x)`` on the same edges, if known.
+        ``located``: ``PiecewiseLinearLayer.locate(x)`` on the same edges, if known;
+        ``extra``: the players' other inputs (``n_player_inputs``).
         """
-        last = len(self.biases) - 1
-        start = 0 if self.binned is None else 1  # the binned layer is the first
+        bias = self.biases[0].unsqueeze(1)
         if self.binned is None:
             # (players, n, width), contiguous: bmm copies strided operands.
             h = self.valid.unsqueeze(2) * x.t()[self.index]
-            h = h.transpose(1, 2).contiguous()
+            h = self._linear(h.transpose(1, 2).contiguous(), self.weights[0], bias)
         else:
             terms = self.binned.per_feature(x, located)  # (n, features, width)
             n, n_features, width = terms.shape
             terms = terms.transpose(0, 1)
             if self.membership is None:
-                h = terms + self.biases[0].unsqueeze(1)
+                h = terms + bias
             else:  # summed per player
                 h = self.membership @ terms.reshape(n_features, n * width)
-                h = h.view(-1, n, width).add_(self.biases[0].unsqueeze(1))
-            h = h.relu_() if last else h
-        layers = zip(self.weights, list(self.biases)[start:])
-        for i, (weight, bias) in enumerate(layers, start):
-            if h.shape[2] == 1:  # one feature per player: a broadcast product
-                h = torch.addcmul(bias.unsqueeze(1), h, weight)
-            else:  # bmm, then the bias in place: faster than a broadcast baddbmm
-                h = torch.bmm(h, weight).add_(bias.unsqueeze(1))
-            if i < last:
-                h = h.relu_()
+                h = h.view(-1, n, width).add_(bias)
+        if self.extra_weight is not None:
+            h = h.baddbmm_(extra.transpose(0, 1), self.extra_weight)
+        # the binned layer, when there is one, has no entry in weights
+        rest = list(self.weights)[1:] if self.binned is None else self.weights
+        for weight, bias in zip(rest, self.biases[1:]):
+            h = self._linear(h.relu_(), weight, bias.unsqueeze(1))
         return h.transpose(0, 1)
+
+    @staticmethod
+    def _linear(h, weight, bias):
+        """``h (players, n, a) @ weight (players, a, b) + bias (players, 1, b)``."""
+        if h.shape[2] == 1:  # one input per player: a broadcast product
+            return torch.addcmul(bias, h, weight)
+        # bmm, then the bias in place: faster than a broadcast baddbmm
+        return torch.bmm(h, weight).add_(bias)
 
 
 class MaskedModule(nn.Module):
@@ -406,6 +423,13 @@ class ShapleyModule(nn.Module):
         MLP.
     bin_steps : bool, default=False
         ``bin_edges`` are split thresholds, encoded as steps.
+    first_last : bool, default=False
+        ``forward`` takes every player's first and last marginal contributions
+        ``v({i}) − v(∅)`` and ``v(N) − v(N∖{i})`` (:func:`first_last_contributions`,
+        divided by ``output_scale``), inputs of the joint MLP's and of the player's
+        own first layer, and the networks' output is a correction to their average
+        (the Shapley value of a game whose interactions involve two players at most),
+        from which the networks start (their last layers are initialised to zero).
     """
 
     def __init__(
@@ -420,6 +444,7 @@ class ShapleyModule(nn.Module):
         playerwise_layer_sizes=None,
         bin_edges=None,
         bin_steps=False,
+        first_last=False,
     ):
         super().__init__()
         if normalization not in NORMALIZATIONS:
@@ -429,7 +454,10 @@ class ShapleyModule(nn.Module):
         self.n_players = int(n_players)
         self.n_outputs = int(n_outputs)
         self.normalization = normalization
-        self.mlp = make_mlp(n_features, n_players * n_outputs, hidden_layer_sizes)
+        self.first_last = bool(first_last)
+        # the contributions (first, last) of every player and output join the rows
+        n_inputs = n_features + (2 * n_players * n_outputs if first_last else 0)
+        self.mlp = make_mlp(n_inputs, n_players * n_outputs, hidden_layer_sizes)
         self.register_buffer("output_scale", torch.tensor(float(output_scale)))
         self.binned = None
         if bin_edges is not None:
@@ -439,21 +467,78 @@ class ShapleyModule(nn.Module):
         self.playerwise = None
         if playerwise_layer_sizes is not None:
             self.playerwise = PlayerwiseMLP(
-                membership, n_outputs, playerwise_layer_sizes, bin_edges, bin_steps
+                membership,
+                n_outputs,
+                playerwise_layer_sizes,
+                bin_edges,
+                bin_steps,
+                n_player_inputs=2 * self.n_outputs if first_last else 0,
             )
+        if first_last:  # starts at the average of the contributions exactly
+            last = list(self.mlp[-1].parameters())
+            if len(self.mlp) == 1 and self.binned is not None:  # no hidden layer
+                last.append(self.binned.weight)
+            player = self.playerwise
+            if player is not None:
+                last += (
+                    [player.biases[-1], player.weights[-1]]
+                    if len(player.weights)
+                    else [player.biases[-1], player.binned.weight]
+                )
+                if len(player.biases) == 1 and player.extra_weight is not None:
+                    last.append(player.extra_weight)  # no hidden layer either
+            with torch.no_grad():
+                for parameter in last:
+                    parameter.zero_()
 
-    def forward(self, x, total=None):
-        """``φ (n, n_players, n_outputs)``, normalised when ``total (n, K)`` is given."""
-        h = self.mlp[0](x)
+    def forward(self, x, total=None, contributions=None):
+        """``φ (n, n_players, n_outputs)``, normalised when ``total (n, K)`` is given.
+
+        ``contributions (n, n_players, 2 * n_outputs)``: the first then the last
+        marginal contributions, divided by ``output_scale`` (``first_last`` only).
+        """
+        if self.first_last:
+            # in float64: a float32 product rounds a row by its place in the batch,
+            # and the contributions, this layer's largest inputs, would make a row's
+            # explanation depend on the rows explained with it
+            first_layer = self.mlp[0]
+            h = F.linear(
+                torch.cat([x, contributions.flatten(1)], dim=1).double(),
+                first_layer.weight.double(),
+                first_layer.bias.double(),
+            ).to(x.dtype)
+        else:
+            h = self.mlp[0](x)
         located = None
         if self.binned is not None:
             located = self.binned.locate(x)
             h = h + self.binned(x, located)
         phi = self.mlp[1:](h).view(-1, self.n_players, self.n_outputs)
         if self.playerwise is not None:
-            phi = phi + self.playerwise(x, located)
+            phi = phi + self.playerwise(x, located, contributions)
+        if self.first_last:
+            first, last = contributions.split(self.n_outputs, dim=2)
+            phi = phi + 0.5 * (first + last)
         phi = phi * self.output_scale
         return normalize(phi, total, self.normalization)
+
+
+def first_last_masks(n_players):
+    """The singletons, the leave-one-outs, then the grand and empty coalitions."""
+    eye = np.eye(n_players, dtype=bool)
+    ends = np.array([[True] * n_players, [False] * n_players])
+    return np.concatenate([eye, ~eye, ends])
+
+
+def first_last_contributions(values):
+    """``(first, last, full, empty)`` from ``values (n, 2d + 2, K)`` of a game on
+    :func:`first_last_masks`: ``first (n, d, K) = v({i}) − v(∅)``,
+    ``last = v(N) − v(N∖{i})``, ``full = v(N)``, ``empty = v(∅)`` ``(n, K)``."""
+    d = (values.shape[1] - 2) // 2
+    full, empty = values[:, 2 * d], values[:, 2 * d + 1]
+    first = values[:, :d] - empty[:, None]
+    last = full[:, None] - values[:, d : 2 * d]
+    return first, last, full, empty
 
 
 def normalize(phi, total, normalization):
@@ -560,11 +645,20 @@ class ShapleyNet(_CoalitionNet):
       (``feature_scale``) is added; ``v(full)``, ``v(∅)`` are then evaluated at the
       new rows as well: the explainer learns the Shapley values around the training
       rows too, which the network needs to generalise from a few hundred rows;
+    - with ``all_coalitions`` ``(masks (m, d), weights (m,))``, on all of the
+      game's coalitions (but the empty and full ones) with their Shapley-kernel
+      probabilities instead of sampled ones: the expected loss itself;
     - or, when ``pool_masks`` ``(n_rows, P, d)`` and ``pool_values``
       ``(n_rows, P, K)`` are given (games too costly to evaluate every batch), by
       drawing ``n_coalitions / 2`` complementary pairs of the row's pool.
 
-    Validation batches carry fixed masks and values. The loss is
+    With ``first_last_game`` (a game whose ``v(N)`` is the trained game's), batches
+    also carry ``"contributions"``, the module's ``first_last`` input; for augmented
+    rows they are evaluated on that game at the new rows.
+
+    Validation batches carry fixed masks and values, and may carry ``"weights"``
+    ``(n, m)`` (summing to 1 per row) to average the loss over their coalitions
+    with: all the coalitions and their Shapley-kernel probabilities. The loss is
     ``mean_{x,S} Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀφ_k(x))²`` plus
     ``efficiency_lambda · mean_x Σ_k (1ᵀφ_k(x) − v_xk(full) + v_xk(∅))²``.
     """
@@ -582,10 +676,13 @@ class ShapleyNet(_CoalitionNet):
         membership=None,
         pool_masks=None,
         pool_values=None,
+        all_coalitions=None,
+        first_last_game=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.game = game
+        self.first_last_game = first_last_game
         self.n_coalitions = n_coalitions
         self.efficiency_lambda = efficiency_lambda
         self.input_noise = input_noise
@@ -595,6 +692,7 @@ class ShapleyNet(_CoalitionNet):
         self.membership = membership
         self.pool_masks = pool_masks
         self.pool_values = pool_values
+        self.all_coalitions = all_coalitions
 
     def add_coalitions(self, Xi, yi):
         device = Xi["x"].device
@@ -617,7 +715,15 @@ class ShapleyNet(_CoalitionNet):
     def _fresh_coalitions(self, Xi):
         rows = Xi["rows"].cpu().numpy()
         n, m = len(rows), self.n_coalitions
-        masks = self.sampler.sample(n * m, self.mask_rng_)[: n * m].reshape(n, m, -1)
+        if self.all_coalitions is not None:  # the expected loss itself
+            masks, weights = self.all_coalitions
+            masks, m = np.repeat(masks[None], n, axis=0), len(masks)
+            Xi["weights"] = torch.as_tensor(
+                np.repeat(weights[None], n, axis=0), device=Xi["x"].device
+            )
+        else:
+            masks = self.sampler.sample(n * m, self.mask_rng_)[: n * m]
+            masks = masks.reshape(n, m, -1)
         if not (self.input_noise or self.swap_probability):
             return masks, self.game(rows, masks)
         device = Xi["x"].device
@@ -640,22 +746,43 @@ class ShapleyNet(_CoalitionNet):
         rows = rows + shift * self.feature_scale
         Xi["x"] = Xi["x"] + torch.as_tensor(shift, dtype=Xi["x"].dtype, device=device)
         d = masks.shape[2]
-        ends = np.broadcast_to(np.array([[True] * d, [False] * d]), (n, 2, d))
-        values = self.game(rows, np.concatenate([masks, ends], axis=1))
-        full, empty = values[:, m], values[:, m + 1]
+        queries = first_last_masks(d)
+        both = self.first_last_game is self.game  # then one call for all the values
+        extra = queries if both else queries[-2:]  # v(N), v(∅) at least
+        extra = np.broadcast_to(extra, (n, *extra.shape))
+        values = self.game(rows, np.concatenate([masks, extra], axis=1))
+        full, empty = values[:, -2], values[:, -1]
+        if self.first_last_game is not None:
+            if not both:
+                queried = self.first_last_game(
+                    rows, np.broadcast_to(queries, (n, *queries.shape))
+                )
+            else:
+                queried = values[:, m:]
+            first, last, _, _ = first_last_contributions(queried)
+            scale = float(self.module_.output_scale)
+            Xi["contributions"] = torch.as_tensor(
+                np.concatenate([first, last], axis=2) / scale,
+                dtype=torch.float32,
+                device=device,
+            )
         Xi["empty"] = torch.as_tensor(empty, dtype=torch.float32, device=device)
         Xi["total"] = torch.as_tensor(full - empty, dtype=torch.float32, device=device)
         return masks, values[:, :m]
 
     def infer(self, x, **fit_params):
-        x = {key: x[key] for key in ("x", "total") if key in x}
+        x = {key: x[key] for key in ("x", "total", "contributions") if key in x}
         return super().infer(x, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         masks = X["masks"].to(y_pred.dtype)
         target = X["values"].to(y_pred.dtype) - X["empty"].to(y_pred.dtype)[:, None]
         pred = torch.einsum("nmd,ndk->nmk", masks, y_pred)
-        loss = ((target - pred) ** 2).sum(dim=2).mean()
+        squared = ((target - pred) ** 2).sum(dim=2)
+        if "weights" in X:  # every coalition, with its probability
+            loss = (squared * X["weights"].to(y_pred.dtype)).sum(dim=1).mean()
+        else:
+            loss = squared.mean()
         if self.efficiency_lambda:
             gap = y_pred.sum(dim=1) - X["total"].to(y_pred.dtype)
             loss = loss + self.efficiency_lambda * (gap**2).sum(dim=1).mean()
