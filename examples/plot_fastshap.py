@@ -3,7 +3,9 @@
 FastSHAP next to exact Shapley values
 =====================================
 
-FastSHAP trains an explainer network once; afterwards one forward pass explains a row.
+FastSHAP trains an explainer network once; afterwards one forward pass explains a row
+(in a game of at most 16 players, with the players' first and last marginal
+contributions as inputs: ``2d + 2`` game evaluations).
 Here a neural network regressor on the diabetes data (10 features) is explained with
 the baseline value function (held-out features set to their means), where exact
 Shapley values can still be enumerated (``2^10`` coalitions per row) to check FastSHAP's

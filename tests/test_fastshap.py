@@ -30,6 +30,7 @@ from sklearn_shapley.amortized._nets import (
     PiecewiseLinearLayer,
     PlayerwiseMLP,
     ShapleyModule,
+    ShapleyNet,
     first_last_contributions,
     first_last_masks,
     quantile_bin_edges,
@@ -717,3 +718,40 @@ def test_validation_on_every_coalition_is_the_expected_loss():
     codes = sampled @ (1 << np.arange(4))
     frequency = np.bincount(codes, minlength=16)[1:-1] / len(codes)
     np.testing.assert_allclose(frequency, weights, atol=3e-3)
+
+
+def test_loss_on_every_coalition_is_minimised_by_the_shapley_value():
+    """Weighted by ``_kernel_coalitions``, the loss over all coalitions (the training
+    and validation loss of small games) has the exact Shapley value as its
+    efficient minimiser."""
+    rng = np.random.default_rng(0)
+    X, baseline = rng.normal(size=(3, 4)), rng.normal(size=4)
+    game = BaselineGame(three_way_model, baseline)
+    masks, weights = _kernel_coalitions(4)
+    values = game(X, masks)[:, :, 0]
+    empty = three_way_model(baseline[None])[0]
+    total = three_way_model(X) - empty
+    exact = exact_shapley(game, X).values[:, :, 0]
+    A = masks.astype(float)
+    for row in range(3):  # the KKT system of min Σ w (v − v(∅) − Aφ)², 1ᵀφ = total
+        gram = A.T @ (weights[:, None] * A)
+        kkt = np.block(
+            [[2 * gram, np.ones((4, 1))], [np.ones((1, 4)), np.zeros((1, 1))]]
+        )
+        rhs = np.append(2 * A.T @ (weights * (values[row] - empty)), total[row])
+        np.testing.assert_allclose(np.linalg.solve(kkt, rhs)[:4], exact[row], atol=1e-5)
+    # ShapleyNet's loss with these weights is the weighted mean
+    phi = rng.normal(size=(3, 4, 1))
+    batch = {
+        "masks": torch.as_tensor(np.repeat(masks[None], 3, axis=0)),
+        "values": torch.as_tensor(values[:, :, None]),
+        "empty": torch.as_tensor(np.full((3, 1), empty)),
+        "weights": torch.as_tensor(np.repeat(weights[None], 3, axis=0)),
+    }
+    loss = ShapleyNet(ShapleyModule, criterion=torch.nn.MSELoss).get_loss(
+        torch.as_tensor(phi), None, X=batch
+    )
+    residual = values - empty - np.einsum("md,nd->nm", A, phi[:, :, 0])
+    np.testing.assert_allclose(
+        float(loss), np.mean((weights * residual**2).sum(axis=1)), rtol=1e-5
+    )

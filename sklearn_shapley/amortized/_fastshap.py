@@ -436,30 +436,14 @@ class FastSHAPExplainer(GameExplainer):
                 f"normalization must be one of {NORMALIZATIONS}, got "
                 f"{self.normalization!r}."
             )
-        n_coalitions = self.n_coalitions
-        if not (
-            (isinstance(n_coalitions, str) and n_coalitions == "auto")
-            or (
-                isinstance(n_coalitions, numbers.Integral)
-                and not isinstance(n_coalitions, bool)
-                and n_coalitions >= 1
-            )
-        ):
+        if not _auto_or_positive_int(self.n_coalitions):
             raise ValueError(
-                f"n_coalitions must be 'auto' or an int >= 1, got {n_coalitions!r}."
+                "n_coalitions must be 'auto' or an int >= 1, got "
+                f"{self.n_coalitions!r}."
             )
-        n_bins = self.n_bins
-        if not (
-            n_bins is None
-            or (isinstance(n_bins, str) and n_bins == "auto")
-            or (
-                isinstance(n_bins, numbers.Integral)
-                and not isinstance(n_bins, bool)
-                and n_bins >= 1
-            )
-        ):
+        if not (self.n_bins is None or _auto_or_positive_int(self.n_bins)):
             raise ValueError(
-                f"n_bins must be 'auto', None or a positive int, got {n_bins!r}."
+                f"n_bins must be 'auto', None or a positive int, got {self.n_bins!r}."
             )
         if not (
             isinstance(self.first_last, (bool, np.bool_))
@@ -806,6 +790,17 @@ def _split_thresholds(estimator, rows, max_steps):
             t = np.unique(t[nearest - below])
         thresholds.append(t)
     return thresholds
+
+
+def _auto_or_positive_int(value):
+    """Whether ``value`` is ``"auto"`` or an int (not a bool) of at least 1."""
+    if isinstance(value, str):
+        return value == "auto"
+    return (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and value >= 1
+    )
 
 
 def _kernel_coalitions(n_players):
