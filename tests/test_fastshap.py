@@ -700,8 +700,9 @@ def test_first_last_auto_depends_on_the_number_of_players(data, monkeypatch):
     assert not explainer.module_.first_last
     assert explainer._contributions_game is None
     assert np.all(explainer.explain(X[:3]).n_evaluations == 1)
-    forced = FastSHAPExplainer(additive_model, first_last=True, **kwargs).fit(X)
-    assert forced.module_.first_last
+    for on in (True, np.True_):  # any bool the validation accepts
+        forced = FastSHAPExplainer(additive_model, first_last=on, **kwargs).fit(X)
+        assert forced.module_.first_last
 
 
 def test_validation_on_every_coalition_is_the_expected_loss():

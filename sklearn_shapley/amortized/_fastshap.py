@@ -167,10 +167,9 @@ class FastSHAPExplainer(GameExplainer):
         small game the network is accurate enough that the loss's sampling noise
         is what is left: diabetes x gradient boosting x baseline game (with
         ``first_last``), error / KernelSHAP@1000's 1.23 with 128 coalitions, 1.00
-        with 512. Fewer
-        coalitions make every step cheaper but its gradient noisier; measured with
-        the other defaults (seed 0), held-out error / KernelSHAP@1000's with 64 → 128
-        on breast_cancer: gradient boosting, baseline game 1.00 → 0.92, marginal
+        with 512. Fewer coalitions make every step cheaper but its gradient
+        noisier; measured with the other defaults (seed 0), held-out error /
+        KernelSHAP@1000's with 64 → 128 on breast_cancer: gradient boosting, baseline game 1.00 → 0.92, marginal
         1.07 → 0.84; MLP, baseline 0.98 → 0.86, marginal 1.08 → 1.04, for about
         1.5-2x the training time.
     hidden_layer_sizes : tuple of int, default=(128, 128)
@@ -502,9 +501,10 @@ class FastSHAPExplainer(GameExplainer):
         self._contributions_game = None
         if d < 2:  # one player: φ = v(full) − v(∅), nothing to learn
             return
-        use_first_last = self.first_last is True or (
-            isinstance(self.first_last, str) and d <= SMALL_GAME_PLAYERS
-        )
+        if isinstance(self.first_last, str):  # "auto"
+            use_first_last = d <= SMALL_GAME_PLAYERS
+        else:  # a bool or numpy bool (validated in _check_params)
+            use_first_last = bool(self.first_last)
         if use_first_last:
             self._contributions_game = self._first_last_game()
             full, empty, contributions, _ = self._first_last_values(X)
@@ -521,12 +521,16 @@ class FastSHAPExplainer(GameExplainer):
             data["contributions"] = (contributions / self._output_scale).astype(
                 np.float32
             )
+        # every coalition with its probability, for a game small enough
+        kernel = None
+        if 2**d - 2 <= EXACT_VALIDATION_COALITIONS:
+            kernel = _kernel_coalitions(d)
         m = self.n_coalitions
         all_masks = None
         if isinstance(m, str):  # "auto"
             m = N_COALITIONS_SMALL if d <= SMALL_GAME_PLAYERS else N_COALITIONS
             if 2**d - 2 <= m:  # no more than the game has: all of them
-                all_masks = _kernel_coalitions(d)
+                all_masks = kernel
         m = int(m)
         m += m % 2 if self.paired_sampling else 0
         sampler = CoalitionSampler(d, "shapley", paired=self.paired_sampling)
@@ -545,8 +549,8 @@ class FastSHAPExplainer(GameExplainer):
         train_split = None
         if early_stopping:
             valid_data = {key: value[valid] for key, value in data.items()}
-            if 2**d - 2 <= EXACT_VALIDATION_COALITIONS:
-                masks, weights = _kernel_coalitions(d)
+            if kernel is not None:
+                masks, weights = kernel
                 masks = np.broadcast_to(masks, (n_valid, *masks.shape))
                 valid_data["weights"] = np.broadcast_to(weights, masks.shape[:2])
             else:
