@@ -27,6 +27,7 @@ from sklearn_shapley.amortized._fastshap import (
     _split_thresholds,
 )
 from sklearn_shapley.amortized._nets import (
+    MaskedModule,
     PiecewiseLinearLayer,
     PlayerwiseMLP,
     ShapleyModule,
@@ -222,11 +223,12 @@ def test_surrogate_value_function_is_kept_and_used(data):
 
 
 def test_explanation_of_a_row_does_not_depend_on_the_other_rows():
-    """The surrogate's v(full), which the attributions add up to, is evaluated in
-    float64: in float32 the same row came out 8e-8 apart when the rows were permuted
-    (a matrix product rounds a row by its place in the batch), which failed sklearn's
-    sample-order check (atol 1e-9) on some CPUs. The explainer network stays float32
-    (float64 would double the time to explain): sklearn's tolerances hold."""
+    """The surrogate's values an explanation needs (v(full), v(∅) and the first and
+    last contributions) are evaluated row by row (SurrogateGame.rowwise_copy): one
+    float32 product over all rows came out 8e-8 apart for the same row when the rows
+    were permuted, on some CPUs, which failed sklearn's sample-order check (atol
+    1e-9). The explainer network is float32 over all rows: sklearn's tolerances
+    hold."""
     rng = np.random.RandomState(0)
     X = rng.uniform(size=(20, 3)) * 3
     y = X.sum(axis=1) + rng.normal(size=20)
@@ -237,10 +239,16 @@ def test_explanation_of_a_row_does_not_depend_on_the_other_rows():
         surrogate_params={"max_epochs": 2},
         random_state=0,
     ).fit(X, y)
+    assert explainer._contributions_game is explainer._grand_game
+    assert explainer._grand_game.rowwise and not explainer.surrogate_.rowwise
     order = rng.permutation(20)
+    full, empty, contributions, _ = explainer._first_last_values(X)
+    full_p, empty_p, contributions_p, _ = explainer._first_last_values(X[order])
+    np.testing.assert_array_equal(full_p, full[order])
+    np.testing.assert_array_equal(contributions_p, contributions[order])
     full, empty, _ = explainer._grand_and_empty(X)
     full_permuted, _, _ = explainer._grand_and_empty(X[order])
-    np.testing.assert_allclose(full_permuted, full[order], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(full_permuted, full[order])
     values = explainer.transform(X)
     np.testing.assert_allclose(
         explainer.transform(X[order]), values[order], rtol=1e-7, atol=1e-9
@@ -253,6 +261,23 @@ def test_explanation_of_a_row_does_not_depend_on_the_other_rows():
     )
     # the surrogate itself still trains and answers in float32
     assert next(explainer.surrogate_.module.parameters()).dtype == torch.float32
+
+
+def test_masked_module_rows_are_evaluated_apart():
+    """MaskedModule.forward_rows gives forward's values, and a row's values are the
+    same bit for bit wherever it lies among other rows in a batch of the same size."""
+    torch.manual_seed(0)
+    membership = np.array([[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=bool)
+    module = MaskedModule(membership, 2, (16, 16)).eval()
+    x = torch.randn(50, 4)
+    mask = torch.as_tensor(np.random.RandomState(0).rand(50, 7, 3) < 0.5)
+    with torch.no_grad():
+        rows = module.forward_rows(x, mask)
+        flat = module(x.repeat_interleave(7, dim=0), mask.reshape(-1, 3))
+        np.testing.assert_allclose(rows.reshape(-1, 2), flat, rtol=1e-5, atol=1e-6)
+        for seed in range(5):
+            order = torch.as_tensor(np.random.RandomState(seed).permutation(50))
+            assert torch.equal(module.forward_rows(x[order], mask[order]), rows[order])
 
 
 def test_game_object_as_value_function(data):

@@ -481,11 +481,11 @@ class FastSHAPExplainer(GameExplainer):
 
     def _fit_estimator(self, X, y):
         game = self.game_
-        # v(full) and v(∅), which the normalization makes the attributions add up to:
-        # a surrogate's in float64, so that a row's explanation does not depend on
-        # the rows explained with it (see SurrogateGame.in_float64)
+        # v(full) and v(∅), which the normalization makes the attributions add up to,
+        # and the first and last contributions: a surrogate's evaluated row by row,
+        # so that a row's explanation does not depend on the rows explained with it
         self._grand_game = (
-            game.in_float64() if isinstance(game, SurrogateGame) else game
+            game.rowwise_copy() if isinstance(game, SurrogateGame) else game
         )
         self._empty_value = None
         if isinstance(game, (BaselineGame, MarginalGame, SurrogateGame)):
@@ -733,12 +733,19 @@ class FastSHAPExplainer(GameExplainer):
         return ((values - self._mean[j]) / self._scale[j]).astype(np.float32)
 
     # -- inference -------------------------------------------------------------------
-    def _estimate(self, X):
-        contributions = None
+    def _values_for_rows(self, X):
+        """``(v(full), v(∅), contributions or None, evaluations per row)``, from one
+        call (a surrogate rounds ``v(full)`` by the shape of its products)."""
         if self._contributions_game is not None and len(X):
-            full, empty, contributions, evaluations = self._first_last_values(X)
-        else:
-            full, empty, evaluations = self._grand_and_empty(X)
+            return self._first_last_values(X)
+        full, empty, evaluations = self._grand_and_empty(X)
+        return full, empty, None, evaluations
+
+    def _explained_output(self, X):
+        return self._values_for_rows(X)[0]
+
+    def _estimate(self, X):
+        full, empty, contributions, evaluations = self._values_for_rows(X)
         total = full - empty
         d = self.game_.n_players
         if d < 2 or len(X) == 0:

@@ -9,7 +9,6 @@ usable wherever a :class:`~sklearn_shapley.games.Game` is.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -60,6 +59,10 @@ class SurrogateGame(Game):
         The player groups (kept for reference; ``membership`` encodes them).
     batch_size : int, default=65536
         Most (row, coalition) pairs sent through the network at once.
+    rowwise : bool, default=False
+        Evaluate each row by its own products (:meth:`MaskedModule.forward_rows`), so
+        that its values do not depend on where it lies among the rows evaluated with
+        it; see :meth:`rowwise_copy`.
 
     Attributes
     ----------
@@ -82,6 +85,7 @@ class SurrogateGame(Game):
         output_names=None,
         players=None,
         batch_size=65536,
+        rowwise=False,
     ):
         self.module = module.eval()
         self.membership = np.asarray(membership, dtype=bool)
@@ -94,14 +98,15 @@ class SurrogateGame(Game):
         self.output_names = output_names
         self.players = players
         self.batch_size = int(batch_size)
+        self.rowwise = bool(rowwise)
         self.n_players, self.n_features = self.membership.shape
         last = [m for m in module.modules() if isinstance(m, nn.Linear)][-1]
         self.n_outputs = last.out_features
         self.history = []
 
-    def _replace(self, module=None, link=None):
+    def _replace(self, link=None, rowwise=None):
         game = SurrogateGame(
-            self.module if module is None else module,
+            self.module,
             self.membership,
             self.mean,
             self.scale,
@@ -112,6 +117,7 @@ class SurrogateGame(Game):
             output_names=self.output_names,
             players=self.players,
             batch_size=self.batch_size,
+            rowwise=self.rowwise if rowwise is None else rowwise,
         )
         game.history = self.history
         return game
@@ -120,15 +126,15 @@ class SurrogateGame(Game):
         """A copy of this game (sharing the network) that applies ``link`` instead."""
         return self._replace(link=link)
 
-    def in_float64(self):
-        """A copy of this game evaluating a float64 copy of the network.
-
-        A float32 matrix product can round a row differently depending on where the
-        row lies in its batch (seen: 8e-8 on a value of order 1 when the rows were
-        permuted); in float64 that difference is ~1e-16. Three times slower on large
-        batches, so meant for the few values an explanation needs per row.
+    def rowwise_copy(self):
+        """A copy of this game (sharing the network) that evaluates each row by its own
+        products, for the values an explanation needs: a row's explanation then does
+        not depend on the rows explained with it, as scikit-learn's estimator checks
+        require (a permutation of the rows gives the same values, bit for bit). As fast
+        as one product over all pairs for the few coalitions of an explanation;
+        training, with many coalitions per row, keeps the single product.
         """
-        return self._replace(module=copy.deepcopy(self.module).double())
+        return self._replace(rowwise=True)
 
     def standardize(self, X):
         """Rows ``(n, n_features)`` standardised as the network saw them (float64; the
@@ -176,8 +182,11 @@ class SurrogateGame(Game):
                 mask = torch.as_tensor(
                     np.array(masks[start:stop]), device=param.device
                 ).reshape(-1, self.n_players)
-                x = x.repeat_interleave(m, dim=0)
-                pred = self.module(x, mask)
+                if self.rowwise:
+                    pred = self.module.forward_rows(x, mask.reshape(len(x), m, -1))
+                    pred = pred.reshape(len(x) * m, -1)
+                else:
+                    pred = self.module(x.repeat_interleave(m, dim=0), mask)
                 if self.task == "classification":
                     pred = torch.softmax(pred, dim=1)
                 out[start:stop] = (
