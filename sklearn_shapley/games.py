@@ -303,11 +303,17 @@ class MarginalGame(_ModelGame):
             out[sl] = vals.mean(axis=1)
         return out.reshape(n, m, -1)
 
-    def sampled(self, X, masks, n_samples, rng):
+    def sampled(self, X, masks, n_samples, rng, control=None):
         """Unbiased estimates of the values, from ``n_samples`` background rows drawn
         at random (``rng``, a numpy Generator) for every (row, coalition) instead of
         the whole background: ``n_samples`` model evaluations per value instead of
         ``n_background``.
+
+        ``control`` (from :meth:`additive_control`), when given, is a control variate:
+        each drawn row ``b`` contributes ``link(f(x_S, b_{¬S})) − Σ_{p∉S} h_p(b)``.
+        Every ``h_p`` has mean zero over the background, so the estimate stays
+        unbiased; the part of the model that is additive in the players drawn from
+        ``b`` no longer adds noise (none is left for an additive model).
 
         Returns
         -------
@@ -316,10 +322,44 @@ class MarginalGame(_ModelGame):
         X = self._check_X(X)
         fmasks = self._broadcast_masks(X, masks)
         n, m, d = fmasks.shape
-        picks = rng.integers(len(self.background), size=(n, m, int(n_samples)))
+        n_samples = int(n_samples)
+        picks = rng.integers(len(self.background), size=(n, m, n_samples))
         Z = np.where(fmasks[:, :, None, :], X[:, None, None, :], self.background[picks])
-        values = self._predict(Z.reshape(-1, d))
-        return values.reshape(n, m, int(n_samples), -1).mean(axis=2)
+        values = self._predict(Z.reshape(-1, d)).reshape(n, m, n_samples, -1)
+        if control is not None:
+            held_out = ~np.broadcast_to(
+                np.asarray(masks, dtype=bool), (n, m, self.n_players)
+            )
+            # Σ over held-out players of h_p(b), one drawn row b at a time
+            for s in range(n_samples):
+                values[:, :, s] -= np.einsum(
+                    "nmp,nmpk->nmk", held_out, control[picks[:, :, s]]
+                )
+        return values.mean(axis=2)
+
+    def additive_control(self, n_inner=100, random_state=None):
+        """The terms ``h_p(b)`` of :meth:`sampled`'s control variate, one per background
+        row and player: ``(n_background, n_players, n_outputs)``.
+
+        ``h_p(b) = PD_p(b_p) − mean_b PD_p(b_p)``, where ``PD_p(t) = mean_{b'}
+        link(f(b'_{¬p}, t))`` is the model's partial dependence on player ``p``,
+        averaged over at most ``n_inner`` background rows ``b'`` (drawn with
+        ``random_state``): ``n_background × n_inner`` model evaluations per player,
+        once. Any such terms keep :meth:`sampled` unbiased, as each has mean zero
+        over the background; the partial dependence is the additive part of the
+        model over the background, which they then remove from the noise.
+        """
+        background = self.background
+        inner = default_background(background, n_inner, random_state)
+        n_bg, n_in = len(background), len(inner)
+        terms = []
+        for members in self._membership:
+            Z = np.repeat(inner[None], n_bg, axis=0)  # (n_bg, n_in, n_features)
+            Z[:, :, members] = background[:, None, members]
+            pd = self._predict(Z.reshape(n_bg * n_in, -1)).reshape(n_bg, n_in, -1)
+            pd = pd.mean(axis=1)
+            terms.append(pd - pd.mean(axis=0))
+        return np.stack(terms, axis=1)
 
 
 def default_background(X, n_background, random_state=None):

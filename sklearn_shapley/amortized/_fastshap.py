@@ -48,6 +48,11 @@ VALUE_FUNCTIONS = ("surrogate", "baseline", "marginal")
 #: Background rows drawn per (row, coalition) for the training targets of the
 #: marginal game: an unbiased estimate of ``v_x(S)`` at ``1 / n_background`` the cost.
 MARGINAL_SAMPLES = 1
+#: Background rows averaged over for the partial dependence of the estimates'
+#: control variate (:meth:`MarginalGame.additive_control`). Measured (seed 0, the
+#: bench's defaults), error / KernelSHAP@1000's without → with it: diabetes x MLP
+#: 6.18 → 4.59, breast_cancer x MLP 1.04 → 1.00.
+CONTROL_INNER_ROWS = 100
 
 #: Quantile bins per feature with ``n_bins="auto"`` for a piecewise-constant output
 #: of a model whose splits are not known.
@@ -99,7 +104,8 @@ class FastSHAPExplainer(GameExplainer):
     for the marginal game, where a value costs ``n_background`` model evaluations,
     the training targets are unbiased one-background-row estimates of ``v_x(S)``
     (``SampledMarginalGame``; the loss being quadratic, its minimiser is
-    unchanged). With ``n_cached_coalitions``, each row's values are instead computed
+    unchanged), less the model's partial dependence on the players drawn from that
+    row (a control variate of mean zero). With ``n_cached_coalitions``, each row's values are instead computed
     once for a cache of coalitions that the batches draw from. Early stopping
     watches the same loss on held-out rows with fixed seeded coalitions; the learning
     rate is halved on plateaus and the best weights are restored.
@@ -569,7 +575,13 @@ class FastSHAPExplainer(GameExplainer):
             pool_values = game(X, pool_masks).astype(np.float32)
         elif isinstance(game, MarginalGame):
             train_game = SampledMarginalGame(
-                game, MARGINAL_SAMPLES, self._empty_value, self._rng_seed(8)
+                game,
+                MARGINAL_SAMPLES,
+                self._empty_value,
+                self._rng_seed(8),
+                control=game.additive_control(
+                    CONTROL_INNER_ROWS, random_state=self._rng_seed(9)
+                ),
             )
         bin_edges, bin_steps = self._bin_edges(X[train])
         max_epochs = self.max_epochs
@@ -835,16 +847,19 @@ class SampledMarginalGame(Game):
 
     ``v_x(S) = mean_b link(f(x_S, b_{¬S}))`` is estimated with ``n_samples`` background
     rows drawn at random for every (row, coalition) instead of the whole background
-    (:meth:`MarginalGame.sampled`); ``v(∅)`` is the exact constant ``empty_value`` and ``v(full) = link(f(x))`` is
-    exact anyway. The FastSHAP loss is quadratic in the target, so an unbiased
-    target leaves its minimiser (the Shapley value of the marginal game) unchanged
-    and only adds variance, while each value costs ``n_samples`` model evaluations
-    instead of ``n_background``: the explainer can then be trained on fresh
-    coalitions and augmented rows like the other games.
+    (:meth:`MarginalGame.sampled`); ``v(∅)`` is the exact constant ``empty_value``
+    and ``v(full) = link(f(x))`` is exact anyway. The FastSHAP loss is quadratic in
+    the target, so an unbiased target leaves its minimiser (the Shapley value of the
+    marginal game) unchanged and only adds variance, while each value costs
+    ``n_samples`` model evaluations instead of ``n_background``: the explainer can
+    then be trained on fresh coalitions and augmented rows like the other games.
+    ``control`` (:meth:`MarginalGame.additive_control`) takes the noise of the
+    model's additive part out of the estimates, still unbiased.
     """
 
-    def __init__(self, game, n_samples, empty_value, seed):
+    def __init__(self, game, n_samples, empty_value, seed, control=None):
         self.game = game
+        self.control = control
         self.n_samples = int(n_samples)
         self.empty_value = np.asarray(empty_value, dtype=np.float64)
         self.n_players = game.n_players
@@ -852,7 +867,9 @@ class SampledMarginalGame(Game):
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, X, masks):
-        values = self.game.sampled(X, masks, self.n_samples, self.rng)
+        values = self.game.sampled(
+            X, masks, self.n_samples, self.rng, control=self.control
+        )
         empty = ~np.asarray(masks, dtype=bool).any(axis=-1)
         values[np.broadcast_to(empty, values.shape[:2])] = self.empty_value
         return values
