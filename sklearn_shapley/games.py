@@ -351,13 +351,18 @@ class MarginalGame(_ModelGame):
         """
         background = self.background
         inner = default_background(background, n_inner, random_state)
-        n_bg, n_in = len(background), len(inner)
+        n_in = len(inner)
+        step = max(1, self.batch_size // n_in)  # background rows per model call
         terms = []
         for members in self._membership:
-            Z = np.repeat(inner[None], n_bg, axis=0)  # (n_bg, n_in, n_features)
-            Z[:, :, members] = background[:, None, members]
-            pd = self._predict(Z.reshape(n_bg * n_in, -1)).reshape(n_bg, n_in, -1)
-            pd = pd.mean(axis=1)
+            pd = []
+            for start in range(0, len(background), step):
+                rows = background[start : start + step]
+                Z = np.repeat(inner[None], len(rows), axis=0)  # (rows, n_in, features)
+                Z[:, :, members] = rows[:, None, members]
+                values = self._predict(Z.reshape(len(rows) * n_in, -1))
+                pd.append(values.reshape(len(rows), n_in, -1).mean(axis=1))
+            pd = np.concatenate(pd)
             terms.append(pd - pd.mean(axis=0))
         return np.stack(terms, axis=1)
 

@@ -290,6 +290,12 @@ def test_additive_control_makes_sampled_values_exact_for_an_additive_model():
     game = MarginalGame(additive, background, players=[[0, 1], [2], [3, 4]])
     control = game.additive_control(random_state=0)
     assert control.shape == (40, 3, 2)
+    small_calls = MarginalGame(
+        additive, background, players=[[0, 1], [2], [3, 4]], batch_size=100
+    )  # 2 background rows x 40 inner rows per model call
+    np.testing.assert_allclose(
+        small_calls.additive_control(random_state=0), control, atol=1e-12
+    )
     np.testing.assert_allclose(control.mean(axis=0), 0.0, atol=1e-12)
     masks = rng.random((6, 7, 3)) < 0.5
     exact = game(X, masks)

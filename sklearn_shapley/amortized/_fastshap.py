@@ -105,10 +105,11 @@ class FastSHAPExplainer(GameExplainer):
     the training targets are unbiased one-background-row estimates of ``v_x(S)``
     (``SampledMarginalGame``; the loss being quadratic, its minimiser is
     unchanged), less the model's partial dependence on the players drawn from that
-    row (a control variate of mean zero). With ``n_cached_coalitions``, each row's values are instead computed
-    once for a cache of coalitions that the batches draw from. Early stopping
-    watches the same loss on held-out rows with fixed seeded coalitions; the learning
-    rate is halved on plateaus and the best weights are restored.
+    row (a control variate of mean zero). With ``n_cached_coalitions``, each row's
+    values are instead computed once for a cache of coalitions that the batches
+    draw from. Early stopping watches the same loss on held-out rows with fixed
+    seeded coalitions; the learning rate is halved on plateaus and the best weights
+    are restored.
 
     ``transform`` / ``explain`` then cost one forward pass plus ``v(full)`` per row
     (one model evaluation for the baseline and marginal games, one surrogate pass for
