@@ -50,8 +50,9 @@ VALUE_FUNCTIONS = ("surrogate", "baseline", "marginal")
 MARGINAL_SAMPLES = 1
 #: Background rows averaged over for the partial dependence of the estimates'
 #: control variate (:meth:`MarginalGame.additive_control`). Measured (seed 0, the
-#: bench's defaults), error / KernelSHAP@1000's without → with it: diabetes x MLP
-#: 6.18 → 4.59, breast_cancer x MLP 1.04 → 1.00.
+#: bench's defaults), error / KernelSHAP@1000's without → with it: diabetes x
+#: gradient boosting 6.07 → 3.89, x MLP 6.18 → 4.59; breast_cancer x gradient
+#: boosting 0.84 → 0.77, x MLP 1.04 → 1.00.
 CONTROL_INNER_ROWS = 100
 
 #: Quantile bins per feature with ``n_bins="auto"`` for a piecewise-constant output
@@ -116,7 +117,8 @@ class FastSHAPExplainer(GameExplainer):
     the surrogate); ``v(∅)``, the same for every row under these three value
     functions, is computed once in ``fit`` (a custom
     :class:`~sklearn_shapley.games.Game` is asked for both, two evaluations per row).
-    The additive normalization is applied again in float64 at inference, so
+    With ``first_last`` (at most 16 players by default) they cost ``2d + 2``
+    evaluations per row instead, in one call. The additive normalization is applied again in float64 at inference, so
     ``base_values + values.sum(axis=1)`` equals the explained output to float
     precision.
 
@@ -132,13 +134,12 @@ class FastSHAPExplainer(GameExplainer):
     average (``first_last``; 1.81), validation on every coalition (1.23) and 512
     coalitions per row (``n_coalitions``; 0.40, as accurate as KernelSHAP@1000).
     With the surrogate game it is more accurate than KernelSHAP@1000 on diabetes
-    (0.84-0.90x its error); with the baseline game of an MLP and with the marginal
+    (0.84-0.89x its error); with the baseline game of an MLP and with the marginal
     game (trained on one-background-row estimates, its contributions taken in the
-    baseline game at the background's mean) it is not (1.9x and 6.1-6.2x). With 30
-    features (breast_cancer) it is more accurate than KernelSHAP@1000 in five of
-    six configurations (0.64-0.92x its error; 1.04x for an MLP model with the
-    marginal game). See ``benchmarks/results/fastshap.md`` and
-    ``fastshap_diabetes.md``. Its advantage is speed once trained.
+    baseline game at the background's mean) it is not (1.9x and 3.9-4.6x). With 30
+    features (breast_cancer) it is at least as accurate as KernelSHAP@1000 in all
+    six configurations (0.64-1.00x its error). See
+    ``benchmarks/results/fastshap.md``. Its advantage is speed once trained.
 
     Parameters
     ----------
@@ -235,8 +236,8 @@ class FastSHAPExplainer(GameExplainer):
         Measured on diabetes (seed 0), error / KernelSHAP@1000's without → with it
         (and 128 coalitions, sampled validation): gradient boosting, baseline game
         6.6 → 1.81; MLP, baseline game 4.2 → 2.35. Explaining 1,000 rows then takes
-        11-14 ms for the baseline and marginal games, but 44-68 ms for the
-        surrogate, whose 22 passes per row run in float64.
+        11-22 ms (22 model evaluations or surrogate passes per row; the surrogate's
+        evaluated row by row in float32, see ``SurrogateGame.rowwise_copy``).
     efficiency_lambda : float, default=0.0
         Weight of the penalty ``(1ᵀφ − v(full) + v(∅))²`` added to the loss (useful with
         ``normalization="none"``).
