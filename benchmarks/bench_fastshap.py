@@ -17,7 +17,7 @@ its defaults on the training split and reports, on ``--n-test`` test rows:
   KernelSHAP@1000's time for the same 1,000 rows (measured on the ``--n-test`` rows and
   scaled), with the speed-up.
 
-Run: ``python benchmarks/bench_fastshap.py`` (over an hour on 2 cores). The table is
+Run: ``python benchmarks/bench_fastshap.py`` (about an hour on 2 cores). The table is
 printed and written to ``benchmarks/results/fastshap.md``; with ``--datasets`` naming
 one of them, to ``benchmarks/results/fastshap_<dataset>.md``.
 """

@@ -118,9 +118,9 @@ class FastSHAPExplainer(GameExplainer):
     functions, is computed once in ``fit`` (a custom
     :class:`~sklearn_shapley.games.Game` is asked for both, two evaluations per row).
     With ``first_last`` (at most 16 players by default) they cost ``2d + 2``
-    evaluations per row instead, in one call. The additive normalization is applied again in float64 at inference, so
-    ``base_values + values.sum(axis=1)`` equals the explained output to float
-    precision.
+    evaluations per row instead, in one call. The additive normalization is applied
+    again in float64 at inference, so ``base_values + values.sum(axis=1)`` equals
+    the explained output to float precision.
 
     Accuracy is limited by how well one network represents ``x ↦ φ(x)`` and
     generalises from the training rows. On diabetes (10 features, 331 training
@@ -177,9 +177,9 @@ class FastSHAPExplainer(GameExplainer):
         ``first_last``), error / KernelSHAP@1000's 1.23 with 128 coalitions, 1.00
         with 512. Fewer coalitions make every step cheaper but its gradient
         noisier; measured with the other defaults (seed 0), held-out error /
-        KernelSHAP@1000's with 64 → 128 on breast_cancer: gradient boosting, baseline game 1.00 → 0.92, marginal
-        1.07 → 0.84; MLP, baseline 0.98 → 0.86, marginal 1.08 → 1.04, for about
-        1.5-2x the training time.
+        KernelSHAP@1000's with 64 → 128 on breast_cancer: gradient boosting,
+        baseline game 1.00 → 0.92, marginal 1.07 → 0.84; MLP, baseline 0.98 →
+        0.86, marginal 1.08 → 1.04, for about 1.5-2x the training time.
     hidden_layer_sizes : tuple of int, default=(128, 128)
         Hidden ReLU layers of the explainer (and of the surrogate).
     playerwise_layer_sizes : tuple of int or None, default=(16, 16)

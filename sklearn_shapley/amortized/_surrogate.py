@@ -179,14 +179,15 @@ class SurrogateGame(Game):
                 x = torch.as_tensor(
                     Z[start:stop], dtype=param.dtype, device=param.device
                 )
-                mask = torch.as_tensor(
+                mask = torch.as_tensor(  # (rows, m, n_players)
                     np.array(masks[start:stop]), device=param.device
-                ).reshape(-1, self.n_players)
+                )
                 if self.rowwise:
-                    pred = self.module.forward_rows(x, mask.reshape(len(x), m, -1))
-                    pred = pred.reshape(len(x) * m, -1)
+                    pred = self.module.forward_rows(x, mask).flatten(0, 1)
                 else:
-                    pred = self.module(x.repeat_interleave(m, dim=0), mask)
+                    pred = self.module(
+                        x.repeat_interleave(m, dim=0), mask.flatten(0, 1)
+                    )
                 if self.task == "classification":
                     pred = torch.softmax(pred, dim=1)
                 out[start:stop] = (
