@@ -34,6 +34,8 @@ from sklearn_shapley.amortized._nets import (
     ShapleyNet,
     first_last_contributions,
     first_last_masks,
+    kernel_gram,
+    kernel_statistics,
     quantile_bin_edges,
 )
 from sklearn_shapley.games import BaselineGame, MarginalGame
@@ -766,18 +768,50 @@ def test_loss_on_every_coalition_is_minimised_by_the_shapley_value():
         )
         rhs = np.append(2 * A.T @ (weights * (values[row] - empty)), total[row])
         np.testing.assert_allclose(np.linalg.solve(kkt, rhs)[:4], exact[row], atol=1e-5)
-    # ShapleyNet's loss with these weights is the weighted mean
+    # ShapleyNet's loss on the statistics is the weighted mean, for any φ
     phi = rng.normal(size=(3, 4, 1))
-    batch = {
-        "masks": torch.as_tensor(np.repeat(masks[None], 3, axis=0)),
-        "values": torch.as_tensor(values[:, :, None]),
-        "empty": torch.as_tensor(np.full((3, 1), empty)),
-        "weights": torch.as_tensor(np.repeat(weights[None], 3, axis=0)),
-    }
-    loss = ShapleyNet(ShapleyModule, criterion=torch.nn.MSELoss).get_loss(
-        torch.as_tensor(phi), None, X=batch
+    cross, square = kernel_statistics(values[:, :, None] - empty, masks, weights)
+    batch = {"cross": torch.as_tensor(cross), "square": torch.as_tensor(square)}
+    net = ShapleyNet(
+        ShapleyModule, criterion=torch.nn.MSELoss, gram=kernel_gram(masks, weights)
     )
+    loss = net.get_loss(torch.as_tensor(phi), None, X=batch)
     residual = values - empty - np.einsum("md,nd->nm", A, phi[:, :, 0])
     np.testing.assert_allclose(
-        float(loss), np.mean((weights * residual**2).sum(axis=1)), rtol=1e-5
+        float(loss), np.mean((weights * residual**2).sum(axis=1)), rtol=1e-10
     )
+
+
+class CountingGame(BaselineGame):
+    """A baseline game that counts the calls it answers."""
+
+    calls = 0
+
+    def __call__(self, X, masks):
+        type(self).calls += 1
+        return super().__call__(X, masks)
+
+
+@pytest.mark.parametrize("n_coalitions", ["auto", 16])
+def test_small_games_are_evaluated_once_on_augmented_copies(data, n_coalitions):
+    """With ``n_coalitions="auto"`` a game of at most 10 players is evaluated before
+    training, on every coalition of augmented copies of the rows (one call per
+    chunk): longer training costs no more calls. Sampled coalitions are evaluated
+    at every batch."""
+    X, _ = data
+    calls = []
+    for max_epochs in (2, 6):
+        CountingGame.calls = 0
+        game = CountingGame(three_way_model, np.zeros(4))
+        FastSHAPExplainer(
+            three_way_model,
+            value_function=game,
+            n_coalitions=n_coalitions,
+            **{**TINY, "max_epochs": max_epochs},
+            random_state=0,
+        ).fit(X)
+        calls.append(CountingGame.calls)
+    if n_coalitions == "auto":
+        assert calls[0] == calls[1]
+    else:
+        assert calls[1] > calls[0]

@@ -12,7 +12,9 @@
   fresh random coalitions (KL divergence to the model's probabilities, or MSE).
 - :class:`ShapleyNet`: a skorch ``NeuralNet`` training a :class:`ShapleyModule` on the
   FastSHAP loss ``Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀ φ_k(x))²``; the game values of fresh
-  coalitions are computed by the game (numpy) for every batch.
+  coalitions are computed by the game (numpy) for every batch, or the loss's
+  expectation over every coalition comes from statistics computed once
+  (:func:`kernel_statistics`, :func:`kernel_gram`).
 - :func:`training_callbacks`: the learning-rate schedule, early stopping with the best
   weights restored, and the progress log.
 
@@ -561,6 +563,61 @@ def first_last_contributions(values):
     return first, last, full, empty
 
 
+def kernel_gram(masks, weights):
+    """``A = Σ_S p_S 1_S 1_Sᵀ (d, d)`` over coalitions ``masks (m, d)`` with
+    probabilities ``weights (m,)``: the quadratic term of the expected loss."""
+    masks = np.asarray(masks, dtype=np.float64)
+    return (masks.T * np.asarray(weights, dtype=np.float64)) @ masks
+
+
+def kernel_statistics(targets, masks, weights):
+    """``(cross (n, d, K), square (n, K))`` of the expected FastSHAP loss.
+
+    ``targets (n, m, K)``: ``v_x(S) − v_x(∅)`` on the coalitions ``masks (m, d)``, of
+    probabilities ``weights (m,)``. Then ``Σ_S p_S (target_S − 1_Sᵀφ)² = square −
+    2 φᵀ cross + φᵀ A φ`` (:func:`kernel_gram`) for any ``φ``, output by output.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    cross = np.einsum("m,nmk,md->ndk", weights, targets, masks.astype(np.float64))
+    square = np.einsum("m,nmk->nk", weights, np.square(targets))
+    return cross, square
+
+
+def augment_rows(
+    rows,
+    rng,
+    *,
+    donors,
+    membership,
+    swap_probability,
+    input_noise,
+    feature_scale,
+):
+    """Moves of ``rows`` to rows near them, in standard deviations
+    (``feature_scale``): the explainer is trained there too, to generalise from a
+    few hundred rows.
+
+    Each player (columns: ``membership``, ``(n_players, n_features)``) of each row
+    takes, with probability ``swap_probability``, its features' values in a random
+    row of ``donors`` (all of a group's features from the same row); then Gaussian
+    noise of ``input_noise`` standard deviations (``feature_scale``) is added.
+    """
+    n = len(rows)
+    shift = np.zeros(rows.shape)
+    if swap_probability:
+        n_players, n_features = membership.shape
+        swap = rng.random((n, n_players)) < swap_probability
+        picks = rng.integers(len(donors), size=(n, n_players))
+        owner = membership.argmax(axis=0)  # each feature's player
+        in_player = membership.any(axis=0)
+        swap = swap[:, owner] & in_player
+        swapped = donors[picks[:, owner], np.arange(n_features)]
+        shift += np.where(swap, swapped - rows, 0.0) / feature_scale
+    if input_noise:
+        shift += input_noise * rng.standard_normal(rows.shape)
+    return shift
+
+
 def normalize(phi, total, normalization):
     """Project ``phi (n, d, K)`` onto ``1ᵀφ = total (n, K)`` (see ShapleyModule)."""
     if total is None or normalization == "none":
@@ -665,22 +722,28 @@ class ShapleyNet(_CoalitionNet):
       (``feature_scale``) is added; ``v(full)``, ``v(∅)`` are then evaluated at the
       new rows as well: the explainer learns the Shapley values around the training
       rows too, which the network needs to generalise from a few hundred rows;
-    - with ``all_coalitions`` ``(masks (m, d), weights (m,))``, on all of the
-      game's coalitions (but the empty and full ones) with their Shapley-kernel
-      probabilities instead of sampled ones: the expected loss itself;
     - or, when ``pool_masks`` ``(n_rows, P, d)`` and ``pool_values``
       ``(n_rows, P, K)`` are given (games too costly to evaluate every batch), by
-      drawing ``n_coalitions / 2`` complementary pairs of the row's pool.
+      drawing ``n_coalitions / 2`` complementary pairs of the row's pool;
+    - or, when ``augmented`` is given (a dict of arrays ``(n_rows, copies, ...)``
+      indexed by ``"index"``: ``"x"``, ``"total"``, ``"cross"``, ``"square"`` and
+      ``"contributions"`` with ``first_last``, of augmented copies of the rows
+      evaluated once), by replacing each row with one of its copies drawn at random,
+      whose loss is the expected one (below): no coalitions, no evaluations.
 
     With ``first_last_game`` (a game whose ``v(N)`` is the trained game's), batches
     also carry ``"contributions"``, the module's ``first_last`` input; for augmented
     rows they are evaluated on that game at the new rows.
 
-    Validation batches carry fixed masks and values, and may carry ``"weights"``
-    ``(n, m)`` (summing to 1 per row) to average the loss over their coalitions
-    with: all the coalitions and their Shapley-kernel probabilities. The loss is
+    Validation batches carry fixed masks and values. The loss is
     ``mean_{x,S} Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀφ_k(x))²`` plus
     ``efficiency_lambda · mean_x Σ_k (1ᵀφ_k(x) − v_xk(full) + v_xk(∅))²``.
+
+    Batches (training or validation) that carry ``"cross"`` ``(n, d, K)`` and
+    ``"square"`` ``(n, K)``, the statistics of :func:`kernel_statistics`, need no
+    coalitions: their loss is the expectation over the Shapley kernel itself,
+    ``Σ_k (square_k − 2 φ_kᵀ cross_k + φ_kᵀ A φ_k)`` with ``A = gram``
+    (:func:`kernel_gram`), and training on them evaluates nothing.
     """
 
     def __init__(
@@ -696,7 +759,8 @@ class ShapleyNet(_CoalitionNet):
         membership=None,
         pool_masks=None,
         pool_values=None,
-        all_coalitions=None,
+        augmented=None,
+        gram=None,
         first_last_game=None,
         **kwargs,
     ):
@@ -712,10 +776,18 @@ class ShapleyNet(_CoalitionNet):
         self.membership = membership
         self.pool_masks = pool_masks
         self.pool_values = pool_values
-        self.all_coalitions = all_coalitions
+        self.augmented = augmented
+        self.gram = gram
 
     def add_coalitions(self, Xi, yi):
         device = Xi["x"].device
+        if self.augmented is not None:  # a copy of each row, and its statistics
+            index = Xi["index"].cpu().numpy()
+            copies = next(iter(self.augmented.values())).shape[1]
+            picks = self.mask_rng_.integers(copies, size=len(index))
+            for key, table in self.augmented.items():
+                Xi[key] = torch.as_tensor(table[index, picks], device=device)
+            return Xi
         if self.pool_masks is not None:
             masks, values = self._pool_coalitions(Xi["index"].cpu().numpy())
         else:
@@ -735,34 +807,20 @@ class ShapleyNet(_CoalitionNet):
     def _fresh_coalitions(self, Xi):
         rows = Xi["rows"].cpu().numpy()
         n, m = len(rows), self.n_coalitions
-        if self.all_coalitions is not None:  # the expected loss itself
-            masks, weights = self.all_coalitions
-            masks, m = np.repeat(masks[None], n, axis=0), len(masks)
-            Xi["weights"] = torch.as_tensor(
-                np.repeat(weights[None], n, axis=0), device=Xi["x"].device
-            )
-        else:
-            masks = self.sampler.sample(n * m, self.mask_rng_)[: n * m]
-            masks = masks.reshape(n, m, -1)
+        masks = self.sampler.sample(n * m, self.mask_rng_)[: n * m]
+        masks = masks.reshape(n, m, -1)
         if not (self.input_noise or self.swap_probability):
             return masks, self.game(rows, masks)
         device = Xi["x"].device
-        rng = self.mask_rng_
-        shift = np.zeros(rows.shape)
-        if self.swap_probability:
-            # Each player, with this probability, takes its features' values in
-            # another row (all of a group's features from the same row).
-            donors, membership = self.donor_rows, self.membership
-            n_players, n_features = membership.shape
-            swap = rng.random((n, n_players)) < self.swap_probability
-            picks = rng.integers(len(donors), size=(n, n_players))
-            owner = membership.argmax(axis=0)  # each feature's player
-            in_player = membership.any(axis=0)
-            swap = swap[:, owner] & in_player
-            swapped = donors[picks[:, owner], np.arange(n_features)]
-            shift += np.where(swap, swapped - rows, 0.0) / self.feature_scale
-        if self.input_noise:
-            shift += self.input_noise * rng.standard_normal(rows.shape)
+        shift = augment_rows(
+            rows,
+            self.mask_rng_,
+            donors=self.donor_rows,
+            membership=self.membership,
+            swap_probability=self.swap_probability,
+            input_noise=self.input_noise,
+            feature_scale=self.feature_scale,
+        )
         rows = rows + shift * self.feature_scale
         Xi["x"] = Xi["x"] + torch.as_tensor(shift, dtype=Xi["x"].dtype, device=device)
         d = masks.shape[2]
@@ -795,18 +853,29 @@ class ShapleyNet(_CoalitionNet):
         return super().infer(x, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        masks = X["masks"].to(y_pred.dtype)
-        target = X["values"].to(y_pred.dtype) - X["empty"].to(y_pred.dtype)[:, None]
-        pred = torch.einsum("nmd,ndk->nmk", masks, y_pred)
-        squared = ((target - pred) ** 2).sum(dim=2)
-        if "weights" in X:  # every coalition, with its probability
-            loss = (squared * X["weights"].to(y_pred.dtype)).sum(dim=1).mean()
+        if "cross" in X:
+            loss = self._expected_loss(y_pred, X)
         else:
-            loss = squared.mean()
+            loss = self._sampled_loss(y_pred, X)
         if self.efficiency_lambda:
             gap = y_pred.sum(dim=1) - X["total"].to(y_pred.dtype)
             loss = loss + self.efficiency_lambda * (gap**2).sum(dim=1).mean()
         return loss
+
+    def _expected_loss(self, y_pred, X):
+        # in float64: near its minimum the loss is a small difference of large terms
+        phi = y_pred.double()
+        gram = torch.as_tensor(self.gram, dtype=phi.dtype, device=phi.device)
+        quadratic = torch.einsum("ndk,de,nek->nk", phi, gram, phi)
+        cross = (phi * X["cross"].to(phi.dtype)).sum(dim=1)
+        per_row = X["square"].to(phi.dtype) - 2 * cross + quadratic
+        return per_row.sum(dim=1).mean().to(y_pred.dtype)
+
+    def _sampled_loss(self, y_pred, X):
+        masks = X["masks"].to(y_pred.dtype)
+        target = X["values"].to(y_pred.dtype) - X["empty"].to(y_pred.dtype)[:, None]
+        pred = torch.einsum("nmd,ndk->nmk", masks, y_pred)
+        return ((target - pred) ** 2).sum(dim=2).mean()
 
 
 def training_callbacks(*, early_stopping, patience, lr_patience):
