@@ -302,6 +302,7 @@ def test_game_object_as_value_function(data):
         {"normalization": "multiplicative"},
         {"paired_sampling": False, "n_coalitions": 7},
         {"early_stopping": False},
+        {"swap_probability": 0.0, "input_noise": 0.0},
         {"n_bins": None},
         {"n_bins": 1, "playerwise_layer_sizes": None},
         {"n_bins": 4, "players": [[0, 2], [1], [3]]},
