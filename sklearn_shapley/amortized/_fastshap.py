@@ -201,9 +201,9 @@ class FastSHAPExplainer(GameExplainer):
         expected loss there, a quadratic form in ``φ`` (no sampling noise, no
         evaluations while training; 16,000 optimizer steps, see ``max_epochs``).
         Measured on diabetes (seed 0), error / KernelSHAP@1000's with 512 fresh
-        coalitions per batch → the expected loss on augmented copies: gradient
-        boosting, baseline game 1.00 → 0.89 (training 577 s → 166 s); MLP,
-        baseline game 1.90 → 1.53. Else 512 for a game of at most 16 players (and
+        coalitions per batch → the expected loss on 20,000 augmented rows (on
+        60,000: see ``AUGMENTED_ROWS``): gradient boosting, baseline game 1.00 →
+        0.89 (training 577 s → 166 s); MLP, baseline game 1.90 → 1.53. Else 512 for a game of at most 16 players (and
         the marginal game of at most 10, whose training values are one-row
         estimates), 128 for a larger one. In a small game the network is accurate
         enough that the loss's sampling noise is what is left: diabetes x gradient
