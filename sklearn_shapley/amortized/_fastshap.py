@@ -203,9 +203,10 @@ class FastSHAPExplainer(GameExplainer):
         Measured on diabetes (seed 0), error / KernelSHAP@1000's with 512 fresh
         coalitions per batch → the expected loss on 20,000 augmented rows (on
         60,000: see ``AUGMENTED_ROWS``): gradient boosting, baseline game 1.00 →
-        0.89 (training 577 s → 166 s); MLP, baseline game 1.90 → 1.53. Else 512 for a game of at most 16 players (and
-        the marginal game of at most 10, whose training values are one-row
-        estimates), 128 for a larger one. In a small game the network is accurate
+        0.89 (training 577 s → 166 s); MLP, baseline game 1.90 → 1.53. Else 512
+        for a game of at most 16 players (and the marginal game of at most 10,
+        whose training values are one-row estimates), 128 for a larger one. In a
+        small game the network is accurate
         enough that the loss's sampling noise is what is left: diabetes x gradient
         boosting x baseline game (with ``first_last``), error / KernelSHAP@1000's
         1.23 with 128 coalitions, 1.00 with 512. Fewer coalitions make every step
@@ -643,7 +644,7 @@ class FastSHAPExplainer(GameExplainer):
             if not (self.swap_probability or self.input_noise):
                 copies = 1  # the rows themselves
             augmented = self._augmented_copies(
-                X, train, copies, train_game, kernel, use_first_last, rng
+                X, train, copies, train_game, kernel, use_first_last, membership, rng
             )
         patience = self.patience
         if patience is None:
@@ -704,14 +705,16 @@ class FastSHAPExplainer(GameExplainer):
         self.module_ = net.module_.eval()
         self.history_ = net.history
 
-    def _augmented_copies(self, X, train, copies, game, kernel, first_last, rng):
-        """``copies`` augmented copies of each training row (rows ``X[train]``) and
-        the statistics of the expected loss there, ``game`` evaluated on every
-        coalition: a dict of arrays ``(n_rows, copies, ...)`` indexed by row number
+    def _augmented_copies(
+        self, X, train, copies, game, kernel, first_last, membership, rng
+    ):
+        """``copies`` augmented copies of each training row (rows ``X[train]``; the
+        players' columns: ``membership``) and the statistics of the expected loss
+        there, ``game`` evaluated on every coalition: a dict of arrays
+        ``(n_rows, copies, ...)`` indexed by row number
         (:class:`~sklearn_shapley.amortized._nets.ShapleyNet`'s ``augmented``).
         """
         n, copies = len(X), int(copies)
-        membership = player_membership(self.players, X.shape[1])
         rows = np.repeat(X[train], copies, axis=0)
         rows += self._scale * augment_rows(
             rows,
