@@ -624,8 +624,12 @@ class FastSHAPExplainer(GameExplainer):
             )
         bin_edges, bin_steps = self._bin_edges(X[train])
         # a small game's expected loss on every coalition, for augmented copies of
-        # the training rows evaluated once (not the marginal game, whose training
-        # values are one-row estimates: their noise would be frozen in the copies)
+        # the training rows evaluated once. Not the marginal game: measured on
+        # diabetes (seed 0), error / KernelSHAP@1000's, with fresh one-row
+        # estimates (SampledMarginalGame) 3.89 (gradient boosting) / 4.59 (MLP);
+        # with the expected loss of one-row estimates frozen in 60,000 copies
+        # 6.22 / 4.65, of exact values (n_background times the evaluations) on
+        # 6,000 / 3,000 copies 3.97 / 3.26, after 795 / 582 s of training.
         expected = (
             auto_coalitions
             and kernel is not None
