@@ -205,16 +205,15 @@ class FastSHAPExplainer(GameExplainer):
         60,000: see ``AUGMENTED_ROWS``): gradient boosting, baseline game 1.00 →
         0.89 (training 577 s → 166 s); MLP, baseline game 1.90 → 1.53. Else 512
         for a game of at most 16 players (and the marginal game of at most 10,
-        whose training values are one-row estimates), 128 for a larger one. In a
-        small game the network is accurate
-        enough that the loss's sampling noise is what is left: diabetes x gradient
-        boosting x baseline game (with ``first_last``), error / KernelSHAP@1000's
-        1.23 with 128 coalitions, 1.00 with 512. Fewer coalitions make every step
-        cheaper but its gradient noisier; measured with the other defaults (seed
-        0), held-out error / KernelSHAP@1000's with 64 → 128 on breast_cancer:
-        gradient boosting, baseline game 1.00 → 0.92, marginal 1.07 → 0.84; MLP,
-        baseline 0.98 → 0.86, marginal 1.08 → 1.04, for about 1.5-2x the training
-        time.
+        whose training values are one-row estimates), 128 for a larger one. In a small
+        game the network is accurate enough that the loss's sampling noise is what is
+        left: diabetes x gradient boosting x baseline game (with ``first_last``), error
+        / KernelSHAP@1000's 1.23 with 128 coalitions, 1.00 with 512. Fewer coalitions
+        make every step cheaper but its gradient noisier; measured with the other
+        defaults (seed 0), held-out error / KernelSHAP@1000's with 64 → 128 on
+        breast_cancer: gradient boosting, baseline game 1.00 → 0.92, marginal 1.07 →
+        0.84; MLP, baseline 0.98 → 0.86, marginal 1.08 → 1.04, for about 1.5-2x the
+        training time.
     hidden_layer_sizes : tuple of int, default=(128, 128)
         Hidden ReLU layers of the explainer (and of the surrogate).
     playerwise_layer_sizes : tuple of int or None, default=(16, 16)
