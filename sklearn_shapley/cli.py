@@ -125,8 +125,8 @@ def available_explainers(n_features, random_state):
         (
             "FastSHAP",
             # a shorter schedule than the default (for 10 features, every coalition
-            # of 60,000 augmented rows evaluated, then 16,000 optimizer steps: a few
-            # minutes): the demo trains in about a minute
+            # of 180,000 augmented rows evaluated, then 64,000 optimizer steps of
+            # 256 rows: several minutes): the demo trains in about a minute
             lambda m: ss.FastSHAPExplainer(
                 m,
                 value_function="baseline",

@@ -375,6 +375,12 @@ def test_history_and_verbose_progress(data, capsys):
         ({"n_coalitions": 0}, "n_coalitions"),
         ({"n_coalitions": "many"}, "n_coalitions"),
         ({"first_last": None}, "first_last"),
+        ({"hidden_layer_sizes": "wide"}, "hidden_layer_sizes"),
+        ({"hidden_layer_sizes": (32, 0)}, "hidden_layer_sizes"),
+        ({"hidden_layer_sizes": (32, 2.5)}, "hidden_layer_sizes"),
+        ({"hidden_layer_sizes": 32}, "hidden_layer_sizes"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": "large"}, "batch_size"),
     ],
 )
 def test_bad_parameters_raise(data, params, message):
@@ -731,6 +737,31 @@ def test_first_last_auto_depends_on_the_number_of_players(data, monkeypatch):
     for on in (True, np.True_):  # any bool the validation accepts
         forced = FastSHAPExplainer(additive_model, first_last=on, **kwargs).fit(X)
         assert forced.module_.first_last
+
+
+def test_auto_network_sizes_are_larger_on_the_expected_loss(data):
+    """``"auto"`` width and batch: (256, 256) and 256 rows when a small game's
+    expected loss is trained on, (128, 128) and 64 otherwise; set values are kept."""
+    X, _ = data
+
+    def sizes(**params):
+        explainer = FastSHAPExplainer(
+            additive_model, max_epochs=1, random_state=0, **params
+        ).fit(X)
+        widths = [
+            layer.out_features
+            for layer in explainer.module_.mlp
+            if isinstance(layer, torch.nn.Linear)
+        ][:-1]
+        batch = explainer.history_[-1]["batches"][0]["train_batch_size"]
+        return tuple(widths), batch
+
+    assert sizes(value_function="baseline") == ((256, 256), 256)
+    assert sizes(value_function="baseline", n_coalitions=8) == ((128, 128), 64)
+    marginal = sizes(value_function=MarginalGame(additive_model, X[:20]))
+    assert marginal == ((128, 128), 64)
+    kept = dict(hidden_layer_sizes=(16, 8), batch_size=32)
+    assert sizes(value_function="baseline", **kept) == ((16, 8), 32)
 
 
 def test_validation_on_every_coalition_is_the_expected_loss():

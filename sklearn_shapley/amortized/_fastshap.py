@@ -76,20 +76,33 @@ N_STEPS = 4000
 #: one per threshold, keep improving far longer (measured: breast_cancer x gradient
 #: boosting x baseline game, error 1.38 / 1.07 / 1.00 x KernelSHAP@1000's after
 #: 4,000 / 8,000 / 16,000 steps), while a smooth model's error does not
-#: (breast_cancer x MLP x marginal game, 1.08 after 4,000 steps, 1.16 after 8,000);
-#: also when it trains on the expected loss of a small game, whose steps evaluate
-#: nothing (diabetes x MLP x baseline game: 1.76 after 4,000 steps, 1.51 after 16,000).
+#: (breast_cancer x MLP x marginal game, 1.08 after 4,000 steps, 1.16 after 8,000).
 N_STEPS_SPLITS = 16000
 MIN_EPOCHS = 20
 
-#: Augmented rows (copies of the training rows) on which a game of at most 10
-#: players is evaluated once on every coalition, with ``n_coalitions="auto"``: the
-#: explainer is then trained on the expected loss itself (no sampling noise), for
-#: ``N_STEPS_SPLITS`` steps, at the cost of ``AUGMENTED_ROWS x 2^d`` evaluations.
-#: Measured on diabetes (seed 0), error / KernelSHAP@1000's with 20,000 → 60,000:
-#: gradient boosting x baseline game 0.89 → 0.71 (training 166 → 214 s), MLP x
-#: baseline game 1.53 → 1.39 (150 → 181 s).
-AUGMENTED_ROWS = 60000
+#: Training on the expected loss of a small game (``n_coalitions="auto"``, at most
+#: 10 players, not the marginal game): the game is evaluated once on every coalition
+#: of ``AUGMENTED_ROWS`` augmented copies of the training rows, so that steps
+#: evaluate nothing and the loss has no sampling noise, and the explainer's error
+#: keeps falling with more steps, copies, rows per step and width. Measured on
+#: diabetes x MLP x baseline game (seed 0), error / KernelSHAP@1000's with
+#: (copies, steps, batch, width):
+#:
+#: - (60,000, 16,000, 64, 128): 1.47 in 80 s;
+#: - (180,000, 32,000, 64, 128): 1.24 in 141 s;
+#: - (180,000, 64,000, 64, 128): 1.14 in 215 s;
+#: - (180,000, 64,000, 256, 128): 1.11 in 304 s;
+#: - (360,000, 64,000, 256, 128): 1.06 in 422 s;
+#: - (180,000, 64,000, 256, 256): 0.98 in 361 s, the defaults below (with
+#:   ``batch_size="auto"`` and ``hidden_layer_sizes="auto"``).
+AUGMENTED_ROWS = 180000
+N_STEPS_EXPECTED = 64000
+BATCH_SIZE_EXPECTED = 256
+HIDDEN_LAYER_SIZES_EXPECTED = (256, 256)
+#: ``batch_size="auto"`` and ``hidden_layer_sizes="auto"`` elsewhere (the
+#: surrogate's network too).
+BATCH_SIZE = 64
+HIDDEN_LAYER_SIZES = (128, 128)
 
 #: Validation rows are scored on every coalition, weighted by the Shapley kernel (the
 #: expected FastSHAP loss itself, a function of the explainer's error alone up to a
@@ -125,7 +138,7 @@ class FastSHAPExplainer(GameExplainer):
     unchanged), less the model's partial dependence on the players drawn from that
     row (a control variate of mean zero). For a game of at most 10 players (but
     the marginal game), the game is instead evaluated once, before training, on
-    every coalition of 60,000 augmented copies of the training rows, and each
+    every coalition of 180,000 augmented copies of the training rows, and each
     batch takes the expected loss over the Shapley kernel at one copy of each of
     its rows (``n_coalitions="auto"``). With ``n_cached_coalitions``, each row's
     values are computed once for a cache of coalitions that the batches draw
@@ -195,14 +208,15 @@ class FastSHAPExplainer(GameExplainer):
         Coalitions per row and batch (rounded up to even when paired). ``"auto"``:
         for a game of at most 10 players (but the marginal game), none are sampled:
         the game is evaluated once, before training, on every coalition of
-        ``AUGMENTED_ROWS`` (60,000) augmented copies of the training rows
+        ``AUGMENTED_ROWS`` (180,000) augmented copies of the training rows
         (``swap_probability``, ``input_noise``; at most ``max_epochs`` copies of
         each), and every batch takes one copy of each of its rows with the
         expected loss there, a quadratic form in ``φ`` (no sampling noise, no
-        evaluations while training; 16,000 optimizer steps, see ``max_epochs``).
-        Measured on diabetes (seed 0), error / KernelSHAP@1000's with 512 fresh
-        coalitions per batch → the expected loss on 20,000 augmented rows (on
-        60,000: see ``AUGMENTED_ROWS``): gradient boosting, baseline game 1.00 →
+        evaluations while training; 64,000 optimizer steps, see ``max_epochs``,
+        ``batch_size`` and ``hidden_layer_sizes``). Measured on diabetes (seed 0),
+        error / KernelSHAP@1000's with 512 fresh coalitions per batch → the
+        expected loss on 20,000 augmented rows (for the current defaults see
+        ``AUGMENTED_ROWS``): gradient boosting, baseline game 1.00 →
         0.89 (training 577 s → 166 s); MLP, baseline game 1.90 → 1.53. Else 512
         for a game of at most 16 players (and the marginal game of at most 10,
         whose training values are one-row estimates), 128 for a larger one. In a small
@@ -214,8 +228,12 @@ class FastSHAPExplainer(GameExplainer):
         breast_cancer: gradient boosting, baseline game 1.00 → 0.92, marginal 1.07 →
         0.84; MLP, baseline 0.98 → 0.86, marginal 1.08 → 1.04, for about 1.5-2x the
         training time.
-    hidden_layer_sizes : tuple of int, default=(128, 128)
-        Hidden ReLU layers of the explainer (and of the surrogate).
+    hidden_layer_sizes : tuple of int or "auto", default="auto"
+        Hidden ReLU layers of the explainer (and of the surrogate). ``"auto"``:
+        (256, 256) when the explainer trains on a small game's expected loss
+        (``n_coalitions``), which keeps improving with width (diabetes x MLP x
+        baseline game, error / KernelSHAP@1000's 1.11 with (128, 128), 0.98 with
+        (256, 256)); else (128, 128), the surrogate's too.
     playerwise_layer_sizes : tuple of int or None, default=(16, 16)
         Hidden layers of a second branch, one small MLP per player on that player's
         own features, whose output is added to the joint MLP's: an inductive bias
@@ -299,8 +317,11 @@ class FastSHAPExplainer(GameExplainer):
         other games on fresh coalitions, the marginal game's values estimated with
         one background row each during training (measured on diabetes with an MLP
         model: held-out error 3.0, against 3.7 with 512 cached coalitions per row).
-    batch_size : int, default=64
-        Rows per optimizer step.
+    batch_size : int or "auto", default="auto"
+        Rows per optimizer step. ``"auto"``: 256 when the explainer trains on a
+        small game's expected loss (``n_coalitions``; diabetes x MLP x baseline
+        game, 64,000 steps: error / KernelSHAP@1000's 1.14 with 64 rows, 1.11 with
+        256), else 64.
     learning_rate : float, default=1e-3
         Adam's initial learning rate (halved after ``patience // 4`` epochs without
         improvement).
@@ -308,9 +329,9 @@ class FastSHAPExplainer(GameExplainer):
         ``None``: ``max(20, ceil(4_000 / batches_per_epoch))`` epochs, i.e. at least
         4,000 optimizer steps whatever the number of rows, 16,000 when the network
         sees a tree ensemble's split thresholds (``n_bins``), whose step weights
-        keep improving longer, or is trained on the expected loss of a small game
-        (``n_coalitions``), whose steps evaluate nothing (early stopping may end
-        training sooner).
+        keep improving longer, 64,000 when it is trained on the expected loss of a
+        small game (``n_coalitions``), whose steps evaluate nothing (early stopping
+        may end training sooner).
     patience : int or None, default=None
         Epochs without improvement of the held-out loss before training stops;
         ``None``: a quarter of the epochs (at least 10). Early stopping watches a loss
@@ -329,7 +350,8 @@ class FastSHAPExplainer(GameExplainer):
     surrogate_params : dict, default=None
         Keyword arguments for :func:`~sklearn_shapley.amortized.fit_surrogate`
         (``hidden_layer_sizes``, ``max_epochs``, ``learning_rate``, ``distribution``,
-        ...); by default the surrogate has the explainer's ``hidden_layer_sizes``.
+        ...); by default the surrogate has the explainer's ``hidden_layer_sizes``
+        ((128, 128) with ``"auto"``).
     output : int, str or None, default=None
         Output ``transform`` returns (see :class:`~sklearn_shapley.BaseExplainer`).
     device : str, default="cpu"
@@ -380,7 +402,7 @@ class FastSHAPExplainer(GameExplainer):
         normalization="additive",
         paired_sampling=True,
         n_coalitions="auto",
-        hidden_layer_sizes=(128, 128),
+        hidden_layer_sizes="auto",
         playerwise_layer_sizes=(16, 16),
         n_bins="auto",
         first_last="auto",
@@ -388,7 +410,7 @@ class FastSHAPExplainer(GameExplainer):
         input_noise=0.1,
         swap_probability=0.2,
         n_cached_coalitions="auto",
-        batch_size=64,
+        batch_size="auto",
         learning_rate=1e-3,
         max_epochs=None,
         patience=None,
@@ -443,8 +465,9 @@ class FastSHAPExplainer(GameExplainer):
             )
         if vf != "surrogate":
             return super()._make_game(X)
+        hidden_layer_sizes, _ = self._network_sizes(expected=False)
         params = {
-            "hidden_layer_sizes": self.hidden_layer_sizes,
+            "hidden_layer_sizes": hidden_layer_sizes,
             "verbose": self.verbose,
             "device": self.device,
         }
@@ -496,6 +519,23 @@ class FastSHAPExplainer(GameExplainer):
             raise ValueError(
                 f"first_last must be 'auto', True or False, got {self.first_last!r}."
             )
+        hidden = self.hidden_layer_sizes
+        if not (
+            (isinstance(hidden, str) and hidden == "auto")
+            or (
+                not isinstance(hidden, str)
+                and np.ndim(hidden) == 1
+                and all(_positive_int(h) for h in hidden)
+            )
+        ):
+            raise ValueError(
+                "hidden_layer_sizes must be 'auto' or a tuple of ints >= 1, got "
+                f"{hidden!r}."
+            )
+        if not _auto_or_positive_int(self.batch_size):
+            raise ValueError(
+                f"batch_size must be 'auto' or an int >= 1, got {self.batch_size!r}."
+            )
         if self.input_noise < 0:
             raise ValueError(f"input_noise must be >= 0, got {self.input_noise}.")
         if not 0 <= self.swap_probability <= 1:
@@ -539,8 +579,22 @@ class FastSHAPExplainer(GameExplainer):
         self._scale = X.std(axis=0)
         self._scale[self._scale < 1e-12] = 1.0
         n, d, K = len(X), game.n_players, game.n_outputs
+        # a small game's expected loss on every coalition, for augmented copies of
+        # the training rows evaluated once. Not the marginal game: measured on
+        # diabetes (seed 0), error / KernelSHAP@1000's, with fresh one-row
+        # estimates (SampledMarginalGame) 3.89 (gradient boosting) / 4.59 (MLP);
+        # with the expected loss of one-row estimates frozen in 60,000 copies
+        # 6.22 / 4.65, of exact values (n_background times the evaluations) on
+        # 6,000 / 3,000 copies 3.97 / 3.26, after 795 / 582 s of training.
+        expected = (
+            isinstance(self.n_coalitions, str)  # "auto"
+            and 2**d - 2 <= EXACT_VALIDATION_COALITIONS
+            and not self._n_cached_coalitions(1)
+            and not isinstance(game, MarginalGame)
+        )
+        hidden_layer_sizes, batch_size = self._network_sizes(expected)
         self.module_ = ShapleyModule(
-            X.shape[1], d, K, self.hidden_layer_sizes, self.normalization
+            X.shape[1], d, K, hidden_layer_sizes, self.normalization
         )
         self.history_ = []
         self._contributions_game = None
@@ -622,23 +676,14 @@ class FastSHAPExplainer(GameExplainer):
                 ),
             )
         bin_edges, bin_steps = self._bin_edges(X[train])
-        # a small game's expected loss on every coalition, for augmented copies of
-        # the training rows evaluated once. Not the marginal game: measured on
-        # diabetes (seed 0), error / KernelSHAP@1000's, with fresh one-row
-        # estimates (SampledMarginalGame) 3.89 (gradient boosting) / 4.59 (MLP);
-        # with the expected loss of one-row estimates frozen in 60,000 copies
-        # 6.22 / 4.65, of exact values (n_background times the evaluations) on
-        # 6,000 / 3,000 copies 3.97 / 3.26, after 795 / 582 s of training.
-        expected = (
-            auto_coalitions
-            and kernel is not None
-            and not n_cached
-            and not isinstance(game, MarginalGame)
-        )
         max_epochs = self.max_epochs
         if max_epochs is None:
-            batches_per_epoch = max(1, math.ceil(len(train) / self.batch_size))
-            n_steps = N_STEPS_SPLITS if bin_steps or expected else N_STEPS
+            batches_per_epoch = max(1, math.ceil(len(train) / batch_size))
+            n_steps = (
+                N_STEPS_EXPECTED
+                if expected
+                else (N_STEPS_SPLITS if bin_steps else N_STEPS)
+            )
             max_epochs = max(MIN_EPOCHS, math.ceil(n_steps / batches_per_epoch))
         augmented = None
         if expected:
@@ -657,7 +702,7 @@ class FastSHAPExplainer(GameExplainer):
             module__n_features=X.shape[1],
             module__n_players=d,
             module__n_outputs=K,
-            module__hidden_layer_sizes=tuple(self.hidden_layer_sizes),
+            module__hidden_layer_sizes=hidden_layer_sizes,
             module__normalization=self.normalization,
             module__output_scale=self._output_scale,
             module__membership=membership,
@@ -668,7 +713,7 @@ class FastSHAPExplainer(GameExplainer):
             criterion=nn.MSELoss,  # unused: get_loss computes the Shapley loss
             optimizer=torch.optim.Adam,
             lr=self.learning_rate,
-            batch_size=self.batch_size,
+            batch_size=batch_size,
             max_epochs=max_epochs,
             train_split=train_split,
             iterator_train=BatchIterator,
@@ -832,6 +877,16 @@ class FastSHAPExplainer(GameExplainer):
         full, _, _ = self._grand_and_empty(np.vstack([rows, moved]))
         return float(np.mean(np.all(full[n:] == full[row], axis=-1)))
 
+    def _network_sizes(self, expected):
+        """``(hidden_layer_sizes, batch_size)`` with ``"auto"`` resolved: larger
+        when the explainer trains on a small game's ``expected`` loss."""
+        hidden, batch = self.hidden_layer_sizes, self.batch_size
+        if isinstance(hidden, str):
+            hidden = HIDDEN_LAYER_SIZES_EXPECTED if expected else HIDDEN_LAYER_SIZES
+        if isinstance(batch, str):
+            batch = BATCH_SIZE_EXPECTED if expected else BATCH_SIZE
+        return tuple(int(h) for h in hidden), int(batch)
+
     def _n_cached_coalitions(self, m):
         """Coalitions per row evaluated once before training (0: fresh every batch)."""
         n_cached = self.n_cached_coalitions
@@ -918,15 +973,20 @@ def _split_thresholds(estimator, rows, max_steps):
     return thresholds
 
 
-def _auto_or_positive_int(value):
-    """Whether ``value`` is ``"auto"`` or an int (not a bool) of at least 1."""
-    if isinstance(value, str):
-        return value == "auto"
+def _positive_int(value):
+    """Whether ``value`` is an int (not a bool) of at least 1."""
     return (
         isinstance(value, numbers.Integral)
         and not isinstance(value, bool)
         and value >= 1
     )
+
+
+def _auto_or_positive_int(value):
+    """Whether ``value`` is ``"auto"`` or an int (not a bool) of at least 1."""
+    if isinstance(value, str):
+        return value == "auto"
+    return _positive_int(value)
 
 
 def _kernel_coalitions(n_players):
