@@ -521,14 +521,11 @@ class FastSHAPExplainer(GameExplainer):
                 f"first_last must be 'auto', True or False, got {self.first_last!r}."
             )
         hidden = self.hidden_layer_sizes
-        if not (
-            (isinstance(hidden, str) and hidden == "auto")
-            or (
-                not isinstance(hidden, str)
-                and np.ndim(hidden) == 1
-                and all(_positive_int(h) for h in hidden)
-            )
-        ):
+        if isinstance(hidden, str):
+            valid_hidden = hidden == "auto"
+        else:
+            valid_hidden = np.ndim(hidden) == 1 and all(map(_positive_int, hidden))
+        if not valid_hidden:
             raise ValueError(
                 "hidden_layer_sizes must be 'auto' or a tuple of ints >= 1, got "
                 f"{hidden!r}."
@@ -580,6 +577,15 @@ class FastSHAPExplainer(GameExplainer):
         self._scale = X.std(axis=0)
         self._scale[self._scale < 1e-12] = 1.0
         n, d, K = len(X), game.n_players, game.n_outputs
+        m = self.n_coalitions
+        auto_coalitions = isinstance(m, str)
+        if auto_coalitions:
+            m = N_COALITIONS_SMALL if d <= SMALL_GAME_PLAYERS else N_COALITIONS
+        m = int(m)
+        m += m % 2 if self.paired_sampling else 0
+        n_cached = self._n_cached_coalitions(m)
+        # every coalition with its probability, for a game small enough
+        enumerated = 2**d - 2 <= EXACT_VALIDATION_COALITIONS
         # a small game's expected loss on every coalition, for augmented copies of
         # the training rows evaluated once. Not the marginal game: measured on
         # diabetes (seed 0), error / KernelSHAP@1000's, with fresh one-row
@@ -588,9 +594,9 @@ class FastSHAPExplainer(GameExplainer):
         # 6.22 / 4.65, of exact values (n_background times the evaluations) on
         # 6,000 / 3,000 copies 3.97 / 3.26, after 795 / 582 s of training.
         expected = (
-            isinstance(self.n_coalitions, str)  # "auto"
-            and 2**d - 2 <= EXACT_VALIDATION_COALITIONS
-            and not self._n_cached_coalitions(1)
+            auto_coalitions
+            and enumerated
+            and not n_cached
             and not isinstance(game, MarginalGame)
         )
         hidden_layer_sizes, batch_size = self._network_sizes(expected)
@@ -621,16 +627,7 @@ class FastSHAPExplainer(GameExplainer):
             data["contributions"] = (contributions / self._output_scale).astype(
                 np.float32
             )
-        # every coalition with its probability, for a game small enough
-        kernel = None
-        if 2**d - 2 <= EXACT_VALIDATION_COALITIONS:
-            kernel = _kernel_coalitions(d)
-        m = self.n_coalitions
-        auto_coalitions = isinstance(m, str)
-        if auto_coalitions:
-            m = N_COALITIONS_SMALL if d <= SMALL_GAME_PLAYERS else N_COALITIONS
-        m = int(m)
-        m += m % 2 if self.paired_sampling else 0
+        kernel = _kernel_coalitions(d) if enumerated else None
         sampler = CoalitionSampler(d, "shapley", paired=self.paired_sampling)
         rng = np.random.default_rng(self._rng_seed(5))
         order = rng.permutation(n)
@@ -659,7 +656,6 @@ class FastSHAPExplainer(GameExplainer):
                 )
             train_split = predefined_split(Dataset(valid_data, None))
         pool_masks = pool_values = None
-        n_cached = self._n_cached_coalitions(m)
         membership = player_membership(self.players, X.shape[1])
         train_game = game
         if n_cached:
