@@ -320,34 +320,41 @@ def predict_raw(flat: FlatEnsemble, X, *, chunk_size: int = 4096) -> np.ndarray:
     return out
 
 
+def goes_left(flat, nodes, x):
+    """Whether the values ``x`` (already in ``flat.decision_dtype``'s precision) go
+    left at the internal nodes ``nodes`` (same shape), by the decision rule of
+    :mod:`sklearn_shapley.tree._flat`."""
+    go_left = x <= flat.threshold[nodes]
+    is_cat = flat.split_kind[nodes] == CATEGORICAL_SPLIT
+    if is_cat.any():
+        xc = np.trunc(x[is_cat])
+        ln = flat.cat_len[nodes[is_cat]]
+        ok = (xc >= 0) & (xc < 32 * ln)
+        code = np.where(ok, xc, 0).astype(np.int64)
+        idx = np.where(ok, flat.cat_start[nodes[is_cat]] + code // 32, 0)
+        words = flat.cat_bitsets
+        word = words[idx] if words.size else np.zeros(idx.shape, np.uint32)
+        bit = (word.astype(np.int64) >> (code % 32)) & 1
+        go_left[is_cat] = ok & (bit == 1)
+    missing = np.isnan(x)
+    zero_kind = getattr(_flat, "ZERO_MISSING_SPLIT", None)
+    if zero_kind is not None:
+        missing |= (flat.split_kind[nodes] == zero_kind) & (np.abs(x) <= _LGBM_ZERO)
+    go_left[missing] = flat.missing_left[nodes[missing]] == 1
+    return go_left
+
+
 def _predict_chunk(flat, X):
     n = X.shape[0]
     roots = flat.tree_offsets[:-1]
     node = np.repeat(roots[None, :], n, axis=0)
     left, right = flat.children_left, flat.children_right
-    words = flat.cat_bitsets
-    zero_kind = getattr(_flat, "ZERO_MISSING_SPLIT", None)
     active = np.flatnonzero(left[node.ravel()] >= 0)
     flat_node = node.ravel()
     rows = np.repeat(np.arange(n), len(roots))
     while active.size:
         nd = flat_node[active]
-        x = X[rows[active], flat.feature[nd]]
-        go_left = x <= flat.threshold[nd]
-        is_cat = flat.split_kind[nd] == CATEGORICAL_SPLIT
-        if is_cat.any():
-            xc = np.trunc(x[is_cat])
-            ln = flat.cat_len[nd[is_cat]]
-            ok = (xc >= 0) & (xc < 32 * ln)
-            code = np.where(ok, xc, 0).astype(np.int64)
-            idx = np.where(ok, flat.cat_start[nd[is_cat]] + code // 32, 0)
-            word = words[idx] if words.size else np.zeros(idx.shape, np.uint32)
-            bit = (word.astype(np.int64) >> (code % 32)) & 1
-            go_left[is_cat] = ok & (bit == 1)
-        missing = np.isnan(x)
-        if zero_kind is not None:
-            missing |= (flat.split_kind[nd] == zero_kind) & (np.abs(x) <= _LGBM_ZERO)
-        go_left[missing] = flat.missing_left[nd[missing]] == 1
+        go_left = goes_left(flat, nd, X[rows[active], flat.feature[nd]])
         flat_node[active] = np.where(go_left, left[nd], right[nd])
         active = active[left[flat_node[active]] >= 0]
     leaves = flat_node.reshape(n, len(roots))

@@ -1,0 +1,619 @@
+"""The marginal (interventional) game of a tree ensemble, exactly, from its leaves.
+
+The raw output of a :class:`~sklearn_shapley.tree._flat.FlatEnsemble` is
+``f(x) = c + Σ_L value_L [x reaches L]``, and ``x`` reaches leaf ``L`` when every node
+on its path sends ``x`` the leaf's way: a product, over the players ``P_L`` whose
+columns the path tests, of "``x`` is inside the leaf's box on player ``p``'s columns".
+The hybrid row ``(x_S, b_{¬S})`` reaches ``L`` when ``x`` is inside on ``S ∩ P_L`` and
+``b`` on ``P_L ∖ S``, so the marginal game over a background ``B`` is, exactly,
+
+    v_x(S) = c + Σ_L value_L [S ∩ P_L ⊆ I_L(x)] q_L(S ∩ P_L),
+    q_L(A) = mean_{b ∈ B} [P_L ∖ A ⊆ I_L(b)],
+
+where ``I_L(x) ⊆ P_L`` is the set of path players on which ``x`` is inside. Each leaf
+is a game on its ``k = |P_L|`` players that depends on ``x`` only through the pattern
+``I_L(x)``, one of ``2^k``: its first and last marginal contributions, its Shapley
+values and the Shapley-kernel statistic that FastSHAP trains on are tables over the
+patterns, built once from ``q_L`` by subset-sum (zeta) transforms. Evaluating a row is
+then one table look-up per (leaf, path player), whatever the background's size: this
+is interventional TreeSHAP, with the background folded into the tables.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..games import Game, MarginalGame, apply_link, player_membership
+from ..sampling import shapley_kernel_size_weights
+from ._ensemble import flatten_ensemble, goes_left, predict_raw
+
+__all__ = ["TreeMarginalGame", "tree_marginal_game"]
+
+#: Most table entries (float64) a :class:`TreeMarginalGame` may hold: a leaf on ``k``
+#: path players holds ``2^k (4k + 1)``.
+MAX_TABLE_ENTRIES = 2**24
+#: Most rows of a tree's table indexed by its decisions (at most 8 internal nodes).
+TREE_UNIT_ROWS = 256
+#: Most (row, node) decisions and (row, leaf) pairs evaluated at once.
+MAX_DECISIONS = 2**21
+#: Most (row, leaf) pairs times coalitions evaluated at once by ``__call__``.
+MAX_TRIPLES = 2**22
+
+
+class TablesTooLargeError(ValueError):
+    """The ensemble's paths test too many distinct players for the tables."""
+
+
+class TreeMarginalGame(Game):
+    """The marginal game of a tree ensemble, exact and fast.
+
+    ``v_x(S) = mean_b g(f(x_S, b_{¬S}))`` over the rows ``b`` of ``background``, where
+    ``f`` is the ensemble's raw output and ``g(r) = r @ output_map + output_offset`` an
+    affine map to the explained outputs: the same values as
+    :class:`~sklearn_shapley.games.MarginalGame` of a model whose explained output is
+    that map of the raw sum (see :func:`tree_marginal_game`), in time independent of
+    the background's size once built.
+
+    Parameters
+    ----------
+    flat : FlatEnsemble
+        The ensemble (:func:`~sklearn_shapley.tree.flatten_ensemble`).
+    background : array-like of shape (n_background, n_features)
+    players : list of lists of int, default=None
+        Column groups treated as one player each.
+    output_map : array-like of shape (n_raw_outputs, n_outputs), default=None
+        Identity when None.
+    output_offset : array-like of shape (n_outputs,), default=None
+        Zeros when None.
+    max_table_entries : int, default=MAX_TABLE_ENTRIES
+        A larger ensemble raises ``ValueError``: its leaves test too many players.
+    """
+
+    def __init__(
+        self,
+        flat,
+        background,
+        *,
+        players=None,
+        output_map=None,
+        output_offset=None,
+        max_table_entries=MAX_TABLE_ENTRIES,
+    ):
+        background = np.asarray(background, dtype=np.float64)
+        if background.ndim != 2 or len(background) == 0:
+            raise ValueError("background must be a non-empty 2-D array.")
+        if background.shape[1] < flat.n_features:
+            raise ValueError(
+                f"background has {background.shape[1]} features, the ensemble uses "
+                f"{flat.n_features}."
+            )
+        self.flat = flat
+        self.background = background
+        self.players = players
+        self.n_features = background.shape[1]
+        membership = player_membership(players, self.n_features)
+        self.n_players = d = membership.shape[0]
+        self._player_of_feature = membership.argmax(axis=0)
+        raw = flat.n_outputs
+        output_map = np.eye(raw) if output_map is None else output_map
+        self.output_map = np.asarray(output_map, dtype=np.float64).reshape(raw, -1)
+        self.n_outputs = self.output_map.shape[1]
+        offset = np.zeros(self.n_outputs) if output_offset is None else output_offset
+        self.output_offset = np.asarray(offset, dtype=np.float64).reshape(-1)
+        self._offset = flat.base_offset @ self.output_map + self.output_offset
+        # internal nodes in node order: a tree's are a contiguous run of columns
+        self._internal = np.flatnonzero(flat.children_left >= 0)
+        column = np.full(flat.n_nodes, -1, dtype=np.int64)
+        column[self._internal] = np.arange(len(self._internal))
+        by_k = {}
+        for leaf, tree, nodes, lefts in _leaf_paths(flat):
+            value = np.zeros(raw)
+            group = flat.tree_group[tree]
+            if group >= 0:
+                value[group] = flat.value[leaf, group]
+            else:
+                value[:] = flat.value[leaf]
+            value = value @ self.output_map
+            players = sorted({self._player_of_feature[flat.feature[n]] for n in nodes})
+            if not players:  # a one-leaf tree: a constant
+                self._offset = self._offset + value
+                continue
+            slot = {p: j for j, p in enumerate(players)}
+            path = sorted(
+                (slot[self._player_of_feature[flat.feature[n]]], column[n], left)
+                for n, left in zip(nodes, lefts)
+            )
+            by_k.setdefault(len(players), []).append((players, value, path, tree))
+        K = self.n_outputs
+        entries = sum(len(g) * 2**k for k, g in by_k.items()) * (4 * d + 1) * K
+        if entries > max_table_entries:
+            raise TablesTooLargeError(
+                f"This ensemble's leaves would need {entries} table entries "
+                f"(max_table_entries={max_table_entries}): its paths test too many "
+                "distinct players. Explain it with MarginalGame instead."
+            )
+        # every leaf's path, padded to the longest with an always-true decision
+        leaves = [leaf for k in sorted(by_k) for leaf in by_k[k]]
+        depth = max((len(path) for _, _, path, _ in leaves), default=0)
+        self._path_columns = np.full((len(leaves), depth), len(self._internal))
+        self._path_lefts = np.ones((len(leaves), depth), dtype=bool)
+        self._path_bits = np.zeros((len(leaves), depth), dtype=np.int64)
+        for i, (_, _, path, _) in enumerate(leaves):
+            for j, (slot, column_, left) in enumerate(path):
+                self._path_columns[i, j] = column_
+                self._path_lefts[i, j] = left
+                self._path_bits[i, j] = 1 << slot
+        self._leaf_full = np.array([2 ** len(p) - 1 for p, _, _, _ in leaves], np.int64)
+        background = np.vstack(
+            [
+                self._patterns(self._decisions(background[rows]))
+                for rows in self._row_chunks(len(background), 1)
+            ]
+        )
+        weights = _kernel_size_probabilities(d)
+        self._groups, first = [], 0
+        for k in sorted(by_k):
+            last = first + len(by_k[k])
+            self._groups.append(
+                _LeafGroup(k, by_k[k], d, weights, background[:, first:last])
+            )
+            first = last
+        self._empty = self._offset + sum(
+            (g.q[:, 0] @ g.value for g in self._groups), np.zeros(K)
+        )
+
+        def stack(name):
+            columns = d * K if name != "full" else K
+            parts = [getattr(g, name).reshape(-1, columns) for g in self._groups]
+            return np.concatenate(parts) if parts else np.zeros((0, columns))
+
+        # per leaf, a block of 2^k rows (one per pattern): v(N) − c, v({j}) − v(∅),
+        # v(N ∖ {j}) − v(N) | Shapley values | kernel cross
+        tables = np.hstack(
+            [stack("full"), stack("first"), stack("last"), stack("phi"), stack("cross")]
+        )
+        for group in self._groups:  # stacked
+            del group.full, group.first, group.last, group.phi, group.cross
+        self._build_units(leaves, tables, column)
+
+    def _build_units(self, leaves, tables, column):
+        """The look-up units of :meth:`_table_sum` and their stacked tables.
+
+        A tree of at most ``log2(TREE_UNIT_ROWS)`` internal nodes is one unit, whose
+        row is the bit pattern of the row's decisions at its nodes, its table the sum
+        of its leaves' rows at the patterns those decisions give: one look-up per
+        tree. Every leaf of a larger tree is a unit of its own (its block of ``2^k``
+        rows, indexed by its pattern).
+        """
+        flat = self.flat
+        blocks = np.r_[0, np.cumsum(self._leaf_full + 1)][:-1]
+        trees = np.array([tree for _, _, _, tree in leaves], dtype=np.int64)
+        padding = len(self._internal)  # the always-true column of _decisions
+        small, units, tree_columns = [], [], []
+        for tree in np.unique(trees):
+            nodes = np.arange(flat.tree_offsets[tree], flat.tree_offsets[tree + 1])
+            nodes = column[nodes[flat.children_left[nodes] >= 0]]
+            if 2 ** len(nodes) > TREE_UNIT_ROWS:
+                continue
+            # every combination of decisions at the tree's nodes, then always true
+            n = len(nodes)
+            left = np.ones((2**n, n + 1), dtype=bool)
+            left[:, :n] = (np.arange(2**n)[:, None] >> np.arange(n)) & 1 == 1
+            mine = np.flatnonzero(trees == tree)
+            columns = self._path_columns[mine]
+            columns = np.where(columns == padding, n, columns - nodes[0])
+            patterns = _patterns(  # (2^n, leaves of the tree)
+                left,
+                columns,
+                self._path_lefts[mine],
+                self._path_bits[mine],
+                self._leaf_full[mine],
+            )
+            units.append(tables[blocks[mine] + patterns].sum(axis=1))
+            tree_columns.append(nodes)
+            small.append(mine)
+        # leaves of the larger trees
+        in_small = np.zeros(len(leaves), dtype=bool)
+        for mine in small:
+            in_small[mine] = True
+        self._unit_leaves = np.flatnonzero(~in_small)
+        width = max((len(c) for c in tree_columns), default=0)
+        # padded with the always-false decision column
+        self._tree_columns = np.full(
+            (len(tree_columns), width), len(self._internal) + 1
+        )
+        for i, c in enumerate(tree_columns):
+            self._tree_columns[i, : len(c)] = c
+        rows = [len(u) for u in units]
+        self._tree_block = np.r_[0, np.cumsum(rows)][:-1].astype(np.int64)
+        leaf_rows = self._leaf_full[self._unit_leaves] + 1
+        self._leaf_unit_block = sum(rows) + np.r_[0, np.cumsum(leaf_rows)][:-1]
+        parts = units + [
+            tables[b : b + r] for b, r in zip(blocks[self._unit_leaves], leaf_rows)
+        ]
+        tables = np.concatenate(parts) if parts else np.zeros((0, tables.shape[1]))
+        self._n_table_rows = len(tables)
+        d, K = self.n_players, self.n_outputs
+        split = np.cumsum([K, d * K, d * K, d * K])
+        self._first_last = np.ascontiguousarray(tables[:, : split[2]])
+        self._phi = np.ascontiguousarray(tables[:, split[2] : split[3]])
+        self._cross = np.ascontiguousarray(tables[:, split[3] :])
+
+    # -- rows to leaf patterns ---------------------------------------------------------
+    def _check_X(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(
+                f"X must have shape (n_rows, {self.n_features}), got {X.shape}."
+            )
+        return X
+
+    def _decisions(self, X):
+        """Whether each row goes left at each internal node, then two padding
+        columns, always true and always false: ``(n, n_internal + 2)``."""
+        flat, nodes = self.flat, self._internal
+        X = X.astype(flat.decision_dtype).astype(np.float64)
+        left = np.ones((len(X), len(nodes) + 2), dtype=bool)
+        left[:, -1] = False
+        left[:, :-2] = goes_left(
+            flat,
+            np.broadcast_to(nodes, (len(X), len(nodes))),
+            X[:, flat.feature[nodes]],
+        )
+        return left
+
+    def _patterns(self, left, leaves=slice(None)):
+        """``I_L`` of the ``leaves`` (default all) as bit patterns ``(n, n_leaves)``
+        from the rows' :meth:`_decisions`."""
+        return _patterns(
+            left,
+            self._path_columns[leaves],
+            self._path_lefts[leaves],
+            self._path_bits[leaves],
+            self._leaf_full[leaves],
+        )
+
+    def _table_sum(self, X, table):
+        """``Σ_L table[row of (L, I_L(x))]`` for every row ``x``: ``(n, columns)``,
+        one sparse product (a one per row and leaf) per chunk of rows."""
+        from scipy.sparse import csr_matrix
+
+        X = self._check_X(X)
+        out = np.zeros((len(X), table.shape[1]))
+        n_units = len(self._tree_block) + len(self._leaf_unit_block)
+        if not n_units:
+            return out
+        bits = 1 << np.arange(self._tree_columns.shape[1])
+        for rows in self._row_chunks(len(X), 1):
+            left = self._decisions(X[rows])
+            index = np.hstack(
+                [
+                    self._tree_block + left[:, self._tree_columns] @ bits,
+                    self._leaf_unit_block + self._patterns(left, self._unit_leaves),
+                ]
+            )
+            n = len(index)
+            ones = csr_matrix(
+                (np.ones(index.size), index.ravel(), np.arange(n + 1) * n_units),
+                shape=(n, self._n_table_rows),
+            )
+            out[rows] = ones @ table
+        return out
+
+    def _row_chunks(self, n, per_leaf):
+        """Slices of ``n`` rows, each holding at most ``MAX_DECISIONS`` (row, node)
+        pairs and ``MAX_TRIPLES`` (row, leaf) pairs times ``per_leaf``."""
+        n_leaves = max(1, len(self._leaf_full))
+        n_depth = max(1, self._path_columns.shape[1], len(self._internal) // n_leaves)
+        step = max(
+            1,
+            min(
+                MAX_DECISIONS // (n_leaves * n_depth),
+                MAX_TRIPLES // (n_leaves * per_leaf),
+            ),
+        )
+        for start in range(0, n, step):
+            yield slice(start, start + step)
+
+    # -- the game ----------------------------------------------------------------------
+    def __call__(self, X, masks):
+        X = self._check_X(X)
+        masks = np.asarray(masks, dtype=bool)
+        if masks.shape[-1] != self.n_players:
+            raise ValueError(
+                f"masks have {masks.shape[-1]} players; this game has {self.n_players}."
+            )
+        if masks.ndim == 3 and masks.shape[0] != len(X):
+            raise ValueError(
+                f"Per-row masks have {masks.shape[0]} rows, X has {len(X)}."
+            )
+        m = masks.shape[-2]
+        out = np.empty((len(X), m, self.n_outputs))
+        for rows in self._row_chunks(len(X), m):
+            mk = masks if masks.ndim == 2 else masks[rows]
+            patterns = self._patterns(self._decisions(X[rows]))
+            out[rows] = self._offset
+            first = 0
+            for group in self._groups:
+                last = first + len(group.value)
+                out[rows] += group.values(patterns[:, first:last], mk)
+                first = last
+        return out
+
+    def grand_and_empty(self, X):
+        full = self.first_last_values(X)[:, -2]
+        return full, np.broadcast_to(self._empty, full.shape).copy()
+
+    def first_last_values(self, X):
+        """The game on the singletons, the leave-one-outs, then the grand and empty
+        coalitions, ``(n, 2 n_players + 2, n_outputs)``, in ``O(leaves · depth)`` per
+        row (the order of ``amortized._nets.first_last_masks``)."""
+        d, K = self.n_players, self.n_outputs
+        sums = self._table_sum(X, self._first_last)
+        full = self._offset + sums[:, :K]
+        out = np.empty((len(sums), 2 * d + 2, K))
+        out[:, :d] = self._empty + sums[:, K : K + d * K].reshape(-1, d, K)
+        out[:, d : 2 * d] = full[:, None] + sums[:, K + d * K :].reshape(-1, d, K)
+        out[:, 2 * d] = full
+        out[:, 2 * d + 1] = self._empty
+        return out
+
+    def shapley_values(self, X):
+        """Exact Shapley values of the game, ``(n, n_players, n_outputs)``."""
+        return self._table_sum(X, self._phi).reshape(-1, self.n_players, self.n_outputs)
+
+    def kernel_cross(self, X):
+        """``Σ_S p_S 1_S (v_x(S) − v_x(∅))``, ``(n, n_players, n_outputs)``, over every
+        coalition but the empty and full ones with its Shapley-kernel probability
+        ``p_S ∝ (d − 1) / (C(d, |S|) |S| (d − |S|))`` (normalised to sum to 1): the
+        cross term of FastSHAP's expected loss (``amortized._nets.kernel_statistics``).
+        """
+        return self._table_sum(X, self._cross).reshape(
+            -1, self.n_players, self.n_outputs
+        )
+
+
+class _LeafGroup:
+    """The leaves with ``k`` path players, and their tables over the ``2^k`` patterns.
+
+    Pattern and subset bit ``j`` stands for a leaf's ``j``-th path player
+    (``players[:, j]``). ``q`` is ``(n_leaves, 2^k)``; the tables that
+    :class:`TreeMarginalGame` stacks (``full``, ``first``, ``last``, ``phi``,
+    ``cross``) hold, per (leaf, pattern), the leaf's share of a quantity on every
+    (player, output), its value folded in.
+    """
+
+    def __init__(self, k, leaves, d, weights, background):
+        self.k, self.d = k, d
+        self.players = np.array([p for p, _, _, _ in leaves], dtype=np.int64)
+        self.value = np.array([v for _, v, _, _ in leaves])  # (n_leaves, K)
+        self.bits = 1 << np.arange(k)
+        n_leaves, size = len(leaves), 2**k
+        full = size - 1
+        # q_L(A) = share of the background with P_L ∖ A ⊆ I_L(b): superset sums of
+        # the counts of the background's patterns, read at the complement of A
+        counts = np.zeros((n_leaves, size))
+        np.add.at(counts, (np.arange(n_leaves)[None, :], background), 1.0)
+        self.q = _superset_sums(counts)[:, full ^ np.arange(size)] / len(background)
+
+        pattern = np.arange(size)
+        inside = (pattern[:, None] >> np.arange(k)) & 1 == 1  # (2^k, k)
+        sizes = inside.sum(axis=1)
+        without = pattern[:, None] ^ (self.bits * inside)  # I ∖ {j} (I when j ∉ I)
+        q = self.q
+        # value tables: v(N) = [I = P]; v({j}) − v(∅); v(N ∖ {j}) − v(N)
+        self.full = np.broadcast_to(pattern == full, (n_leaves, size)).astype(float)
+        self.first = q[:, self.bits][:, None, :] * inside - q[:, :1, None]
+        complement = full ^ self.bits  # P ∖ {j}
+        self.last = (
+            q[:, complement][:, None, :]
+            * ((pattern[:, None] & complement) == complement)
+            - self.full[:, :, None]
+        )
+        # Shapley values of the leaf game g(A) = [A ⊆ I] q(A):
+        #   j ∈ I: Σ_{A ⊆ I∖j} w(|A|) (q(A ∪ j) − q(A)) = H'(I) − H'(I∖j) − H(I∖j)
+        #   j ∉ I: −Σ_{A ⊆ I} w(|A|) q(A) = −H(I)
+        # with H(I) = Σ_{A ⊆ I} w(|A|) q(A), H'(I) = Σ_{∅ ≠ A ⊆ I} w(|A| − 1) q(A)
+        w = np.array([_shapley_weight(s, k) for s in range(k + 1)])
+        H = _subset_sums(q * w[sizes])
+        H1 = _subset_sums(q * np.r_[0.0, w][sizes])
+        self.phi = np.where(
+            inside, H1[:, :, None] - H1[:, without] - H[:, without], -H[:, :, None]
+        )
+        # the kernel statistic Σ_S p_S [j ∈ S] (g(S ∩ P) − g(∅)), p_S = ω(|S|):
+        #   j ∈ P: Σ_{A ∋ j} α(|A|) (g(A) − g(∅)),  α(a) = Σ_r C(d−k, r) ω(a + r)
+        #   j ∉ P: Σ_A β(|A|) (g(A) − g(∅)),  β(a) = Σ_{r≥1} C(d−k−1, r−1) ω(a + r)
+        alpha = np.array(
+            [
+                sum(math.comb(d - k, r) * weights[a + r] for r in range(d - k + 1))
+                for a in range(k + 1)
+            ]
+        )
+        beta = np.array(
+            [
+                sum(
+                    math.comb(d - k - 1, r - 1) * weights[a + r]
+                    for r in range(1, d - k + 1)
+                )
+                for a in range(k + 1)
+            ]
+        )
+        Ha, Hb = _subset_sums(q * alpha[sizes]), _subset_sums(q * beta[sizes])
+        own_empty = sum(math.comb(k - 1, a - 1) * alpha[a] for a in range(1, k + 1))
+        out_empty = sum(math.comb(k, a) * beta[a] for a in range(k + 1))
+        outside = Hb - q[:, :1] * out_empty  # (n_leaves, 2^k), every player ∉ P
+        own = np.where(inside, Ha[:, :, None] - Ha[:, without], 0.0)
+        own -= q[:, :1, None] * own_empty
+        # tables over (leaf, pattern, player, output), the leaf's value folded in
+        value = self.value[:, None, None, :]
+        self.full = self.full[:, :, None] * self.value[:, None, :]
+        self.first = self._on_players(self.first) * value
+        self.last = self._on_players(self.last) * value
+        self.phi = self._on_players(self.phi) * value
+        # every player ∉ P gets the leaf-wide part, a path player its own
+        self.cross = (
+            self._on_players(own - outside[:, :, None]) + outside[:, :, None, None]
+        ) * value
+
+    def _on_players(self, table):
+        """``(n_leaves, 2^k, k)`` per path player → ``(n_leaves, 2^k, d, 1)``."""
+        n_leaves, size, k = table.shape
+        out = np.zeros((n_leaves, size, self.d, 1))
+        leaf = np.arange(n_leaves)[:, None, None]
+        pattern = np.arange(size)[None, :, None]
+        out[leaf, pattern, self.players[:, None, :], 0] = table
+        return out
+
+    def values(self, pattern, masks):
+        """``Σ_L value_L [S ∩ P_L ⊆ I_L] q_L(S ∩ P_L)`` for rows' ``pattern (n, L)``
+        and player ``masks`` ``(m, d)`` or ``(n, m, d)``: ``(n, m, K)``."""
+        subset = masks[..., self.players] @ self.bits  # (..., m, L)
+        leaf = np.arange(len(self.value))
+        if masks.ndim == 2:
+            reach = self.q[leaf, subset] * ((subset[None] & ~pattern[:, None]) == 0)
+        else:
+            reach = self.q[leaf, subset] * ((subset & ~pattern[:, None]) == 0)
+        return reach @ self.value
+
+
+def _patterns(left, columns, lefts, bits, full):
+    """Leaves' patterns ``I_L`` ``(n, n_leaves)`` from decisions ``left (n, ·)``: the
+    path players (bits ``full``) on none of whose path nodes (``columns``, padded
+    ``(n_leaves, depth)``, with the side ``lefts`` and the player's bit ``bits``)
+    the row goes the other way."""
+    away = left[:, columns] != lefts  # (n, leaves, depth)
+    return full & ~np.bitwise_or.reduce(away * bits, axis=2)
+
+
+def _leaf_paths(flat):
+    """``(leaf node, tree, path nodes, went left at each)`` for every leaf."""
+    out = []
+    left, right = flat.children_left, flat.children_right
+    for tree in range(flat.n_trees):
+        stack = [(int(flat.tree_offsets[tree]), (), ())]
+        while stack:
+            node, nodes, lefts = stack.pop()
+            if left[node] < 0:
+                out.append((node, tree, nodes, lefts))
+                continue
+            stack.append((int(right[node]), nodes + (node,), lefts + (False,)))
+            stack.append((int(left[node]), nodes + (node,), lefts + (True,)))
+    return out
+
+
+def _subset_sums(table):
+    """``out[..., I] = Σ_{A ⊆ I} table[..., A]`` over the last axis (length ``2^k``)."""
+    out = np.array(table, dtype=np.float64)
+    size = out.shape[-1]
+    bit = 1
+    while bit < size:
+        view = out.reshape(*out.shape[:-1], size // (2 * bit), 2, bit)
+        view[..., 1, :] += view[..., 0, :]
+        bit *= 2
+    return out
+
+
+def _superset_sums(table):
+    """``out[..., I] = Σ_{A ⊇ I} table[..., A]`` over the last axis."""
+    out = np.array(table, dtype=np.float64)
+    size = out.shape[-1]
+    bit = 1
+    while bit < size:
+        view = out.reshape(*out.shape[:-1], size // (2 * bit), 2, bit)
+        view[..., 0, :] += view[..., 1, :]
+        bit *= 2
+    return out
+
+
+def _shapley_weight(s, k):
+    """``s! (k − s − 1)! / k!``: a coalition of ``s`` of the other ``k − 1`` players
+    in a ``k``-player game (0 for ``s = k``)."""
+    if s >= k:
+        return 0.0
+    return math.factorial(s) * math.factorial(k - s - 1) / math.factorial(k)
+
+
+def _kernel_size_probabilities(d):
+    """``ω(s)``, ``s = 0..d``: the Shapley-kernel probability of one coalition of
+    size ``s`` among all but the empty and full ones (0 for those two)."""
+    out = np.zeros(d + 1)
+    if d >= 2:
+        per_size = shapley_kernel_size_weights(d)
+        for s in range(1, d):
+            out[s] = per_size[s - 1] / math.comb(d, s)
+    return out
+
+
+def tree_marginal_game(game, rows=None):
+    """The exact :class:`TreeMarginalGame` of a :class:`MarginalGame`, or None.
+
+    None unless the game's model (or the model in a ``FrozenEstimator``) is a tree
+    ensemble :func:`~sklearn_shapley.tree.flatten_ensemble` reads whose explained
+    output, after the game's link, is the raw sum of its trees: the identity link
+    of a model that predicts that sum (regressors, forests' class probabilities),
+    or the logit link of a binary classifier whose raw sum is the log-odds (its
+    two outputs are minus and plus the sum). Checked on the background and
+    ``rows`` (the first 1,000), to ``1e-5`` relative to the largest prediction.
+    The two games then agree to the model's own float precision on every row and
+    coalition (the tree game takes the log-odds from the trees, not back from the
+    rounded probabilities). Also None when the tables would be too large.
+    """
+    from sklearn.frozen import FrozenEstimator
+
+    if not isinstance(game, MarginalGame) or callable(game.link):
+        return None
+    model = game.model
+    if isinstance(model, FrozenEstimator):
+        model = model.estimator
+    try:
+        flat = flatten_ensemble(model)
+    except (TypeError, ValueError, AttributeError, NotImplementedError):
+        return None  # not a tree ensemble the package reads, or not fitted
+    probe = game.background
+    if rows is not None:
+        probe = np.vstack([probe, np.asarray(rows, dtype=np.float64)[:1000]])
+    if flat.n_features > probe.shape[1]:
+        return None
+    predicted = game._f(probe)  # before the link
+    raw = predict_raw(flat, probe)
+    output_map = None
+    if game.link == "identity" and raw.shape[1] == predicted.shape[1]:
+        output_map, expected = np.eye(raw.shape[1]), raw
+    elif game.link == "logit" and raw.shape[1] == 1 and predicted.shape[1] == 2:
+        # a binary classifier's probabilities are the sigmoid of its log-odds
+        output_map = np.array([[-1.0, 1.0]])
+        expected = 1.0 / (1.0 + np.exp(-(raw @ output_map)))
+    if output_map is None:
+        return None
+    # to the model's own precision (XGBoost predicts in float32)
+    if np.abs(expected - predicted).max() > 1e-5 * (1.0 + np.abs(predicted).max()):
+        return None
+    try:
+        tree_game = TreeMarginalGame(
+            flat, game.background, players=game.players, output_map=output_map
+        )
+    except TablesTooLargeError:
+        return None
+    tree_game.output_names = game.output_names
+    return tree_game
+    explained = apply_link(game._f(probe), game.link)
+    raw = predict_raw(flat, probe)
+    maps = []
+    if raw.shape[1] == explained.shape[1]:
+        maps.append(np.eye(raw.shape[1]))
+    if raw.shape[1] == 1 and explained.shape[1] == 2:
+        maps.append(np.array([[-1.0, 1.0]]))
+    scale = 1.0 + np.abs(explained).max()
+    for output_map in maps:
+        if np.abs(raw @ output_map - explained).max() <= 1e-8 * scale:
+            try:
+                tree_game = TreeMarginalGame(
+                    flat, game.background, players=game.players, output_map=output_map
+                )
+            except TablesTooLargeError:
+                return None
+            tree_game.output_names = game.output_names
+            return tree_game
+    return None

@@ -1,0 +1,227 @@
+"""TreeMarginalGame: a tree ensemble's marginal game from its leaves, against
+MarginalGame (the model evaluated on every hybrid row) and exact enumeration."""
+
+import lightgbm
+import numpy as np
+import pytest
+import torch
+import xgboost
+from sklearn.datasets import make_classification
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+)
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import Ridge
+
+from sklearn_shapley import exact_shapley
+from sklearn_shapley.amortized import FastSHAPExplainer
+from sklearn_shapley.amortized._fastshap import _kernel_coalitions
+from sklearn_shapley.amortized._nets import first_last_masks, kernel_statistics
+from sklearn_shapley.games import MarginalGame
+from sklearn_shapley.tree import flatten_ensemble
+from sklearn_shapley.tree._ensemble import predict_raw
+from sklearn_shapley.tree._marginal import (
+    TablesTooLargeError,
+    TreeMarginalGame,
+    tree_marginal_game,
+)
+
+
+def _regression(n=240, d=6, seed=0, missing=0.0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = 2 * X[:, 0] + X[:, 1] * X[:, 2] + np.sin(3 * X[:, 3]) + (X[:, 4] > 0)
+    if missing:
+        X[rng.random(X.shape) < missing] = np.nan
+        y = y + np.isnan(X[:, 5])
+    return X, y
+
+
+def _cases():
+    X, y = _regression()
+    Xn, yn = _regression(seed=1, missing=0.1)
+    Xc, yc = make_classification(240, 6, n_informative=4, random_state=0)
+    Xk = Xn.copy()
+    Xk[:, 4] = np.random.default_rng(2).integers(0, 5, len(Xk))
+    return {
+        # depth 3: every tree is one table indexed by its decisions
+        "gb": (GradientBoostingRegressor(n_estimators=30, random_state=0), X, y, {}),
+        # deeper trees: a table per leaf, indexed by its pattern; column groups
+        "gb-deep-groups": (
+            GradientBoostingRegressor(n_estimators=10, max_depth=5, random_state=0),
+            X,
+            y,
+            {"players": [[0, 1], [2], [3, 4, 5]]},
+        ),
+        "gb-classifier-logit": (
+            GradientBoostingClassifier(n_estimators=20, random_state=0),
+            Xc,
+            yc,
+            {"link": "logit"},
+        ),
+        "forest-probabilities": (
+            RandomForestClassifier(n_estimators=8, max_depth=4, random_state=0),
+            Xc,
+            yc,
+            {},
+        ),
+        "xgboost-missing": (
+            xgboost.XGBRegressor(n_estimators=15, max_depth=4),
+            Xn,
+            yn,
+            {},
+        ),
+        "lightgbm-classifier-missing": (
+            lightgbm.LGBMClassifier(n_estimators=15, num_leaves=12, verbose=-1),
+            Xn,
+            (yn > np.median(yn)).astype(int),
+            {"link": "logit"},
+        ),
+        "hist-categorical": (
+            HistGradientBoostingRegressor(max_iter=10, categorical_features=[4]),
+            Xk,
+            yn + Xk[:, 4],
+            {},
+        ),
+    }
+
+
+CASES = _cases()
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def games(request):
+    model, X, y, kwargs = CASES[request.param]
+    model.fit(X, y)
+    marginal = MarginalGame(model, X[:25], **kwargs)
+    tree = tree_marginal_game(marginal, X)
+    assert isinstance(tree, TreeMarginalGame), request.param
+    # XGBoost and LightGBM predict in float32 (their probabilities' logits: ~1e-5)
+    atol = 1e-10 if isinstance(model, (GradientBoostingRegressor,)) else 5e-5
+    return marginal, tree, X[100:112], atol
+
+
+def test_values_are_the_marginal_games(games):
+    marginal, tree, X, atol = games
+    rng = np.random.default_rng(0)
+    shared = rng.random((30, marginal.n_players)) < 0.5
+    per_row = rng.random((len(X), 5, marginal.n_players)) < 0.5
+    for masks in (shared, per_row):
+        np.testing.assert_allclose(tree(X, masks), marginal(X, masks), atol=atol)
+    queries = first_last_masks(marginal.n_players)
+    np.testing.assert_allclose(
+        tree.first_last_values(X), marginal(X, queries), atol=atol
+    )
+    for mine, theirs in zip(tree.grand_and_empty(X), marginal.grand_and_empty(X)):
+        np.testing.assert_allclose(mine, theirs, atol=atol)
+
+
+def test_shapley_values_are_exact(games):
+    marginal, tree, X, atol = games
+    exact = exact_shapley(marginal, X).values
+    exact = exact if exact.ndim == 3 else exact[..., None]
+    np.testing.assert_allclose(tree.shapley_values(X), exact, atol=atol)
+
+
+def test_kernel_cross_is_the_expected_loss_statistic(games):
+    marginal, tree, X, atol = games
+    masks, weights = _kernel_coalitions(marginal.n_players)
+    empty = marginal.grand_and_empty(X[:1])[1]
+    cross, _ = kernel_statistics(marginal(X, masks) - empty[:, None], masks, weights)
+    # the coalitions' weights are float32 there: 1e-7 relative
+    scale = np.abs(cross).max()
+    np.testing.assert_allclose(tree.kernel_cross(X), cross, atol=atol + 1e-6 * scale)
+
+
+def test_unsupported_games_give_none():
+    X, y = _regression()
+    Xc, yc = make_classification(240, 6, n_informative=4, n_classes=3, random_state=0)
+    gb = GradientBoostingRegressor(n_estimators=5, random_state=0).fit(X, y)
+    multiclass = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(Xc, yc)
+    unsupported = [
+        MarginalGame(Ridge().fit(X, y), X[:10]),  # not a tree ensemble
+        MarginalGame(lambda Z: Z[:, :1], X[:10]),  # a callable
+        MarginalGame(multiclass, Xc[:10], link="log_softmax"),  # not affine
+        MarginalGame(multiclass, Xc[:10]),  # probabilities: not the raw sum
+        MarginalGame(gb, X[:10], link=np.tanh),  # a callable link
+    ]
+    for game in unsupported:
+        assert tree_marginal_game(game, X) is None
+    assert tree_marginal_game(MarginalGame(FrozenEstimator(gb), X[:10])) is not None
+
+
+def test_bad_input_raises():
+    X, y = _regression()
+    gb = GradientBoostingRegressor(n_estimators=5, random_state=0).fit(X, y)
+    flat = flatten_ensemble(gb)
+    with pytest.raises(TablesTooLargeError, match="MarginalGame instead"):
+        TreeMarginalGame(flat, X[:10], max_table_entries=10)
+    with pytest.raises(ValueError, match="non-empty 2-D"):
+        TreeMarginalGame(flat, X[:0])
+    with pytest.raises(ValueError, match="features"):
+        TreeMarginalGame(flat, X[:10, :3])
+    game = TreeMarginalGame(flat, X[:10])
+    with pytest.raises(ValueError, match="shape"):
+        game.shapley_values(X[:, :4])
+    with pytest.raises(ValueError, match="players"):
+        game(X[:2], np.ones((3, 4), dtype=bool))
+    with pytest.raises(ValueError, match="rows"):
+        game(X[:2], np.ones((3, 3, 6), dtype=bool))
+
+
+def test_a_constant_tree_is_an_offset():
+    """A tree that is one leaf adds its value to every coalition's."""
+    X, y = _regression()
+    gb = GradientBoostingRegressor(n_estimators=3, random_state=0).fit(X, y)
+    flat = flatten_ensemble(gb)
+    # replace the second tree by its root, a leaf worth 1
+    start, stop = flat.tree_offsets[1], flat.tree_offsets[2]
+    flat.children_left[start], flat.children_right[start] = -1, -1
+    flat.feature[start] = -1
+    flat.value[start] = 1.0
+    flat.value[start + 1 : stop] = 0.0
+    game = TreeMarginalGame(flat, X[:10])  # its other nodes are unreachable
+    full, empty = game.grand_and_empty(X[:4])
+    np.testing.assert_allclose(full, predict_raw(flat, X[:4]), atol=1e-12)
+    masks = np.ones((1, 6), dtype=bool)
+    np.testing.assert_allclose(game(X[:4], masks)[:, 0], full, atol=1e-12)
+    phi = game.shapley_values(X[:4])
+    np.testing.assert_allclose(phi.sum(axis=1), full - empty, atol=1e-12)
+
+
+def test_fastshap_trains_on_the_exact_tree_game():
+    """The marginal game of a tree ensemble (at most 10 players): its exact tables
+    for the statistics and the first and last contributions, wider by default."""
+    X, y = _regression(n=200)
+    gb = GradientBoostingRegressor(n_estimators=20, random_state=0).fit(X, y)
+    explainer = FastSHAPExplainer(
+        FrozenEstimator(gb),
+        value_function="marginal",
+        n_background=20,
+        max_epochs=2,
+        random_state=0,
+    ).fit(X)
+    assert isinstance(explainer._tree_game, TreeMarginalGame)
+    assert explainer._contributions_game is explainer._tree_game
+    widths = [
+        layer.out_features
+        for layer in explainer.module_.mlp
+        if isinstance(layer, torch.nn.Linear)
+    ][:-1]
+    assert tuple(widths) == (512, 512)
+    assert explainer.history_[-1]["batches"][0]["train_batch_size"] == 180
+    exp = explainer.explain(X[:5])
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), gb.predict(X[:5]), atol=1e-9
+    )
+    again = FastSHAPExplainer(
+        FrozenEstimator(gb),
+        value_function="marginal",
+        n_background=20,
+        max_epochs=2,
+        random_state=0,
+    ).fit(X)
+    np.testing.assert_array_equal(again.explain(X[:5]).values, exp.values)
