@@ -20,7 +20,8 @@ its defaults on the training split and reports, on ``--n-test`` test rows:
 
 Run: ``python benchmarks/bench_fastshap.py`` (about an hour on 2 cores). The table is
 printed and written to ``benchmarks/results/fastshap.md``; with ``--datasets`` naming
-one of them, to ``benchmarks/results/fastshap_<dataset>.md``.
+one of them, to ``benchmarks/results/fastshap_<dataset>.md`` (``--models`` naming
+one: ``..._<model>.md``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from sklearn_shapley.metrics import shapley_error
 
 RESULTS = Path(__file__).parent / "results" / "fastshap.md"
 DATASETS = ("diabetes", "breast_cancer")
+MODELS = ("GradientBoosting", "MLP")
 #: Timed calls of ``explain`` on 1,000 rows; the fastest is reported (a shared VM's
 #: timings vary by several milliseconds between calls).
 EXPLAIN_REPEATS = 21
@@ -100,7 +102,7 @@ def run(args):
         )
         X_timing = np.resize(X_test, (1000, X.shape[1]))
         regression = dataset == "diabetes"
-        for model_name in ("GradientBoosting", "MLP"):
+        for model_name in args.models:
             model = make_model(model_name, regression).fit(X_train, y_train)
             for value_function in args.value_functions:
                 # The marginal game costs n_background model calls per value: fewer
@@ -169,8 +171,10 @@ def run(args):
         f"{torch.get_num_threads()} torch threads.\n\n"
     )
     results = RESULTS
-    if len(datasets) < len(DATASETS):  # a part of the benchmark: a file of its own
-        results = RESULTS.with_name(f"fastshap_{'_'.join(datasets)}.md")
+    part = [*datasets] if len(datasets) < len(DATASETS) else []
+    part += args.models if len(args.models) < len(MODELS) else []
+    if part:  # a part of the benchmark: a file of its own
+        results = RESULTS.with_name(f"fastshap_{'_'.join(part)}.md")
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(header + "\n".join(lines) + "\n")
     print(f"\nwritten to {results}")
@@ -185,6 +189,7 @@ def main():
     parser.add_argument(
         "--datasets", nargs="+", default=list(DATASETS), choices=DATASETS
     )
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument(
         "--value-functions",
         nargs="+",

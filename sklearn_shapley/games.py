@@ -123,6 +123,14 @@ def _is_torch_module(obj):
     return torch is not None and isinstance(obj, torch.nn.Module)
 
 
+def check_rows(X, n_features):
+    """``X`` as a float64 ``(n_rows, n_features)`` array, or ``ValueError``."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise ValueError(f"X must have shape (n_rows, {n_features}), got {X.shape}.")
+    return X
+
+
 def player_membership(players, n_features):
     """Boolean ``(n_players, n_features)`` matrix mapping players to feature columns.
 
@@ -211,12 +219,7 @@ class _ModelGame(Game):
         return out
 
     def _check_X(self, X):
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(
-                f"X must have shape (n_rows, {self.n_features}), got {X.shape}."
-            )
-        return X
+        return check_rows(X, self.n_features)
 
     def _broadcast_masks(self, X, masks):
         fmasks = self._feature_masks(masks)

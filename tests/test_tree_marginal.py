@@ -197,13 +197,8 @@ def test_fastshap_trains_on_the_exact_tree_game():
     for the statistics and the first and last contributions, wider by default."""
     X, y = _regression(n=200)
     gb = GradientBoostingRegressor(n_estimators=20, random_state=0).fit(X, y)
-    explainer = FastSHAPExplainer(
-        FrozenEstimator(gb),
-        value_function="marginal",
-        n_background=20,
-        max_epochs=2,
-        random_state=0,
-    ).fit(X)
+    kwargs = dict(value_function="marginal", n_background=20, max_epochs=2)
+    explainer = FastSHAPExplainer(FrozenEstimator(gb), random_state=0, **kwargs).fit(X)
     assert isinstance(explainer._tree_game, TreeMarginalGame)
     assert explainer._contributions_game is explainer._tree_game
     widths = [
@@ -217,11 +212,29 @@ def test_fastshap_trains_on_the_exact_tree_game():
     np.testing.assert_allclose(
         exp.base_values + exp.values.sum(axis=1), gb.predict(X[:5]), atol=1e-9
     )
-    again = FastSHAPExplainer(
-        FrozenEstimator(gb),
-        value_function="marginal",
-        n_background=20,
-        max_epochs=2,
-        random_state=0,
-    ).fit(X)
+    again = FastSHAPExplainer(FrozenEstimator(gb), random_state=0, **kwargs).fit(X)
     np.testing.assert_array_equal(again.explain(X[:5]).values, exp.values)
+
+
+def test_fastshap_adds_up_to_a_rounded_model_output():
+    """XGBoost predicts in float32: the attributions add up to its output, not to
+    the trees' float64 sum; a TreeMarginalGame is also a value function itself."""
+    X, y = _regression(n=200)
+    model = xgboost.XGBRegressor(n_estimators=10, max_depth=3).fit(X, y)
+    kwargs = dict(n_background=20, max_epochs=1, random_state=0)
+    explainer = FastSHAPExplainer(
+        FrozenEstimator(model), value_function="marginal", **kwargs
+    ).fit(X)
+    assert explainer._tree_game.matches_model is False
+    exp = explainer.explain(X[:5])
+    full = explainer.game_.grand_and_empty(X[:5])[0][:, 0]
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), full, atol=1e-9
+    )
+    game = TreeMarginalGame(flatten_ensemble(model), X[:20])
+    own = FastSHAPExplainer(model, value_function=game, **kwargs).fit(X)
+    exp = own.explain(X[:5])
+    full = game.grand_and_empty(X[:5])[0][:, 0]
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), full, atol=1e-9
+    )

@@ -82,12 +82,12 @@ N_STEPS_SPLITS = 16000
 MIN_EPOCHS = 20
 
 #: Training on the expected loss of a small game (``n_coalitions="auto"``, at most
-#: 10 players, not the marginal game): the game is evaluated once on every coalition
-#: of ``AUGMENTED_ROWS`` augmented copies of the training rows, so that steps
-#: evaluate nothing and the loss has no sampling noise, and the explainer's error
-#: keeps falling with more steps, copies, rows per step and width. Measured on
-#: diabetes x MLP x baseline game (seed 0), error / KernelSHAP@1000's with
-#: (copies, steps, batch, width):
+#: 10 players, not the marginal game unless a tree ensemble's): the game is
+#: evaluated once on every coalition of ``AUGMENTED_ROWS`` augmented copies of the
+#: training rows, so that steps evaluate nothing and the loss has no sampling
+#: noise, and the explainer's error keeps falling with more steps, copies, rows per
+#: step and width. Measured on diabetes x MLP x baseline game (seed 0), error /
+#: KernelSHAP@1000's with (copies, steps, batch, width):
 #:
 #: - (60,000, 16,000, 64, 128): 1.47 in 80 s;
 #: - (180,000, 32,000, 64, 128): 1.24 in 141 s;
@@ -104,7 +104,9 @@ HIDDEN_LAYER_SIZES_EXPECTED = (256, 256)
 #: (:class:`~sklearn_shapley.tree._marginal.TreeMarginalGame`: exact statistics for
 #: the augmented copies, the game's own first and last contributions as inputs).
 #: Measured on diabetes x gradient boosting (seed 0), error / KernelSHAP@1000's
-#: with (width, batch): (256, 256) 1.13, (512, 256) 1.05, (512, 512) 0.60.
+#: with (width, batch): (256, 256) 0.70 after 372 s of training, (512, 512) 0.22
+#: after 1,312 s (a prototype that saw 64 quantile bins instead of the split
+#: thresholds: 1.13, 0.60).
 HIDDEN_LAYER_SIZES_TREE = (512, 512)
 BATCH_SIZE_TREE = 512
 #: ``batch_size="auto"`` and ``hidden_layer_sizes="auto"`` elsewhere (the
@@ -145,10 +147,13 @@ class FastSHAPExplainer(GameExplainer):
     (``SampledMarginalGame``; the loss being quadratic, its minimiser is
     unchanged), less the model's partial dependence on the players drawn from that
     row (a control variate of mean zero). For a game of at most 10 players (but
-    the marginal game), the game is instead evaluated once, before training, on
-    every coalition of 180,000 augmented copies of the training rows, and each
-    batch takes the expected loss over the Shapley kernel at one copy of each of
-    its rows (``n_coalitions="auto"``). With ``n_cached_coalitions``, each row's
+    the marginal game of a model other than a tree ensemble), the game is instead
+    evaluated once, before training, on every coalition of 180,000 augmented
+    copies of the training rows, and each batch takes the expected loss over the
+    Shapley kernel at one copy of each of its rows (``n_coalitions="auto"``). A
+    tree ensemble's marginal game is computed exactly from its leaves there
+    (:class:`~sklearn_shapley.tree.TreeMarginalGame`, whose tables give the
+    loss's statistics without evaluating any coalition). With ``n_cached_coalitions``, each row's
     values are computed once for a cache of coalitions that the batches draw
     from. Early stopping watches the same loss on held-out rows with fixed
     seeded coalitions; the learning rate is halved on plateaus and the best weights
@@ -179,9 +184,10 @@ class FastSHAPExplainer(GameExplainer):
     once, with a wider network and longer training (``n_coalitions="auto"``),
     brings it to 0.20 (0.49x KernelSHAP@1000's). With the baseline game of an MLP
     and with the surrogate game it is more accurate than KernelSHAP@1000 on
-    diabetes too (0.98x, 0.41-0.48x its error); with the marginal game (trained on
-    one-background-row estimates, its contributions taken in the baseline game at
-    the background's mean) it is not (3.9-4.6x). With 30
+    diabetes too (0.98x, 0.41-0.48x its error), and with the marginal game of
+    gradient boosting, computed exactly from the trees (0.22x); with that of an
+    MLP (trained on one-background-row estimates, its contributions taken in the
+    baseline game at the background's mean) it is not (4.6x). With 30
     features (breast_cancer) it is at least as accurate as KernelSHAP@1000 in all
     six configurations (0.64-1.00x its error). See
     ``benchmarks/results/fastshap.md``. Its advantage is speed once trained.
@@ -215,7 +221,9 @@ class FastSHAPExplainer(GameExplainer):
         Draw every training coalition together with its complement.
     n_coalitions : int or "auto", default="auto"
         Coalitions per row and batch (rounded up to even when paired). ``"auto"``:
-        for a game of at most 10 players (but the marginal game), none are sampled:
+        for a game of at most 10 players (but the marginal game of a model that is
+        not a tree ensemble :func:`~sklearn_shapley.tree.tree_marginal_game`
+        reads), none are sampled:
         the game is evaluated once, before training, on every coalition of
         ``AUGMENTED_ROWS`` (180,000) augmented copies of the training rows
         (``swap_probability``, ``input_noise``; at most ``max_epochs`` copies of
@@ -227,8 +235,9 @@ class FastSHAPExplainer(GameExplainer):
         expected loss on 20,000 augmented rows (for the current defaults see
         ``AUGMENTED_ROWS``): gradient boosting, baseline game 1.00 →
         0.89 (training 577 s → 166 s); MLP, baseline game 1.90 → 1.53. Else 512
-        for a game of at most 16 players (and the marginal game of at most 10,
-        whose training values are one-row estimates), 128 for a larger one. In a small
+        for a game of at most 16 players (and another model's marginal game of at
+        most 10, whose training values are one-row estimates), 128 for a larger
+        one. In a small
         game the network is accurate enough that the loss's sampling noise is what is
         left: diabetes x gradient boosting x baseline game (with ``first_last``), error
         / KernelSHAP@1000's 1.23 with 128 coalitions, 1.00 with 512. Fewer coalitions
@@ -242,7 +251,10 @@ class FastSHAPExplainer(GameExplainer):
         (256, 256) when the explainer trains on a small game's expected loss
         (``n_coalitions``), which keeps improving with width (diabetes x MLP x
         baseline game, error / KernelSHAP@1000's 1.11 with (128, 128), 0.98 with
-        (256, 256)); else (128, 128), the surrogate's too.
+        (256, 256)); (512, 512) there for a tree ensemble's exact marginal game
+        (diabetes x gradient boosting: 0.70 with (256, 256) and batches of 256,
+        0.22 with (512, 512) and batches of 512, for 3.5x the training time; see
+        ``HIDDEN_LAYER_SIZES_TREE``); else (128, 128), the surrogate's too.
     playerwise_layer_sizes : tuple of int or None, default=(16, 16)
         Hidden layers of a second branch, one small MLP per player on that player's
         own features, whose output is added to the joint MLP's: an inductive bias
@@ -290,7 +302,10 @@ class FastSHAPExplainer(GameExplainer):
         per explained row besides ``v(full)`` (``2d + 2`` in all), and as many per
         training row and batch. For the marginal game, whose every value costs
         ``n_background`` model evaluations, they are the contributions in the
-        baseline game at the background's mean (one model evaluation each).
+        baseline game at the background's mean (one model evaluation each), or,
+        for a tree ensemble of at most 10 players, the marginal game's own from
+        :class:`~sklearn_shapley.tree.TreeMarginalGame` (one table look-up per
+        tree for all of them).
         ``"auto"``: when the game has at most 16 players, where the ``2d + 2``
         evaluations stay a small share of what sampling estimators need (paired
         KernelSHAP with 1,000 evaluations per row is then nearly exact).
@@ -321,8 +336,9 @@ class FastSHAPExplainer(GameExplainer):
         When set, every training row gets this many coalitions (paired) evaluated once
         before training, and batches draw their ``n_coalitions`` from them, instead of
         evaluating the game on fresh coalitions every batch (no row augmentation
-        then). ``"auto"``: no cache; a game of at most 10 players but the marginal
-        game is evaluated once on augmented copies of the rows (``n_coalitions``),
+        then). ``"auto"``: no cache; a game of at most 10 players (but another
+        model's marginal game than a tree ensemble's) is evaluated once on
+        augmented copies of the rows (``n_coalitions``),
         other games on fresh coalitions, the marginal game's values estimated with
         one background row each during training (measured on diabetes with an MLP
         model: held-out error 3.0, against 3.7 with 512 cached coalitions per row).
@@ -330,7 +346,8 @@ class FastSHAPExplainer(GameExplainer):
         Rows per optimizer step. ``"auto"``: 256 when the explainer trains on a
         small game's expected loss (``n_coalitions``; diabetes x MLP x baseline
         game, 64,000 steps: error / KernelSHAP@1000's 1.14 with 64 rows, 1.11 with
-        256), else 64.
+        256), 512 there for a tree ensemble's exact marginal game (see
+        ``hidden_layer_sizes``), else 64.
     learning_rate : float, default=1e-3
         Adam's initial learning rate (halved after ``patience // 4`` epochs without
         improvement).
@@ -601,7 +618,9 @@ class FastSHAPExplainer(GameExplainer):
         # estimates (SampledMarginalGame) 3.89 (gradient boosting) / 4.59 (MLP);
         # with the expected loss of one-row estimates frozen in 60,000 copies
         # 6.22 / 4.65, of exact values (n_background times the evaluations) on
-        # 6,000 / 3,000 copies 3.97 / 3.26, after 795 / 582 s of training.
+        # 6,000 / 3,000 copies 3.97 / 3.26, after 795 / 582 s of training; with
+        # TreeMarginalGame's exact statistics on 180,000 copies and its own first
+        # and last contributions, gradient boosting 0.22.
         expected = auto_coalitions and enumerated and not n_cached
         self._tree_game = None
         if expected and isinstance(game, MarginalGame):
@@ -651,7 +670,8 @@ class FastSHAPExplainer(GameExplainer):
                 order[:0],
             )
         )
-        # the marginal game's exact tree form, when it has one, for every value
+        # the marginal game's exact tree form, when it has one, for every value (its
+        # training and validation losses are then the excess over the exact values')
         train_game = game if self._tree_game is None else self._tree_game
         train_split = None
         if early_stopping:
@@ -860,13 +880,16 @@ class FastSHAPExplainer(GameExplainer):
         coalitions of :func:`first_last_masks` (which give ``v(full)`` too).
         """
         queries = first_last_masks(self.game_.n_players)
-        if isinstance(self._contributions_game, TreeMarginalGame):
-            values = self._contributions_game.first_last_values(X)
+        game = self._contributions_game
+        if isinstance(game, TreeMarginalGame):
+            values = game.first_last_values(X)
         else:
-            values = self._contributions_game(
-                X, np.broadcast_to(queries, (len(X), *queries.shape))
-            )
+            values = game(X, np.broadcast_to(queries, (len(X), *queries.shape)))
         first, last, full, empty = first_last_contributions(values)
+        if isinstance(game, TreeMarginalGame) and not game.matches_model:
+            # the explained v(full) is the model's rounded output (float32, or the
+            # logit of a clipped probability), which the attributions add up to
+            full = self._grand_game.grand_and_empty(X)[0]
         if self._empty_value is not None:  # the explained game's, when constant
             empty = np.broadcast_to(self._empty_value, full.shape)
         contributions = np.concatenate([first, last], axis=2)

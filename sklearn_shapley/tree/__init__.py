@@ -1,6 +1,14 @@
-"""Tree ensembles: exact Path-Dependent TreeSHAP and interactions by quadrature."""
+"""Tree ensembles: exact Path-Dependent TreeSHAP and interactions by quadrature, and
+the exact marginal (interventional) game of an ensemble."""
 
 from ._ensemble import SUPPORTED_MODELS, flatten_ensemble
 from ._explainer import QuadratureTreeExplainer
+from ._marginal import TreeMarginalGame, tree_marginal_game
 
-__all__ = ["SUPPORTED_MODELS", "QuadratureTreeExplainer", "flatten_ensemble"]
+__all__ = [
+    "SUPPORTED_MODELS",
+    "QuadratureTreeExplainer",
+    "TreeMarginalGame",
+    "flatten_ensemble",
+    "tree_marginal_game",
+]

@@ -14,9 +14,11 @@ where ``I_L(x) ⊆ P_L`` is the set of path players on which ``x`` is inside. Ea
 is a game on its ``k = |P_L|`` players that depends on ``x`` only through the pattern
 ``I_L(x)``, one of ``2^k``: its first and last marginal contributions, its Shapley
 values and the Shapley-kernel statistic that FastSHAP trains on are tables over the
-patterns, built once from ``q_L`` by subset-sum (zeta) transforms. Evaluating a row is
-then one table look-up per (leaf, path player), whatever the background's size: this
-is interventional TreeSHAP, with the background folded into the tables.
+patterns, built once from ``q_L`` by subset-sum (zeta) transforms. The tables of a
+small tree's leaves are summed into one table indexed by the row's decisions at the
+tree's nodes. Evaluating a row is then one table look-up per small tree, or per leaf
+of a larger one, whatever the background's size: this is interventional TreeSHAP, with
+the background folded into the tables.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ import math
 
 import numpy as np
 
-from ..games import Game, MarginalGame, apply_link, player_membership
+from ..games import Game, MarginalGame, apply_link, check_rows, player_membership
 from ..sampling import shapley_kernel_size_weights
 from ._ensemble import flatten_ensemble, goes_left, predict_raw
 
 __all__ = ["TreeMarginalGame", "tree_marginal_game"]
 
 #: Most table entries (float64) a :class:`TreeMarginalGame` may hold: a leaf on ``k``
-#: path players holds ``2^k (4k + 1)``.
+#: path players holds ``2^k (4d + 1) K`` (``d`` players, ``K`` outputs).
 MAX_TABLE_ENTRIES = 2**24
 #: Most rows of a tree's table indexed by its decisions (at most 8 internal nodes).
 TREE_UNIT_ROWS = 256
@@ -68,8 +70,18 @@ class TreeMarginalGame(Game):
     output_offset : array-like of shape (n_outputs,), default=None
         Zeros when None.
     max_table_entries : int, default=MAX_TABLE_ENTRIES
-        A larger ensemble raises ``ValueError``: its leaves test too many players.
+        A larger ensemble raises ``TablesTooLargeError`` (a ``ValueError``): its
+        leaves test too many players.
+
+    Attributes
+    ----------
+    matches_model : bool
+        Whether ``v_x(N)`` is the explained model's own output to float64
+        precision: True, unless :func:`tree_marginal_game` found the model's output
+        rounded (float32 predictions, the logit of a probability).
     """
+
+    matches_model = True
 
     def __init__(
         self,
@@ -243,12 +255,7 @@ class TreeMarginalGame(Game):
 
     # -- rows to leaf patterns ---------------------------------------------------------
     def _check_X(self, X):
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(
-                f"X must have shape (n_rows, {self.n_features}), got {X.shape}."
-            )
-        return X
+        return check_rows(X, self.n_features)
 
     def _decisions(self, X):
         """Whether each row goes left at each internal node, then two padding
@@ -277,7 +284,8 @@ class TreeMarginalGame(Game):
 
     def _table_sum(self, X, table):
         """``Σ_L table[row of (L, I_L(x))]`` for every row ``x``: ``(n, columns)``,
-        one sparse product (a one per row and leaf) per chunk of rows."""
+        one sparse product (a one per row and unit of :meth:`_build_units`) per
+        chunk of rows."""
         from scipy.sparse import csr_matrix
 
         X = self._check_X(X)
@@ -348,8 +356,8 @@ class TreeMarginalGame(Game):
 
     def first_last_values(self, X):
         """The game on the singletons, the leave-one-outs, then the grand and empty
-        coalitions, ``(n, 2 n_players + 2, n_outputs)``, in ``O(leaves · depth)`` per
-        row (the order of ``amortized._nets.first_last_masks``)."""
+        coalitions, ``(n, 2 n_players + 2, n_outputs)`` (the order of
+        ``amortized._nets.first_last_masks``), from one look-up per unit."""
         d, K = self.n_players, self.n_outputs
         sums = self._table_sum(X, self._first_last)
         full = self._offset + sums[:, :K]
@@ -396,7 +404,8 @@ class _LeafGroup:
         # the counts of the background's patterns, read at the complement of A
         counts = np.zeros((n_leaves, size))
         np.add.at(counts, (np.arange(n_leaves)[None, :], background), 1.0)
-        self.q = _superset_sums(counts)[:, full ^ np.arange(size)] / len(background)
+        self.q = _subset_sums(counts, superset=True)[:, full ^ np.arange(size)]
+        self.q /= len(background)
 
         pattern = np.arange(size)
         inside = (pattern[:, None] >> np.arange(k)) & 1 == 1  # (2^k, k)
@@ -503,26 +512,16 @@ def _leaf_paths(flat):
     return out
 
 
-def _subset_sums(table):
-    """``out[..., I] = Σ_{A ⊆ I} table[..., A]`` over the last axis (length ``2^k``)."""
+def _subset_sums(table, superset=False):
+    """``out[..., I] = Σ_{A ⊆ I} table[..., A]`` over the last axis (length ``2^k``;
+    ``Σ_{A ⊇ I}`` with ``superset``)."""
     out = np.array(table, dtype=np.float64)
     size = out.shape[-1]
+    into, source = (0, 1) if superset else (1, 0)
     bit = 1
     while bit < size:
         view = out.reshape(*out.shape[:-1], size // (2 * bit), 2, bit)
-        view[..., 1, :] += view[..., 0, :]
-        bit *= 2
-    return out
-
-
-def _superset_sums(table):
-    """``out[..., I] = Σ_{A ⊇ I} table[..., A]`` over the last axis."""
-    out = np.array(table, dtype=np.float64)
-    size = out.shape[-1]
-    bit = 1
-    while bit < size:
-        view = out.reshape(*out.shape[:-1], size // (2 * bit), 2, bit)
-        view[..., 0, :] += view[..., 1, :]
+        view[..., into, :] += view[..., source, :]
         bit *= 2
     return out
 
@@ -558,7 +557,8 @@ def tree_marginal_game(game, rows=None):
     ``rows`` (the first 1,000), to ``1e-5`` relative to the largest prediction.
     The two games then agree to the model's own float precision on every row and
     coalition (the tree game takes the log-odds from the trees, not back from the
-    rounded probabilities). Also None when the tables would be too large.
+    rounded probabilities): to float64's when its attribute ``matches_model`` is
+    true. Also None when the tables would be too large.
     """
     from sklearn.frozen import FrozenEstimator
 
@@ -588,7 +588,8 @@ def tree_marginal_game(game, rows=None):
     if output_map is None:
         return None
     # to the model's own precision (XGBoost predicts in float32)
-    if np.abs(expected - predicted).max() > 1e-5 * (1.0 + np.abs(predicted).max()):
+    scale = 1.0 + np.abs(predicted).max()
+    if np.abs(expected - predicted).max() > 1e-5 * scale:
         return None
     try:
         tree_game = TreeMarginalGame(
@@ -597,23 +598,11 @@ def tree_marginal_game(game, rows=None):
     except TablesTooLargeError:
         return None
     tree_game.output_names = game.output_names
-    return tree_game
-    explained = apply_link(game._f(probe), game.link)
-    raw = predict_raw(flat, probe)
-    maps = []
-    if raw.shape[1] == explained.shape[1]:
-        maps.append(np.eye(raw.shape[1]))
-    if raw.shape[1] == 1 and explained.shape[1] == 2:
-        maps.append(np.array([[-1.0, 1.0]]))
+    # whether the explained outputs (after the link) are the trees' sums to float64
+    # precision, or only to the model's rounding
+    explained = apply_link(predicted, game.link)
     scale = 1.0 + np.abs(explained).max()
-    for output_map in maps:
-        if np.abs(raw @ output_map - explained).max() <= 1e-8 * scale:
-            try:
-                tree_game = TreeMarginalGame(
-                    flat, game.background, players=game.players, output_map=output_map
-                )
-            except TablesTooLargeError:
-                return None
-            tree_game.output_names = game.output_names
-            return tree_game
-    return None
+    tree_game.matches_model = bool(
+        np.abs(raw @ output_map - explained).max() <= 1e-12 * scale
+    )
+    return tree_game
