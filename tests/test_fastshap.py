@@ -741,7 +741,8 @@ def test_first_last_auto_depends_on_the_number_of_players(data, monkeypatch):
 
 def test_auto_network_sizes_are_larger_on_the_expected_loss(data):
     """``"auto"`` width and batch: (256, 256) and 256 rows when a small game's
-    expected loss is trained on, (128, 128) and 64 otherwise; set values are kept."""
+    expected loss is trained on, (512, 512) and 512 for the marginal game's,
+    (128, 128) and 64 otherwise; set values are kept."""
     X, _ = data
 
     def sizes(**params):
@@ -758,8 +759,10 @@ def test_auto_network_sizes_are_larger_on_the_expected_loss(data):
 
     assert sizes(value_function="baseline") == ((256, 256), 256)
     assert sizes(value_function="baseline", n_coalitions=8) == ((128, 128), 64)
-    marginal = sizes(value_function=MarginalGame(additive_model, X[:20]))
-    assert marginal == ((128, 128), 64)
+    marginal = MarginalGame(additive_model, X[:20])
+    assert sizes(value_function="marginal") == ((512, 512), 512)
+    assert sizes(value_function=marginal) == ((512, 512), 512)
+    assert sizes(value_function=marginal, n_coalitions=8) == ((128, 128), 64)
     kept = dict(hidden_layer_sizes=(16, 8), batch_size=32)
     assert sizes(value_function="baseline", **kept) == ((16, 8), 32)
 
@@ -847,3 +850,25 @@ def test_small_games_are_evaluated_once_on_augmented_copies(data, n_coalitions):
         assert calls[0] == calls[1]
     else:
         assert calls[1] > calls[0]
+
+
+def test_marginal_game_of_other_models_is_exact_on_fewer_copies(data, monkeypatch):
+    """A small marginal game that is not a tree ensemble's is evaluated exactly (every
+    coalition, the whole background) on as many augmented copies as
+    ``MARGINAL_EVALUATIONS`` model evaluations allow."""
+    X, _ = data
+    seen = []
+    original = _fastshap._expected_loss_statistics
+
+    def spy(game, rows, empty, kernel, **kwargs):
+        seen.append((type(game).__name__, len(rows)))
+        return original(game, rows, empty, kernel, **kwargs)
+
+    monkeypatch.setattr(_fastshap, "_expected_loss_statistics", spy)
+    # 14 coalitions x 20 background rows per copy: two copies of the 540 rows
+    monkeypatch.setattr(_fastshap, "MARGINAL_EVALUATIONS", 14 * 20 * 1080)
+    explainer = FastSHAPExplainer(
+        additive_model, value_function="marginal", n_background=20, **TINY
+    ).fit(X)
+    assert seen == [("MarginalGame", 60), ("MarginalGame", 1080)]
+    assert isinstance(explainer._contributions_game, BaselineGame)

@@ -100,15 +100,22 @@ AUGMENTED_ROWS = 180000
 N_STEPS_EXPECTED = 64000
 BATCH_SIZE_EXPECTED = 256
 HIDDEN_LAYER_SIZES_EXPECTED = (256, 256)
-#: The same on a tree ensemble's marginal game, computed exactly from its leaves
-#: (:class:`~sklearn_shapley.tree._marginal.TreeMarginalGame`: exact statistics for
-#: the augmented copies, the game's own first and last contributions as inputs).
-#: Measured on diabetes x gradient boosting (seed 0), error / KernelSHAP@1000's
-#: with (width, batch): (256, 256) 0.70 after 372 s of training, (512, 512) 0.22
-#: after 1,312 s (a prototype that saw 64 quantile bins instead of the split
-#: thresholds: 1.13, 0.60).
-HIDDEN_LAYER_SIZES_TREE = (512, 512)
-BATCH_SIZE_TREE = 512
+#: The same on the marginal game. A tree ensemble's is computed exactly from its
+#: leaves (:class:`~sklearn_shapley.tree._marginal.TreeMarginalGame`: exact
+#: statistics for the augmented copies without evaluating any coalition, the game's
+#: own first and last contributions as inputs). Measured on diabetes x gradient
+#: boosting (seed 0), error / KernelSHAP@1000's with (width, batch): (256, 256)
+#: 0.70 after 372 s of training, (512, 512) 0.22 after 1,312 s. Another model's is
+#: evaluated exactly (the whole background) on as many copies as
+#: ``MARGINAL_EVALUATIONS`` model evaluations allow (each value costs
+#: ``n_background``): 20,000 with 10 players and 100 background rows. Measured on
+#: diabetes x MLP (seed 0), with (256, 256): 1.72 (3.26 on 3,000 copies); with
+#: (512, 512): 1.43 after 1,396 s (seed 1: 1.60), against 4.59 after 135 s with
+#: fresh one-background-row estimates: better, not yet as accurate as
+#: KernelSHAP@1000.
+HIDDEN_LAYER_SIZES_MARGINAL = (512, 512)
+BATCH_SIZE_MARGINAL = 512
+MARGINAL_EVALUATIONS = 2_044_000_000
 #: ``batch_size="auto"`` and ``hidden_layer_sizes="auto"`` elsewhere (the
 #: surrogate's network too).
 BATCH_SIZE = 64
@@ -146,16 +153,17 @@ class FastSHAPExplainer(GameExplainer):
     the training targets are unbiased one-background-row estimates of ``v_x(S)``
     (``SampledMarginalGame``; the loss being quadratic, its minimiser is
     unchanged), less the model's partial dependence on the players drawn from that
-    row (a control variate of mean zero). For a game of at most 10 players (but
-    the marginal game of a model other than a tree ensemble), the game is instead
-    evaluated once, before training, on every coalition of 180,000 augmented
-    copies of the training rows, and each batch takes the expected loss over the
-    Shapley kernel at one copy of each of its rows (``n_coalitions="auto"``). A
-    tree ensemble's marginal game is computed exactly from its leaves there
-    (:class:`~sklearn_shapley.tree.TreeMarginalGame`, whose tables give the
-    loss's statistics without evaluating any coalition). With ``n_cached_coalitions``, each row's
-    values are computed once for a cache of coalitions that the batches draw
-    from. Early stopping watches the same loss on held-out rows with fixed
+    row (a control variate of mean zero). For a game of at most 10 players, the
+    game is instead evaluated once, before training, on every coalition of
+    180,000 augmented copies of the training rows, and each batch takes the
+    expected loss over the Shapley kernel at one copy of each of its rows
+    (``n_coalitions="auto"``). A tree ensemble's marginal game is computed
+    exactly from its leaves there (:class:`~sklearn_shapley.tree.TreeMarginalGame`,
+    whose tables give the loss's statistics without evaluating any coalition);
+    another model's marginal game exactly, on every background row, on 20,000
+    copies (about 2 billion model evaluations, ``MARGINAL_EVALUATIONS``). With
+    ``n_cached_coalitions``, each row's values are computed once for a cache of
+    coalitions that the batches draw from. Early stopping watches the same loss on held-out rows with fixed
     seeded coalitions; the learning rate is halved on plateaus and the best weights
     are restored.
 
@@ -186,8 +194,8 @@ class FastSHAPExplainer(GameExplainer):
     and with the surrogate game it is more accurate than KernelSHAP@1000 on
     diabetes too (0.98x, 0.41-0.48x its error), and with the marginal game of
     gradient boosting, computed exactly from the trees (0.22x); with that of an
-    MLP (trained on one-background-row estimates, its contributions taken in the
-    baseline game at the background's mean) it is not (4.6x). With 30
+    MLP (its contributions taken in the baseline game at the background's mean)
+    it is not yet (1.43x). With 30
     features (breast_cancer) it is at least as accurate as KernelSHAP@1000 in all
     six configurations (0.64-1.00x its error). See
     ``benchmarks/results/fastshap.md``. Its advantage is speed once trained.
@@ -221,11 +229,12 @@ class FastSHAPExplainer(GameExplainer):
         Draw every training coalition together with its complement.
     n_coalitions : int or "auto", default="auto"
         Coalitions per row and batch (rounded up to even when paired). ``"auto"``:
-        for a game of at most 10 players (but the marginal game of a model that is
-        not a tree ensemble :func:`~sklearn_shapley.tree.tree_marginal_game`
-        reads), none are sampled:
-        the game is evaluated once, before training, on every coalition of
-        ``AUGMENTED_ROWS`` (180,000) augmented copies of the training rows
+        for a game of at most 10 players, none are sampled: the game is evaluated
+        once, before training, on every coalition of ``AUGMENTED_ROWS``
+        (180,000) augmented copies of the training rows (20,000 for the marginal
+        game of a model that is not a tree ensemble
+        :func:`~sklearn_shapley.tree.tree_marginal_game` reads: its values cost
+        ``n_background`` model evaluations each)
         (``swap_probability``, ``input_noise``; at most ``max_epochs`` copies of
         each), and every batch takes one copy of each of its rows with the
         expected loss there, a quadratic form in ``φ`` (no sampling noise, no
@@ -235,9 +244,7 @@ class FastSHAPExplainer(GameExplainer):
         expected loss on 20,000 augmented rows (for the current defaults see
         ``AUGMENTED_ROWS``): gradient boosting, baseline game 1.00 →
         0.89 (training 577 s → 166 s); MLP, baseline game 1.90 → 1.53. Else 512
-        for a game of at most 16 players (and another model's marginal game of at
-        most 10, whose training values are one-row estimates), 128 for a larger
-        one. In a small
+        for a game of at most 16 players, 128 for a larger one. In a small
         game the network is accurate enough that the loss's sampling noise is what is
         left: diabetes x gradient boosting x baseline game (with ``first_last``), error
         / KernelSHAP@1000's 1.23 with 128 coalitions, 1.00 with 512. Fewer coalitions
@@ -251,10 +258,10 @@ class FastSHAPExplainer(GameExplainer):
         (256, 256) when the explainer trains on a small game's expected loss
         (``n_coalitions``), which keeps improving with width (diabetes x MLP x
         baseline game, error / KernelSHAP@1000's 1.11 with (128, 128), 0.98 with
-        (256, 256)); (512, 512) there for a tree ensemble's exact marginal game
-        (diabetes x gradient boosting: 0.70 with (256, 256) and batches of 256,
-        0.22 with (512, 512) and batches of 512, for 3.5x the training time; see
-        ``HIDDEN_LAYER_SIZES_TREE``); else (128, 128), the surrogate's too.
+        (256, 256)); (512, 512) there for the marginal game (diabetes x gradient
+        boosting: 0.70 with (256, 256) and batches of 256, 0.22 with (512, 512)
+        and batches of 512, for 3.5x the training time; see
+        ``HIDDEN_LAYER_SIZES_MARGINAL``); else (128, 128), the surrogate's too.
     playerwise_layer_sizes : tuple of int or None, default=(16, 16)
         Hidden layers of a second branch, one small MLP per player on that player's
         own features, whose output is added to the joint MLP's: an inductive bias
@@ -336,9 +343,8 @@ class FastSHAPExplainer(GameExplainer):
         When set, every training row gets this many coalitions (paired) evaluated once
         before training, and batches draw their ``n_coalitions`` from them, instead of
         evaluating the game on fresh coalitions every batch (no row augmentation
-        then). ``"auto"``: no cache; a game of at most 10 players (but another
-        model's marginal game than a tree ensemble's) is evaluated once on
-        augmented copies of the rows (``n_coalitions``),
+        then). ``"auto"``: no cache; a game of at most 10 players is evaluated
+        once on augmented copies of the rows (``n_coalitions``),
         other games on fresh coalitions, the marginal game's values estimated with
         one background row each during training (measured on diabetes with an MLP
         model: held-out error 3.0, against 3.7 with 512 cached coalitions per row).
@@ -346,8 +352,8 @@ class FastSHAPExplainer(GameExplainer):
         Rows per optimizer step. ``"auto"``: 256 when the explainer trains on a
         small game's expected loss (``n_coalitions``; diabetes x MLP x baseline
         game, 64,000 steps: error / KernelSHAP@1000's 1.14 with 64 rows, 1.11 with
-        256), 512 there for a tree ensemble's exact marginal game (see
-        ``hidden_layer_sizes``), else 64.
+        256), 512 there for the marginal game (see ``hidden_layer_sizes``),
+        else 64.
     learning_rate : float, default=1e-3
         Adam's initial learning rate (halved after ``patience // 4`` epochs without
         improvement).
@@ -491,7 +497,7 @@ class FastSHAPExplainer(GameExplainer):
             )
         if vf != "surrogate":
             return super()._make_game(X)
-        hidden_layer_sizes, _ = self._network_sizes(expected=False, tree_marginal=False)
+        hidden_layer_sizes, _ = self._network_sizes(expected=False, marginal=False)
         params = {
             "hidden_layer_sizes": hidden_layer_sizes,
             "verbose": self.verbose,
@@ -612,23 +618,21 @@ class FastSHAPExplainer(GameExplainer):
         # every coalition with its probability, for a game small enough
         enumerated = 2**d - 2 <= EXACT_VALIDATION_COALITIONS
         # a small game's expected loss on every coalition, for augmented copies of
-        # the training rows evaluated once. The marginal game only when it is a tree
-        # ensemble's, computed exactly and fast (TreeMarginalGame): measured on
-        # diabetes (seed 0), error / KernelSHAP@1000's, with fresh one-row
-        # estimates (SampledMarginalGame) 3.89 (gradient boosting) / 4.59 (MLP);
-        # with the expected loss of one-row estimates frozen in 60,000 copies
-        # 6.22 / 4.65, of exact values (n_background times the evaluations) on
-        # 6,000 / 3,000 copies 3.97 / 3.26, after 795 / 582 s of training; with
-        # TreeMarginalGame's exact statistics on 180,000 copies and its own first
-        # and last contributions, gradient boosting 0.22.
+        # the training rows evaluated once. The marginal game too, exactly: a tree
+        # ensemble's from its leaves (TreeMarginalGame), another model's on fewer
+        # copies (MARGINAL_EVALUATIONS). Measured on diabetes (seed 0), error /
+        # KernelSHAP@1000's, with fresh one-row estimates (SampledMarginalGame)
+        # 3.89 (gradient boosting) / 4.59 (MLP); with the expected loss of one-row
+        # estimates frozen in 60,000 copies 6.22 / 4.65, with exact values on
+        # 6,000 / 3,000 copies 3.97 / 3.26; with TreeMarginalGame's on 180,000
+        # copies and its own first and last contributions, gradient boosting
+        # 0.22; with exact values on 20,000 copies, MLP 1.43.
         expected = auto_coalitions and enumerated and not n_cached
         self._tree_game = None
-        if expected and isinstance(game, MarginalGame):
+        marginal = expected and isinstance(game, MarginalGame)
+        if marginal:
             self._tree_game = tree_marginal_game(game, X)
-            expected = self._tree_game is not None
-        hidden_layer_sizes, batch_size = self._network_sizes(
-            expected, self._tree_game is not None
-        )
+        hidden_layer_sizes, batch_size = self._network_sizes(expected, marginal)
         self.module_ = ShapleyModule(
             X.shape[1], d, K, hidden_layer_sizes, self.normalization
         )
@@ -693,7 +697,7 @@ class FastSHAPExplainer(GameExplainer):
             data["index"] = np.arange(n)
             pool_masks = sampler.sample(n * n_cached, rng).reshape(n, n_cached, d)
             pool_values = game(X, pool_masks).astype(np.float32)
-        elif train_game is game and isinstance(game, MarginalGame):
+        elif not expected and isinstance(game, MarginalGame):
             train_game = SampledMarginalGame(
                 game,
                 MARGINAL_SAMPLES,
@@ -716,7 +720,11 @@ class FastSHAPExplainer(GameExplainer):
         augmented = None
         if expected:
             data["index"] = np.arange(n)
-            copies = min(int(max_epochs), math.ceil(AUGMENTED_ROWS / len(train)))
+            rows = AUGMENTED_ROWS
+            if marginal and self._tree_game is None:  # n_background calls per value
+                evaluations = len(kernel[0]) * len(game.background)
+                rows = max(len(train), MARGINAL_EVALUATIONS // evaluations)
+            copies = min(int(max_epochs), math.ceil(rows / len(train)))
             if not (self.swap_probability or self.input_noise):
                 copies = 1  # the rows themselves
             augmented = self._augmented_copies(
@@ -915,14 +923,14 @@ class FastSHAPExplainer(GameExplainer):
         full, _, _ = self._grand_and_empty(np.vstack([rows, moved]))
         return float(np.mean(np.all(full[n:] == full[row], axis=-1)))
 
-    def _network_sizes(self, expected, tree_marginal):
+    def _network_sizes(self, expected, marginal):
         """``(hidden_layer_sizes, batch_size)`` with ``"auto"`` resolved: larger
         when the explainer trains on a small game's ``expected`` loss, larger still
-        on a tree ensemble's exact marginal game."""
+        on the marginal game's."""
         hidden, batch = self.hidden_layer_sizes, self.batch_size
         auto_hidden, auto_batch = HIDDEN_LAYER_SIZES, BATCH_SIZE
-        if tree_marginal:
-            auto_hidden, auto_batch = HIDDEN_LAYER_SIZES_TREE, BATCH_SIZE_TREE
+        if marginal:
+            auto_hidden, auto_batch = HIDDEN_LAYER_SIZES_MARGINAL, BATCH_SIZE_MARGINAL
         elif expected:
             auto_hidden, auto_batch = HIDDEN_LAYER_SIZES_EXPECTED, BATCH_SIZE_EXPECTED
         hidden = auto_hidden if isinstance(hidden, str) else hidden
