@@ -131,6 +131,19 @@ def check_rows(X, n_features):
     return X
 
 
+def check_masks(masks, n_players, n_rows):
+    """Player ``masks`` as a boolean array, shared ``(m, n_players)`` or per row
+    ``(n_rows, m, n_players)``, or ``ValueError``."""
+    masks = np.asarray(masks, dtype=bool)
+    if masks.shape[-1] != n_players:
+        raise ValueError(
+            f"masks have {masks.shape[-1]} players; this game has {n_players}."
+        )
+    if masks.ndim != 2 and masks.shape[0] != n_rows:
+        raise ValueError(f"Per-row masks have {masks.shape[0]} rows, X has {n_rows}.")
+    return masks
+
+
 def player_membership(players, n_features):
     """Boolean ``(n_players, n_features)`` matrix mapping players to feature columns.
 
@@ -197,11 +210,6 @@ class _ModelGame(Game):
         self.n_features = n_features
 
     def _feature_masks(self, masks):
-        masks = np.asarray(masks, dtype=bool)
-        if masks.shape[-1] != self.n_players:
-            raise ValueError(
-                f"masks have {masks.shape[-1]} players; this game has {self.n_players}."
-            )
         if self.players is None:
             return masks
         return (masks.astype(np.uint8) @ self._membership.astype(np.uint8)).astype(bool)
@@ -222,13 +230,9 @@ class _ModelGame(Game):
         return check_rows(X, self.n_features)
 
     def _broadcast_masks(self, X, masks):
-        fmasks = self._feature_masks(masks)
+        fmasks = self._feature_masks(check_masks(masks, self.n_players, len(X)))
         if fmasks.ndim == 2:
             fmasks = np.broadcast_to(fmasks, (len(X),) + fmasks.shape)
-        elif fmasks.shape[0] != len(X):
-            raise ValueError(
-                f"Per-row masks have {fmasks.shape[0]} rows, X has {len(X)}."
-            )
         return fmasks
 
 

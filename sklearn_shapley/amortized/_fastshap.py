@@ -163,9 +163,9 @@ class FastSHAPExplainer(GameExplainer):
     another model's marginal game exactly, on every background row, on 20,000
     copies (about 2 billion model evaluations, ``MARGINAL_EVALUATIONS``). With
     ``n_cached_coalitions``, each row's values are computed once for a cache of
-    coalitions that the batches draw from. Early stopping watches the same loss on held-out rows with fixed
-    seeded coalitions; the learning rate is halved on plateaus and the best weights
-    are restored.
+    coalitions that the batches draw from. Early stopping watches the same loss on
+    held-out rows with fixed seeded coalitions; the learning rate is halved on
+    plateaus and the best weights are restored.
 
     ``transform`` / ``explain`` then cost one forward pass plus ``v(full)`` per row
     (one model evaluation for the baseline and marginal games, one surrogate pass for
@@ -864,13 +864,13 @@ class FastSHAPExplainer(GameExplainer):
 
         The explained game, except for the marginal game, where each value costs
         ``n_background`` model evaluations: there its exact tree form when it has
-        one (:class:`~sklearn_shapley.tree._marginal.TreeMarginalGame`, a table
-        look-up per leaf), else the baseline game at the background's mean (the same
-        ``v(full)``, one model evaluation per value).
+        one (:class:`~sklearn_shapley.tree._marginal.TreeMarginalGame`, one table
+        look-up per tree for all the contributions), else the baseline game at the
+        background's mean (the same ``v(full)``, one model evaluation per value).
         """
-        game = self._grand_game
         if self._tree_game is not None:
             return self._tree_game
+        game = self._grand_game
         if isinstance(game, MarginalGame):
             return BaselineGame(
                 game.model,

@@ -27,7 +27,14 @@ import math
 
 import numpy as np
 
-from ..games import Game, MarginalGame, apply_link, check_rows, player_membership
+from ..games import (
+    Game,
+    MarginalGame,
+    apply_link,
+    check_masks,
+    check_rows,
+    player_membership,
+)
 from ..sampling import shapley_kernel_size_weights
 from ._ensemble import flatten_ensemble, goes_left, predict_raw
 
@@ -164,30 +171,18 @@ class TreeMarginalGame(Game):
                 for rows in self._row_chunks(len(background), 1)
             ]
         )
-        weights = _kernel_size_probabilities(d)
         self._groups, first = [], 0
         for k in sorted(by_k):
             last = first + len(by_k[k])
-            self._groups.append(
-                _LeafGroup(k, by_k[k], d, weights, background[:, first:last])
-            )
+            self._groups.append(_LeafGroup(k, by_k[k], d, background[:, first:last]))
             first = last
         self._empty = self._offset + sum(
             (g.q[:, 0] @ g.value for g in self._groups), np.zeros(K)
         )
-
-        def stack(name):
-            columns = d * K if name != "full" else K
-            parts = [getattr(g, name).reshape(-1, columns) for g in self._groups]
-            return np.concatenate(parts) if parts else np.zeros((0, columns))
-
-        # per leaf, a block of 2^k rows (one per pattern): v(N) − c, v({j}) − v(∅),
-        # v(N ∖ {j}) − v(N) | Shapley values | kernel cross
-        tables = np.hstack(
-            [stack("full"), stack("first"), stack("last"), stack("phi"), stack("cross")]
-        )
-        for group in self._groups:  # stacked
-            del group.full, group.first, group.last, group.phi, group.cross
+        # per leaf, a block of 2^k rows (one per pattern), group after group
+        weights = _kernel_size_probabilities(d)
+        tables = [g.tables(weights) for g in self._groups]
+        tables = np.concatenate(tables) if tables else np.zeros((0, (4 * d + 1) * K))
         self._build_units(leaves, tables, column)
 
     def _build_units(self, leaves, tables, column):
@@ -328,15 +323,7 @@ class TreeMarginalGame(Game):
     # -- the game ----------------------------------------------------------------------
     def __call__(self, X, masks):
         X = self._check_X(X)
-        masks = np.asarray(masks, dtype=bool)
-        if masks.shape[-1] != self.n_players:
-            raise ValueError(
-                f"masks have {masks.shape[-1]} players; this game has {self.n_players}."
-            )
-        if masks.ndim == 3 and masks.shape[0] != len(X):
-            raise ValueError(
-                f"Per-row masks have {masks.shape[0]} rows, X has {len(X)}."
-            )
+        masks = check_masks(masks, self.n_players, len(X))
         m = masks.shape[-2]
         out = np.empty((len(X), m, self.n_outputs))
         for rows in self._row_chunks(len(X), m):
@@ -351,7 +338,7 @@ class TreeMarginalGame(Game):
         return out
 
     def grand_and_empty(self, X):
-        full = self.first_last_values(X)[:, -2]
+        full = self._offset + self._table_sum(X, self._first_last[:, : self.n_outputs])
         return full, np.broadcast_to(self._empty, full.shape).copy()
 
     def first_last_values(self, X):
@@ -387,13 +374,10 @@ class _LeafGroup:
     """The leaves with ``k`` path players, and their tables over the ``2^k`` patterns.
 
     Pattern and subset bit ``j`` stands for a leaf's ``j``-th path player
-    (``players[:, j]``). ``q`` is ``(n_leaves, 2^k)``; the tables that
-    :class:`TreeMarginalGame` stacks (``full``, ``first``, ``last``, ``phi``,
-    ``cross``) hold, per (leaf, pattern), the leaf's share of a quantity on every
-    (player, output), its value folded in.
+    (``players[:, j]``); ``q`` is ``(n_leaves, 2^k)``.
     """
 
-    def __init__(self, k, leaves, d, weights, background):
+    def __init__(self, k, leaves, d, background):
         self.k, self.d = k, d
         self.players = np.array([p for p, _, _, _ in leaves], dtype=np.int64)
         self.value = np.array([v for _, v, _, _ in leaves])  # (n_leaves, K)
@@ -407,19 +391,26 @@ class _LeafGroup:
         self.q = _subset_sums(counts, superset=True)[:, full ^ np.arange(size)]
         self.q /= len(background)
 
+    def tables(self, weights):
+        """The leaves' tables ``(n_leaves 2^k, (4d + 1) K)``: per (leaf, pattern),
+        the leaf's share of ``v(N) − c``, ``v({j}) − v(∅)``, ``v(N ∖ {j}) − v(N)``,
+        the Shapley values and the kernel cross statistic (``weights``: ``ω(s)``)
+        on every (player, output), its value folded in."""
+        k, d, q = self.k, self.d, self.q
+        n_leaves, size = q.shape
+        full = size - 1
         pattern = np.arange(size)
         inside = (pattern[:, None] >> np.arange(k)) & 1 == 1  # (2^k, k)
         sizes = inside.sum(axis=1)
         without = pattern[:, None] ^ (self.bits * inside)  # I ∖ {j} (I when j ∉ I)
-        q = self.q
         # value tables: v(N) = [I = P]; v({j}) − v(∅); v(N ∖ {j}) − v(N)
-        self.full = np.broadcast_to(pattern == full, (n_leaves, size)).astype(float)
-        self.first = q[:, self.bits][:, None, :] * inside - q[:, :1, None]
+        grand = np.broadcast_to(pattern == full, (n_leaves, size)).astype(float)
+        first = q[:, self.bits][:, None, :] * inside - q[:, :1, None]
         complement = full ^ self.bits  # P ∖ {j}
-        self.last = (
+        last = (
             q[:, complement][:, None, :]
             * ((pattern[:, None] & complement) == complement)
-            - self.full[:, :, None]
+            - grand[:, :, None]
         )
         # Shapley values of the leaf game g(A) = [A ⊆ I] q(A):
         #   j ∈ I: Σ_{A ⊆ I∖j} w(|A|) (q(A ∪ j) − q(A)) = H'(I) − H'(I∖j) − H(I∖j)
@@ -428,7 +419,7 @@ class _LeafGroup:
         w = np.array([_shapley_weight(s, k) for s in range(k + 1)])
         H = _subset_sums(q * w[sizes])
         H1 = _subset_sums(q * np.r_[0.0, w][sizes])
-        self.phi = np.where(
+        phi = np.where(
             inside, H1[:, :, None] - H1[:, without] - H[:, without], -H[:, :, None]
         )
         # the kernel statistic Σ_S p_S [j ∈ S] (g(S ∩ P) − g(∅)), p_S = ω(|S|):
@@ -455,16 +446,15 @@ class _LeafGroup:
         outside = Hb - q[:, :1] * out_empty  # (n_leaves, 2^k), every player ∉ P
         own = np.where(inside, Ha[:, :, None] - Ha[:, without], 0.0)
         own -= q[:, :1, None] * own_empty
-        # tables over (leaf, pattern, player, output), the leaf's value folded in
-        value = self.value[:, None, None, :]
-        self.full = self.full[:, :, None] * self.value[:, None, :]
-        self.first = self._on_players(self.first) * value
-        self.last = self._on_players(self.last) * value
-        self.phi = self._on_players(self.phi) * value
         # every player ∉ P gets the leaf-wide part, a path player its own
-        self.cross = (
-            self._on_players(own - outside[:, :, None]) + outside[:, :, None, None]
-        ) * value
+        cross = self._on_players(own - outside[:, :, None]) + outside[:, :, None, None]
+        # over (leaf, pattern, player, output), the leaf's value folded in
+        value = self.value[:, None, None, :]
+        parts = [grand[:, :, None, None] * self.value[:, None, None, :]]
+        parts += [self._on_players(t) * value for t in (first, last, phi)]
+        parts.append(cross * value)
+        rows = n_leaves * size
+        return np.concatenate([p.reshape(rows, -1) for p in parts], axis=1)
 
     def _on_players(self, table):
         """``(n_leaves, 2^k, k)`` per path player → ``(n_leaves, 2^k, d, 1)``."""
