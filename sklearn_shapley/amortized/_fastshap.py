@@ -27,6 +27,7 @@ from torch import nn
 from .._explanation import ShapleyValues
 from .._game_explainer import GameExplainer
 from ..games import BaselineGame, Game, MarginalGame, player_membership
+from ..mlp import mlp_marginal_game
 from ..sampling import CoalitionSampler, all_coalitions, shapley_kernel_size_weights
 from ..tree import flatten_ensemble
 from ..tree._flat import NUMERIC_SPLIT
@@ -232,8 +233,9 @@ class FastSHAPExplainer(GameExplainer):
         for a game of at most 10 players, none are sampled: the game is evaluated
         once, before training, on every coalition of ``AUGMENTED_ROWS``
         (180,000) augmented copies of the training rows (20,000 for the marginal
-        game of a model that is not a tree ensemble
-        :func:`~sklearn_shapley.tree.tree_marginal_game` reads: its values cost
+        game of a model that is neither a tree ensemble
+        :func:`~sklearn_shapley.tree.tree_marginal_game` reads nor an MLP
+        :func:`~sklearn_shapley.mlp.mlp_marginal_game` reads: its values cost
         ``n_background`` model evaluations each)
         (``swap_probability``, ``input_noise``; at most ``max_epochs`` copies of
         each), and every batch takes one copy of each of its rows with the
@@ -628,10 +630,14 @@ class FastSHAPExplainer(GameExplainer):
         # copies and its own first and last contributions, gradient boosting
         # 0.22; with exact values on 20,000 copies, MLP 1.43.
         expected = auto_coalitions and enumerated and not n_cached
-        self._tree_game = None
+        self._tree_game = exact_game = None
         marginal = expected and isinstance(game, MarginalGame)
         if marginal:
-            self._tree_game = tree_marginal_game(game, X)
+            # the same game computed exactly and fast from the model's structure:
+            # a tree ensemble's leaves, or a one-hidden-layer MLP's weights
+            self._tree_game = exact_game = tree_marginal_game(game, X)
+            if exact_game is None:
+                exact_game = mlp_marginal_game(game, X)
         hidden_layer_sizes, batch_size = self._network_sizes(expected, marginal)
         self.module_ = ShapleyModule(
             X.shape[1], d, K, hidden_layer_sizes, self.normalization
@@ -674,9 +680,10 @@ class FastSHAPExplainer(GameExplainer):
                 order[:0],
             )
         )
-        # the marginal game's exact tree form, when it has one, for every value (its
-        # training and validation losses are then the excess over the exact values')
-        train_game = game if self._tree_game is None else self._tree_game
+        # the marginal game's exact form, when it has one, for every value (a tree
+        # game's training and validation losses are then the excess over the exact
+        # values')
+        train_game = game if exact_game is None else exact_game
         train_split = None
         if early_stopping:
             valid_data = {key: value[valid] for key, value in data.items()}
@@ -721,7 +728,7 @@ class FastSHAPExplainer(GameExplainer):
         if expected:
             data["index"] = np.arange(n)
             rows = AUGMENTED_ROWS
-            if marginal and self._tree_game is None:  # n_background calls per value
+            if marginal and exact_game is None:  # n_background calls per value
                 evaluations = len(kernel[0]) * len(game.background)
                 rows = max(len(train), MARGINAL_EVALUATIONS // evaluations)
             copies = min(int(max_epochs), math.ceil(rows / len(train)))
