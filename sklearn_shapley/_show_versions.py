@@ -10,12 +10,14 @@ import sys
 def build_info():
     """Dict describing how the compiled extensions were built."""
     from ._openmp import effective_n_threads, openmp_enabled
+    from .mlp._marginal import kernel_build as mlp_kernel_build
     from .tree._kernel import kernel_build
 
     return {
         "openmp": openmp_enabled(),
         "threads": effective_n_threads(None),
         "tree_kernel": kernel_build(),
+        "mlp_kernel": mlp_kernel_build(),
     }
 
 
@@ -34,6 +36,7 @@ def show_versions():
             else "serial (built without OpenMP)"
         ),
         f"tree kernel: {info['tree_kernel']}",
+        f"MLP kernel: {info['mlp_kernel']}",
     ]
     for name in (
         "numpy",

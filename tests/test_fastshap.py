@@ -852,23 +852,17 @@ def test_small_games_are_evaluated_once_on_augmented_copies(data, n_coalitions):
         assert calls[1] > calls[0]
 
 
-def test_marginal_game_of_other_models_is_exact_on_fewer_copies(data, monkeypatch):
+def test_marginal_game_of_other_models_is_exact_on_fewer_copies(
+    data, monkeypatch, expected_loss_calls
+):
     """A small marginal game that is not a tree ensemble's is evaluated exactly (every
     coalition, the whole background) on as many augmented copies as
     ``MARGINAL_EVALUATIONS`` model evaluations allow."""
     X, _ = data
-    seen = []
-    original = _fastshap._expected_loss_statistics
-
-    def spy(game, rows, empty, kernel, **kwargs):
-        seen.append((type(game).__name__, len(rows)))
-        return original(game, rows, empty, kernel, **kwargs)
-
-    monkeypatch.setattr(_fastshap, "_expected_loss_statistics", spy)
     # 14 coalitions x 20 background rows per copy: two copies of the 540 rows
     monkeypatch.setattr(_fastshap, "MARGINAL_EVALUATIONS", 14 * 20 * 1080)
     explainer = FastSHAPExplainer(
         additive_model, value_function="marginal", n_background=20, **TINY
     ).fit(X)
-    assert seen == [("MarginalGame", 60), ("MarginalGame", 1080)]
+    assert expected_loss_calls == [("MarginalGame", 60), ("MarginalGame", 1080)]
     assert isinstance(explainer._contributions_game, BaselineGame)

@@ -138,6 +138,20 @@ def test_any_thread_count_and_either_build_give_the_same_values(monkeypatch):
     np.testing.assert_allclose(game(X[:70], masks), values, rtol=1e-12, atol=1e-12)
 
 
+def test_with_background_is_the_same_network_on_other_rows():
+    X, y = _data()
+    model = _fit(MLPRegressor(hidden_layer_sizes=(8,), max_iter=50), X, y)
+    game = mlp_marginal_game(MarginalGame(model, X[:30], players=[[0, 1], [2, 3, 4]]))
+    other = game.with_background(X[100:110])
+    masks = all_coalitions(2)
+    np.testing.assert_allclose(
+        other(X[:9], masks),
+        MarginalGame(model, X[100:110], players=[[0, 1], [2, 3, 4]])(X[:9], masks),
+        rtol=1e-10,
+        atol=1e-10,
+    )
+
+
 def test_other_models_and_links_have_none():
     X, y = _data()
     two_layers = _fit(
@@ -194,21 +208,13 @@ def test_bad_input_raises():
         MLPMarginalGame(weights, X[:10], output_map=np.eye(2))
 
 
-def test_fastshap_trains_on_the_exact_mlp_game(monkeypatch):
+def test_fastshap_trains_on_the_exact_mlp_game(monkeypatch, expected_loss_calls):
     """FastSHAP's marginal game of a one-hidden-layer MLP is computed by
     MLPMarginalGame on as many augmented copies as the other small games."""
     X, y = _data(n=300, d=4)
     model = _fit(
         MLPRegressor(hidden_layer_sizes=(10,), max_iter=100, random_state=0), X, y
     )
-    seen = []
-    original = _fastshap._expected_loss_statistics
-
-    def spy(game, rows, empty, kernel, **kwargs):
-        seen.append((type(game).__name__, len(rows)))
-        return original(game, rows, empty, kernel, **kwargs)
-
-    monkeypatch.setattr(_fastshap, "_expected_loss_statistics", spy)
     monkeypatch.setattr(_fastshap, "AUGMENTED_ROWS", 3 * 270)
     explainer = FastSHAPExplainer(
         FrozenEstimator(model),
@@ -219,7 +225,15 @@ def test_fastshap_trains_on_the_exact_mlp_game(monkeypatch):
         batch_size=64,
         random_state=0,
     ).fit(X)
-    assert seen == [("MLPMarginalGame", 30), ("MLPMarginalGame", 810)]
+    assert expected_loss_calls == [("MLPMarginalGame", 30), ("MLPMarginalGame", 810)]
+    # the network sees the first and last contributions of the same network's game
+    # on the first FIRST_LAST_BACKGROUND background rows
+    contributions = explainer._contributions_game
+    assert isinstance(contributions, MLPMarginalGame)
+    np.testing.assert_array_equal(
+        contributions.background,
+        explainer.game_.background[: _fastshap.FIRST_LAST_BACKGROUND],
+    )
     values = explainer.explain(X[:5])
     np.testing.assert_allclose(
         values.values.sum(axis=1) + values.base_values,
@@ -235,3 +249,11 @@ def test_poisson_regressor_matches():
     )
     game, mlp_game = _check_same_game(_fit(model, X, np.exp(y / 10)), X)
     assert mlp_game.out_activation == "exp"
+
+
+def test_show_versions_names_the_kernel_build(capsys):
+    from sklearn_shapley import show_versions
+
+    assert _marginal.kernel_build() in ("avx2+fma", "portable")
+    show_versions()
+    assert f"MLP kernel: {_marginal.kernel_build()}" in capsys.readouterr().out

@@ -199,8 +199,7 @@ def test_fastshap_trains_on_the_exact_tree_game():
     gb = GradientBoostingRegressor(n_estimators=20, random_state=0).fit(X, y)
     kwargs = dict(value_function="marginal", n_background=20, max_epochs=2)
     explainer = FastSHAPExplainer(FrozenEstimator(gb), random_state=0, **kwargs).fit(X)
-    assert isinstance(explainer._tree_game, TreeMarginalGame)
-    assert explainer._contributions_game is explainer._tree_game
+    assert isinstance(explainer._contributions_game, TreeMarginalGame)
     widths = [
         layer.out_features
         for layer in explainer.module_.mlp
@@ -225,7 +224,7 @@ def test_fastshap_adds_up_to_a_rounded_model_output():
     explainer = FastSHAPExplainer(
         FrozenEstimator(model), value_function="marginal", **kwargs
     ).fit(X)
-    assert explainer._tree_game.matches_model is False
+    assert explainer._contributions_game.matches_model is False
     exp = explainer.explain(X[:5])
     full = explainer.game_.grand_and_empty(X[:5])[0][:, 0]
     np.testing.assert_allclose(

@@ -27,7 +27,7 @@ from torch import nn
 from .._explanation import ShapleyValues
 from .._game_explainer import GameExplainer
 from ..games import BaselineGame, Game, MarginalGame, player_membership
-from ..mlp import mlp_marginal_game
+from ..mlp import MLPMarginalGame, mlp_marginal_game
 from ..sampling import CoalitionSampler, all_coalitions, shapley_kernel_size_weights
 from ..tree import flatten_ensemble
 from ..tree._flat import NUMERIC_SPLIT
@@ -106,14 +106,21 @@ HIDDEN_LAYER_SIZES_EXPECTED = (256, 256)
 #: statistics for the augmented copies without evaluating any coalition, the game's
 #: own first and last contributions as inputs). Measured on diabetes x gradient
 #: boosting (seed 0), error / KernelSHAP@1000's with (width, batch): (256, 256)
-#: 0.70 after 372 s of training, (512, 512) 0.22 after 1,312 s. Another model's is
-#: evaluated exactly (the whole background) on as many copies as
-#: ``MARGINAL_EVALUATIONS`` model evaluations allow (each value costs
-#: ``n_background``): 20,000 with 10 players and 100 background rows. Measured on
-#: diabetes x MLP (seed 0), with (256, 256): 1.72 (3.26 on 3,000 copies); with
-#: (512, 512): 1.43 after 1,396 s (seed 1: 1.60), against 4.59 after 135 s with
-#: fresh one-background-row estimates: better, not yet as accurate as
-#: KernelSHAP@1000.
+#: 0.70 after 372 s of training, (512, 512) 0.22 after 1,312 s. A one-hidden-layer
+#: MLP's is computed exactly from its weights
+#: (:class:`~sklearn_shapley.mlp.MLPMarginalGame`, 30 times faster than the model
+#: on every hybrid row) on as many copies; the network sees the first and last
+#: contributions of the same game on the first ``FIRST_LAST_BACKGROUND``
+#: background rows (``2d + 2`` coalitions on each per explained row, a few
+#: milliseconds per 1,000 rows). Measured on diabetes x MLP (seed 0): 20,000 exact
+#: copies (the model on every hybrid row) 1.43 after 1,396 s; 180,000 copies 1.20
+#: after 633 s (360,000: 0.99 after twice as long); with the first and last
+#: contributions on 10 / 20 background rows instead of the baseline game's at the
+#: background's mean, 0.97 / 0.88. Another model's is evaluated exactly (the whole
+#: background) on as many copies as ``MARGINAL_EVALUATIONS`` model evaluations
+#: allow (each value costs ``n_background``): 20,000 with 10 players and 100
+#: background rows.
+FIRST_LAST_BACKGROUND = 20
 HIDDEN_LAYER_SIZES_MARGINAL = (512, 512)
 BATCH_SIZE_MARGINAL = 512
 MARGINAL_EVALUATIONS = 2_044_000_000
@@ -161,8 +168,10 @@ class FastSHAPExplainer(GameExplainer):
     (``n_coalitions="auto"``). A tree ensemble's marginal game is computed
     exactly from its leaves there (:class:`~sklearn_shapley.tree.TreeMarginalGame`,
     whose tables give the loss's statistics without evaluating any coalition);
-    another model's marginal game exactly, on every background row, on 20,000
-    copies (about 2 billion model evaluations, ``MARGINAL_EVALUATIONS``). With
+    a one-hidden-layer MLP's exactly from its weights
+    (:class:`~sklearn_shapley.mlp.MLPMarginalGame`); another model's marginal game
+    exactly, on every background row, on 20,000 copies (about 2 billion model
+    evaluations, ``MARGINAL_EVALUATIONS``). With
     ``n_cached_coalitions``, each row's values are computed once for a cache of
     coalitions that the batches draw from. Early stopping watches the same loss on
     held-out rows with fixed seeded coalitions; the learning rate is halved on
@@ -194,11 +203,10 @@ class FastSHAPExplainer(GameExplainer):
     brings it to 0.20 (0.49x KernelSHAP@1000's). With the baseline game of an MLP
     and with the surrogate game it is more accurate than KernelSHAP@1000 on
     diabetes too (0.98x, 0.41-0.48x its error), and with the marginal game of
-    gradient boosting, computed exactly from the trees (0.22x); with that of an
-    MLP (its contributions taken in the baseline game at the background's mean)
-    it is not yet (1.43x). With 30
-    features (breast_cancer) it is at least as accurate as KernelSHAP@1000 in all
-    six configurations (0.64-1.00x its error). See
+    gradient boosting, computed exactly from the trees (0.22x), and with that of an
+    MLP, computed exactly from its weights (0.88x). With 30 features
+    (breast_cancer) it is at least as accurate as KernelSHAP@1000 in all six
+    configurations (0.64-1.00x its error). See
     ``benchmarks/results/fastshap.md``. Its advantage is speed once trained.
 
     Parameters
@@ -314,7 +322,9 @@ class FastSHAPExplainer(GameExplainer):
         baseline game at the background's mean (one model evaluation each), or,
         for a tree ensemble of at most 10 players, the marginal game's own from
         :class:`~sklearn_shapley.tree.TreeMarginalGame` (one table look-up per
-        tree for all of them).
+        tree for all of them), for a one-hidden-layer MLP of at most 10 players,
+        those of its marginal game on the first ``FIRST_LAST_BACKGROUND`` (20)
+        background rows (:class:`~sklearn_shapley.mlp.MLPMarginalGame`).
         ``"auto"``: when the game has at most 16 players, where the ``2d + 2``
         evaluations stay a small share of what sampling estimators need (paired
         KernelSHAP with 1,000 evaluations per row is then nearly exact).
@@ -628,14 +638,16 @@ class FastSHAPExplainer(GameExplainer):
         # estimates frozen in 60,000 copies 6.22 / 4.65, with exact values on
         # 6,000 / 3,000 copies 3.97 / 3.26; with TreeMarginalGame's on 180,000
         # copies and its own first and last contributions, gradient boosting
-        # 0.22; with exact values on 20,000 copies, MLP 1.43.
+        # 0.22; with exact values on 20,000 copies, MLP 1.43, with
+        # MLPMarginalGame's on 180,000 copies 1.20, and with its first and last
+        # contributions on 20 background rows 0.88.
         expected = auto_coalitions and enumerated and not n_cached
-        self._tree_game = exact_game = None
+        exact_game = None
         marginal = expected and isinstance(game, MarginalGame)
         if marginal:
             # the same game computed exactly and fast from the model's structure:
             # a tree ensemble's leaves, or a one-hidden-layer MLP's weights
-            self._tree_game = exact_game = tree_marginal_game(game, X)
+            exact_game = tree_marginal_game(game, X)
             if exact_game is None:
                 exact_game = mlp_marginal_game(game, X)
         hidden_layer_sizes, batch_size = self._network_sizes(expected, marginal)
@@ -651,7 +663,7 @@ class FastSHAPExplainer(GameExplainer):
         else:  # a bool or numpy bool (validated in _check_params)
             use_first_last = bool(self.first_last)
         if use_first_last:
-            self._contributions_game = self._first_last_game()
+            self._contributions_game = self._first_last_game(exact_game)
             full, empty, contributions, _ = self._first_last_values(X)
         else:
             full, empty, _ = self._grand_and_empty(X)
@@ -866,17 +878,23 @@ class FastSHAPExplainer(GameExplainer):
             return None, False
         return quantile_bin_edges(self._standardize(rows), n_bins), False
 
-    def _first_last_game(self):
+    def _first_last_game(self, exact_game):
         """The game whose first and last marginal contributions the network sees.
 
         The explained game, except for the marginal game, where each value costs
         ``n_background`` model evaluations: there its exact tree form when it has
-        one (:class:`~sklearn_shapley.tree._marginal.TreeMarginalGame`, one table
-        look-up per tree for all the contributions), else the baseline game at the
+        one (``exact_game``, a :class:`~sklearn_shapley.tree._marginal.TreeMarginalGame`:
+        one table look-up per tree for all the contributions); a one-hidden-layer
+        MLP's exact form (:class:`~sklearn_shapley.mlp.MLPMarginalGame`) on the first
+        ``FIRST_LAST_BACKGROUND`` background rows; else the baseline game at the
         background's mean (the same ``v(full)``, one model evaluation per value).
         """
-        if self._tree_game is not None:
-            return self._tree_game
+        if isinstance(exact_game, TreeMarginalGame):
+            return exact_game
+        if isinstance(exact_game, MLPMarginalGame):
+            return exact_game.with_background(
+                exact_game.background[:FIRST_LAST_BACKGROUND]
+            )
         game = self._grand_game
         if isinstance(game, MarginalGame):
             return BaselineGame(

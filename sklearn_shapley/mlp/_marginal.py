@@ -14,11 +14,10 @@ values to float64 rounding.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from .._openmp import effective_n_threads
+from .._simd import select_build
 from ..games import Game, MarginalGame, check_masks, check_rows, player_membership
 from . import _kernel as _portable
 
@@ -37,23 +36,12 @@ HIDDEN_ACTIVATIONS = ("relu", "identity", "tanh", "logistic")
 OUT_ACTIVATIONS = ("identity", "logistic", "softmax", "exp")
 
 
-def _select_kernel():
-    """The AVX2 + FMA build where the CPU runs it and it was built, else the portable
-    one; ``SKLEARN_SHAPLEY_KERNEL=portable`` forces the latter."""
-    if os.environ.get("SKLEARN_SHAPLEY_KERNEL", "").strip().lower() == "portable":
-        return _portable
-    from ..tree._quadrature import cpu_has_avx2_fma
-
-    if cpu_has_avx2_fma():
-        try:
-            from . import _kernel_avx2
-        except ImportError:  # not built on this platform
-            return _portable
-        return _kernel_avx2
-    return _portable
+_kernel = select_build(_portable)
 
 
-_kernel = _select_kernel()
+def kernel_build():
+    """``"avx2+fma"`` or ``"portable"``: the build of the kernel in use."""
+    return "avx2+fma" if _kernel is not _portable else "portable"
 
 
 class MLPMarginalGame(Game):
@@ -147,6 +135,21 @@ class MLPMarginalGame(Game):
         self.n_features = W1.shape[0]
         self._membership = player_membership(players, self.n_features)
         self.n_players = self._membership.shape[0]
+
+    def with_background(self, background):
+        """The same network's marginal game over another ``background``."""
+        game = MLPMarginalGame(
+            self.weights,
+            background,
+            activation=self.activation,
+            out_activation=self.out_activation,
+            players=self.players,
+            output_map=self.output_map,
+            output_offset=self.output_offset,
+            n_jobs=self.n_jobs,
+        )
+        game.output_names = self.output_names
+        return game
 
     def __call__(self, X, masks):
         """``(n_rows, n_coalitions, n_outputs)`` values of the rows ``X`` on player

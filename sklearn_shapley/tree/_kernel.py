@@ -19,7 +19,6 @@ tree), so a ``Q``-point Gauss-Legendre rule with ``2 Q - 1 >= D_u - k`` is exact
 from __future__ import annotations
 
 import functools
-import os
 from itertools import combinations
 from math import comb
 
@@ -27,22 +26,15 @@ import numpy as np
 
 from .._memory import check_fits_in_memory
 from .._openmp import effective_n_threads
+from .._simd import select_build
 from . import _quadrature as _portable
 from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT, FlatEnsemble
 
 
 def _select_kernel():
     """The AVX2 + FMA build of the kernel where the CPU runs it and it was built,
-    else the portable one; ``SKLEARN_SHAPLEY_KERNEL=portable`` forces the latter."""
-    if os.environ.get("SKLEARN_SHAPLEY_KERNEL", "").strip().lower() == "portable":
-        return _portable
-    if _portable.cpu_has_avx2_fma():
-        try:
-            from . import _quadrature_avx2
-        except ImportError:  # not built on this platform
-            return _portable
-        return _quadrature_avx2
-    return _portable
+    else the portable one (:func:`~sklearn_shapley._simd.select_build`)."""
+    return select_build(_portable)
 
 
 _quadrature = _select_kernel()
