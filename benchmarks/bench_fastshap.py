@@ -21,7 +21,8 @@ its defaults on the training split and reports, on ``--n-test`` test rows:
 Run: ``python benchmarks/bench_fastshap.py`` (about an hour on 2 cores). The table is
 printed and written to ``benchmarks/results/fastshap.md``; with ``--datasets`` naming
 one of them, to ``benchmarks/results/fastshap_<dataset>.md`` (``--models`` naming
-one: ``..._<model>.md``).
+one: ``..._<model>.md``; ``--value-functions`` naming fewer than three:
+``..._<value function>.md``).
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ def run(args):
     results = RESULTS
     part = [*datasets] if len(datasets) < len(DATASETS) else []
     part += args.models if len(args.models) < len(MODELS) else []
+    part += args.value_functions if len(args.value_functions) < 3 else []
     if part:  # a part of the benchmark: a file of its own
         results = RESULTS.with_name(f"fastshap_{'_'.join(part)}.md")
     results.parent.mkdir(parents=True, exist_ok=True)
