@@ -194,6 +194,8 @@ def test_bad_input_raises():
         game(X[:, :4], np.ones((1, 5), dtype=bool))
     with pytest.raises(ValueError, match="players"):
         game(X, np.ones((1, 4), dtype=bool))
+    with pytest.raises(MemoryError, match="fewer rows or coalitions"):
+        game(np.zeros((2**20, 5)), np.ones((2**20, 5), dtype=bool))
     weights = (model.coefs_[0], model.intercepts_[0], *model.coefs_[1:])
     weights = (*weights, model.intercepts_[1])
     with pytest.raises(ValueError, match="weights"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._memory import check_fits_in_memory
 from .._openmp import effective_n_threads
 from .._simd import select_build
 from ..games import Game, MarginalGame, check_masks, check_rows, player_membership
@@ -161,6 +162,11 @@ class MLPMarginalGame(Game):
         # a feature comes from the row when its player does
         membership = self._membership.astype(np.uint8)
         fmasks = (masks.astype(np.uint8) @ membership).astype(np.uint8)
+        check_fits_in_memory(
+            (len(X), fmasks.shape[-2], max(self.n_outputs, self.weights[2].shape[1])),
+            "The game's values",
+            advice="evaluate fewer rows or coalitions at a time.",
+        )
         if fmasks.ndim == 2:
             raw = self._raw(X, fmasks)
         else:  # each row with its own coalitions
