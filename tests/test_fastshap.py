@@ -855,9 +855,9 @@ def test_small_games_are_evaluated_once_on_augmented_copies(data, n_coalitions):
 def test_marginal_game_of_other_models_is_exact_on_fewer_copies(
     data, monkeypatch, expected_loss_calls
 ):
-    """A small marginal game that is not a tree ensemble's is evaluated exactly (every
-    coalition, the whole background) on as many augmented copies as
-    ``MARGINAL_EVALUATIONS`` model evaluations allow."""
+    """A small marginal game that is neither a tree ensemble's nor an MLP's is
+    evaluated exactly (every coalition, the whole background) on as many augmented
+    copies as ``MARGINAL_EVALUATIONS`` model evaluations allow."""
     X, _ = data
     # 14 coalitions x 20 background rows per copy: two copies of the 540 rows
     monkeypatch.setattr(_fastshap, "MARGINAL_EVALUATIONS", 14 * 20 * 1080)
