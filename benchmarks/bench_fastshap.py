@@ -1,28 +1,25 @@
-"""FastSHAP against paired KernelSHAP with 1,000 evaluations per row.
+"""FastSHAP with its defaults against KernelSHAP with 1,000 evaluations per row.
 
-For diabetes (10 features, regression) and breast_cancer (30 features, classification,
-both class probabilities explained) with a fitted GradientBoosting and MLP model, and the
-baseline, marginal and surrogate value functions, the script trains
-``FastSHAPExplainer(FrozenEstimator(model), value_function=..., link="identity")`` with
-its defaults on the training split and reports, on ``--n-test`` test rows:
+For diabetes (10 features, regression), breast_cancer (30, binary), digits (64, 10
+classes) and a synthetic regression (``make_friedman1`` with 50 features, 45 of them
+noise, 20,000 rows), a fitted GradientBoosting and MLP model, and the baseline,
+marginal and surrogate value functions, the script trains
+``FastSHAPExplainer(FrozenEstimator(model), value_function=..., random_state=0)``
+with its defaults on the training split and reports, on ``--n-test`` test rows:
 
-- the mean L2 distance to the ground truth of FastSHAP and of paired KernelSHAP with
-  1,000 evaluations (``kernel_shap(max_evaluations=1000, convergence_threshold=None)``),
-  and their ratio (< 1: FastSHAP is closer). Ground truth: exact enumeration for
-  diabetes, KernelSHAP with ``--truth-evaluations`` evaluations per row for
-  breast_cancer (``--n-test-marginal`` rows and ``--truth-evaluations-marginal``
-  evaluations for the marginal game, whose values cost ``n_background`` model calls
-  each; with the surrogate, the Shapley values of the trained surrogate's game);
-- FastSHAP's training time, the time to explain 1,000 rows (test rows repeated; the
-  fastest of ``EXPLAIN_REPEATS`` calls), and
-  KernelSHAP@1000's time for the same 1,000 rows (measured on the ``--n-test`` rows and
-  scaled), with the speed-up.
+- fit time (the surrogate's training included) and the time to explain 1,000 rows;
+- FastSHAP's mean L2 distance to the ground truth, and its ratio to
+  ``shap.KernelExplainer(nsamples=1000)``'s (the tool a user would pick instead; for
+  the surrogate game, which shap cannot evaluate, the package's paired KernelSHAP
+  with 1,000 evaluations) and to the package's paired KernelSHAP@1000. Ground truth:
+  exact enumeration up to 16 players, else paired KernelSHAP with
+  ``--truth-evaluations`` evaluations per row;
+- break-even rows: the fit time over the time per row saved against KernelSHAP@1000.
 
-Run: ``python benchmarks/bench_fastshap.py`` (about an hour on 2 cores). The table is
-printed and written to ``benchmarks/results/fastshap.md``; with ``--datasets`` naming
-one of them, to ``benchmarks/results/fastshap_<dataset>.md`` (``--models`` naming
-one: ``..._<model>.md``; ``--value-functions`` naming fewer than three:
-``..._<value function>.md``).
+``--grid-search`` adds the GridSearchCV section of issue #26 on breast_cancer.
+Run: ``python benchmarks/bench_fastshap.py`` (results to
+``benchmarks/results/fastshap.md``, rewritten after every row; ``--datasets`` /
+``--models`` / ``--value-functions`` restrict the run and name the file after it).
 """
 
 from __future__ import annotations
@@ -37,25 +34,45 @@ from pathlib import Path
 import numpy as np
 import sklearn
 import torch
-from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_diabetes,
+    load_digits,
+    make_friedman1,
+)
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_shapley import exact_shapley, kernel_shap
 from sklearn_shapley.amortized import FastSHAPExplainer
+from sklearn_shapley.games import BaselineGame
 from sklearn_shapley.metrics import shapley_error
 
 RESULTS = Path(__file__).parent / "results" / "fastshap.md"
-DATASETS = ("diabetes", "breast_cancer")
+DATASETS = ("diabetes", "breast_cancer", "digits", "friedman50")
 MODELS = ("GradientBoosting", "MLP")
-#: Timed calls of ``explain`` on 1,000 rows; the fastest is reported (a shared VM's
-#: timings vary by several milliseconds between calls).
-EXPLAIN_REPEATS = 21
+VALUE_FUNCTIONS = ("baseline", "marginal", "surrogate")
+#: Timed calls of ``explain`` on 1,000 rows; the fastest is reported.
+EXPLAIN_REPEATS = 11
+
+
+def load(name):
+    """``(X, y, regression)`` of a benchmark dataset."""
+    if name == "friedman50":
+        X, y = make_friedman1(n_samples=20000, n_features=50, noise=1.0, random_state=0)
+        return X, y, True
+    loader = {
+        "diabetes": load_diabetes,
+        "breast_cancer": load_breast_cancer,
+        "digits": load_digits,
+    }[name]
+    X, y = loader(return_X_y=True)
+    return X.astype(np.float64), y, name == "diabetes"
 
 
 def make_model(name, regression):
@@ -69,125 +86,194 @@ def make_model(name, regression):
     )
 
 
-def ground_truth(game, X, evaluations):
-    if game.n_players <= 16:
-        return exact_shapley(game, X).values
-    return kernel_shap(
-        game,
-        X,
-        max_evaluations=evaluations,
-        batch_size=2000,
-        convergence_threshold=None,
-        random_state=1,
-    ).values
-
-
 def as_3d(values):
     return values if values.ndim == 3 else values[:, :, None]
 
 
+def ground_truth(game, X, evaluations):
+    if game.n_players <= 16:
+        return as_3d(exact_shapley(game, X).values)
+    return as_3d(
+        kernel_shap(
+            game,
+            X,
+            max_evaluations=evaluations,
+            batch_size=2000,
+            convergence_threshold=None,
+            random_state=1,
+        ).values
+    )
+
+
+def shap_kernel(explainer, X):
+    """``shap.KernelExplainer(nsamples=1000)`` on the explainer's game, or None
+    (the surrogate game), with its time per row."""
+    import shap
+
+    game = explainer.game_
+    if not hasattr(game, "model") and not hasattr(game, "background"):
+        return None, None
+    model = explainer.estimator_
+    f = model.predict_proba if hasattr(model, "predict_proba") else model.predict
+    data = (
+        game.baseline[None]
+        if isinstance(game, BaselineGame)
+        else np.asarray(game.background)
+    )
+    kernel = shap.KernelExplainer(f, data)
+    start = time.perf_counter()
+    values = kernel.shap_values(X, nsamples=1000, silent=True)
+    per_row = (time.perf_counter() - start) / len(X)
+    values = np.asarray(values)
+    if values.ndim == 3 and values.shape[0] != len(X):  # (K, n, d), older shap
+        values = values.transpose(1, 2, 0)
+    return as_3d(values), per_row
+
+
+HEADER = (
+    "| dataset | model | value function | fit (s) | explain 1,000 rows (ms) "
+    "| FastSHAP error | shap KernelSHAP@1000 error | ratio "
+    "| paired KernelSHAP@1000 error | ratio | break-even rows | plan |\n"
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+)
+
+
 def run(args):
-    datasets = {"diabetes": load_diabetes, "breast_cancer": load_breast_cancer}
-    datasets = {name: datasets[name] for name in args.datasets}
-    lines = [
-        "| dataset | model | value function | FastSHAP error | KernelSHAP@1000 error "
-        "| ratio | FastSHAP train (s) | FastSHAP explain 1,000 rows (ms) "
-        "| KernelSHAP@1000, 1,000 rows (s) | speed-up |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    print("\n".join(lines), flush=True)
-    for dataset, loader in datasets.items():
-        X, y = loader(return_X_y=True)
+    lines = [HEADER]
+    print(HEADER, flush=True)
+    results = RESULTS
+    part = [*args.datasets] if len(args.datasets) < len(DATASETS) else []
+    part += args.models if len(args.models) < len(MODELS) else []
+    part += args.value_functions if len(args.value_functions) < 3 else []
+    if part:  # a part of the benchmark: a file of its own
+        results = RESULTS.with_name(f"fastshap_{'_'.join(part)}.md")
+    for dataset in args.datasets:
+        X, y, regression = load(dataset)
         X_train, X_test, y_train, _ = train_test_split(
             X, y, test_size=0.25, random_state=0
         )
         X_timing = np.resize(X_test, (1000, X.shape[1]))
-        regression = dataset == "diabetes"
         for model_name in args.models:
             model = make_model(model_name, regression).fit(X_train, y_train)
             for value_function in args.value_functions:
-                # The marginal game costs n_background model calls per value: fewer
-                # rows and a smaller ground-truth budget where it is not enumerated.
-                costly = value_function == "marginal" and X.shape[1] > 16
-                X_eval = X_test[: args.n_test_marginal if costly else args.n_test]
-                truth_evaluations = (
-                    args.truth_evaluations_marginal
-                    if costly
-                    else args.truth_evaluations
-                )
+                n_test = args.n_test
+                if value_function == "marginal" and X.shape[1] > 16:
+                    n_test = args.n_test_marginal
+                X_eval = X_test[:n_test]
                 start = time.perf_counter()
                 explainer = FastSHAPExplainer(
                     FrozenEstimator(model),
                     value_function=value_function,
-                    link="identity",
                     random_state=0,
                 ).fit(X_train)
-                train_time = time.perf_counter() - start
-                explainer.transform(X_timing[:10])  # warm-up
+                fit_time = time.perf_counter() - start
+                explainer.explain(X_timing[:10])  # warm-up
                 timings = []
                 for _ in range(EXPLAIN_REPEATS):
                     start = time.perf_counter()
                     explainer.explain(X_timing)
                     timings.append(time.perf_counter() - start)
-                explain_time = min(timings)
+                explain_time = min(timings) / 1000  # per row
                 game = explainer.game_
                 estimate = as_3d(explainer.explain(X_eval).values)
-                truth = ground_truth(game, X_eval, truth_evaluations)
+                truth = ground_truth(game, X_eval, args.truth_evaluations)
                 start = time.perf_counter()
-                kernel = kernel_shap(
-                    game,
-                    X_eval,
-                    max_evaluations=1000,
-                    convergence_threshold=None,
-                    random_state=0,
-                ).values
-                kernel_time = (time.perf_counter() - start) * 1000 / len(X_eval)
+                paired = as_3d(
+                    kernel_shap(
+                        game,
+                        X_eval,
+                        max_evaluations=1000,
+                        convergence_threshold=None,
+                        random_state=0,
+                    ).values
+                )
+                paired_time = (time.perf_counter() - start) / len(X_eval)
                 fast_error = shapley_error(estimate, truth)
-                kernel_error = shapley_error(kernel, truth)
+                paired_error = shapley_error(paired, truth)
+                shap_values, shap_time = shap_kernel(explainer, X_eval)
+                if shap_values is None:
+                    shap_error, shap_time = paired_error, paired_time
+                    shap_cell = f"({paired_error:.4g})"
+                else:
+                    shap_error = shapley_error(shap_values, truth)
+                    shap_cell = f"{shap_error:.4g}"
+                saved = shap_time - explain_time
+                break_even = fit_time / saved if saved > 0 else float("inf")
+                plan = explainer.plan_
                 line = (
                     f"| {dataset} | {model_name} | {value_function} "
-                    f"| {fast_error:.4g} | {kernel_error:.4g} "
-                    f"| {fast_error / kernel_error:.2f} | {train_time:.1f} "
-                    f"| {explain_time * 1000:.1f} | {kernel_time:.1f} "
-                    f"| {kernel_time / explain_time:,.0f}x |"
+                    f"| {fit_time:.1f} | {explain_time * 1e6:.1f} "
+                    f"| {fast_error:.4g} | {shap_cell} "
+                    f"| {fast_error / shap_error:.2f} | {paired_error:.4g} "
+                    f"| {fast_error / paired_error:.2f} | {break_even:,.0f} "
+                    f"| {plan.source} x{plan.n_copies} |"
                 )
                 lines.append(line)
                 print(line, flush=True)
+                write(results, args, lines)
+    if args.grid_search:
+        lines += ["", grid_search()]
+        print(lines[-1], flush=True)
+        write(results, args, lines)
+    print(f"\nwritten to {results}")
+
+
+def grid_search():
+    """GridSearchCV over two explainer hyperparameters on breast_cancer: the time
+    and the choice, scored by the held-out FastSHAP loss on one shared game."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X_train, _, y_train, _ = train_test_split(X, y, test_size=0.25, random_state=0)
+    model = FrozenEstimator(
+        GradientBoostingClassifier(random_state=0).fit(X_train, y_train)
+    )
+    grid = {"hidden_layer_sizes": [(64,), (128, 128)], "n_coalitions": [16, 32]}
+    start = time.perf_counter()
+    search = GridSearchCV(FastSHAPExplainer(model, random_state=0), grid, cv=3).fit(
+        X_train
+    )
+    elapsed = time.perf_counter() - start
+    scores = ", ".join(
+        f"{p} {s:.4g}"
+        for p, s in zip(
+            search.cv_results_["params"], search.cv_results_["mean_test_score"]
+        )
+    )
+    return (
+        f"GridSearchCV(FastSHAPExplainer(FrozenEstimator(gb)), {grid}, cv=3) on "
+        f"breast_cancer: {elapsed:.0f} s; best {search.best_params_}; mean scores: "
+        f"{scores}."
+    )
+
+
+def write(results, args, lines):
     header = (
-        "# FastSHAP vs paired KernelSHAP@1000\n\n"
+        "# FastSHAP with its defaults vs KernelSHAP@1000\n\n"
         f"Errors: mean L2 distance to the ground truth over {args.n_test} test rows "
-        "(exact enumeration for diabetes, KernelSHAP with "
-        f"{args.truth_evaluations:,} evaluations per row for breast_cancer, except "
-        f"breast_cancer x marginal: {args.n_test_marginal} rows, "
-        f"{args.truth_evaluations_marginal:,} evaluations; for the surrogate, the "
-        "Shapley values of the trained surrogate's game). "
-        "ratio = FastSHAP error / KernelSHAP error (< 1: FastSHAP is closer). "
-        "FastSHAPExplainer with its defaults and link='identity' (breast_cancer: both "
-        "class probabilities). KernelSHAP's time for 1,000 rows is measured on the "
-        "test rows and scaled.\n\n"
+        f"({args.n_test_marginal} for the marginal game above 16 players): exact "
+        "enumeration up to 16 players, else paired KernelSHAP with "
+        f"{args.truth_evaluations:,} evaluations per row; for the surrogate, the "
+        "Shapley values of the trained surrogate's game. ratio = FastSHAP error / "
+        "KernelSHAP@1000 error (< 1: FastSHAP is closer); the shap column is "
+        "shap.KernelExplainer(nsamples=1000) on the same game (in parentheses, for "
+        "the surrogate game: the package's paired KernelSHAP@1000). explain: "
+        "time per 1,000 rows. Break-even "
+        "rows: fit time / (KernelSHAP@1000's time per row − FastSHAP's). plan: the "
+        "coalition source and copies of the training rows.\n\n"
         f"Command: `{' '.join(['python benchmarks/bench_fastshap.py', *sys.argv[1:]])}`"
         ".\n\n"
         f"Machine: {platform.processor() or platform.machine()}, torch "
         f"{torch.__version__}, scikit-learn {sklearn.__version__}, "
         f"{torch.get_num_threads()} torch threads.\n\n"
     )
-    results = RESULTS
-    part = [*datasets] if len(datasets) < len(DATASETS) else []
-    part += args.models if len(args.models) < len(MODELS) else []
-    part += args.value_functions if len(args.value_functions) < 3 else []
-    if part:  # a part of the benchmark: a file of its own
-        results = RESULTS.with_name(f"fastshap_{'_'.join(part)}.md")
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(header + "\n".join(lines) + "\n")
-    print(f"\nwritten to {results}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n-test", type=int, default=100)
+    parser.add_argument("--n-test", type=int, default=50)
+    parser.add_argument("--n-test-marginal", type=int, default=20)
     parser.add_argument("--truth-evaluations", type=int, default=20000)
-    parser.add_argument("--n-test-marginal", type=int, default=30)
-    parser.add_argument("--truth-evaluations-marginal", type=int, default=10000)
     parser.add_argument(
         "--datasets", nargs="+", default=list(DATASETS), choices=DATASETS
     )
@@ -195,9 +281,10 @@ def main():
     parser.add_argument(
         "--value-functions",
         nargs="+",
-        default=["baseline", "marginal", "surrogate"],
-        choices=["baseline", "marginal", "surrogate"],
+        default=list(VALUE_FUNCTIONS),
+        choices=VALUE_FUNCTIONS,
     )
+    parser.add_argument("--grid-search", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     run(args)

@@ -11,7 +11,14 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._base import BaseExplainer
-from .games import BaselineGame, Game, MarginalGame, _is_classifier, default_background
+from .games import (
+    BaselineGame,
+    Game,
+    MarginalGame,
+    _is_classifier,
+    default_background,
+    resolve_game,
+)
 from .metrics import shapley_loss
 
 VALUE_FUNCTIONS = ("baseline", "marginal")
@@ -52,7 +59,11 @@ class GameExplainer(BaseExplainer):
         return super()._resolve_estimator(X, y)
 
     def _make_game(self, X):
-        """Build the game of ``value_function`` for the fitted model."""
+        """Build the game of ``value_function`` for the fitted model.
+
+        The marginal game is resolved to its fast exact form where the model has
+        one (:func:`~sklearn_shapley.games.resolve_game`): the same values, faster.
+        """
         vf = self.value_function
         if isinstance(vf, Game):
             return vf
@@ -78,9 +89,10 @@ class GameExplainer(BaseExplainer):
                     f"marginal value function, got shape {bg.shape}."
                 )
             bg = default_background(bg, self.n_background, self._rng_seed(1))
-            return MarginalGame(
+            game = MarginalGame(
                 self.estimator_, bg, link=self.link, players=self.players
             )
+            return resolve_game(game, X)
         raise ValueError(
             f"value_function must be one of {VALUE_FUNCTIONS} or a Game instance, got "
             f"{vf!r}."

@@ -124,15 +124,8 @@ def available_explainers(n_features, random_state):
         ),
         (
             "FastSHAP",
-            # a shorter schedule than the default (for 10 features, every coalition
-            # of 180,000 augmented rows evaluated, then 64,000 optimizer steps of
-            # 256 rows: several minutes): the demo trains in about a minute
             lambda m: ss.FastSHAPExplainer(
-                m,
-                value_function="baseline",
-                n_coalitions=128,
-                max_epochs=300,
-                random_state=random_state,
+                m, value_function="baseline", random_state=random_state
             ),
         ),
         (

@@ -23,6 +23,8 @@ __all__ = [
     "ModelFunction",
     "model_function",
     "apply_link",
+    "first_last_masks",
+    "resolve_game",
     "LINKS",
 ]
 
@@ -171,15 +173,29 @@ def player_membership(players, n_features):
     return membership
 
 
+def first_last_masks(n_players):
+    """The singletons, the leave-one-outs, then the grand and empty coalitions."""
+    eye = np.eye(n_players, dtype=bool)
+    ends = np.array([[True] * n_players, [False] * n_players])
+    return np.concatenate([eye, ~eye, ends])
+
+
 class Game:
     """Interface of a cooperative game over the players of each row.
 
-    Subclasses set ``n_players``, ``n_outputs`` and implement ``__call__``.
+    Subclasses set ``n_players``, ``n_outputs`` and implement ``__call__``. The other
+    methods are capabilities with a generic default that a game with a faster exact
+    form overrides (a tree ensemble's marginal game answers them from its tables).
     """
 
     n_players: int
     n_outputs: int
     output_names = None
+    #: Model evaluations one value costs, roughly: what training budgets count.
+    evaluation_cost = 1
+    #: Whether :meth:`kernel_statistics` over every coalition comes without
+    #: evaluating them (from the game's own exact form).
+    exact_kernel_statistics = False
 
     def __call__(self, X, masks):  # pragma: no cover - interface
         raise NotImplementedError
@@ -191,6 +207,31 @@ class Game:
         )
         values = self(X, masks)
         return values[:, 0], values[:, 1]
+
+    def first_last_values(self, X):
+        """The game on :func:`first_last_masks`: ``(n_rows, 2 d + 2, n_outputs)``."""
+        return self(X, first_last_masks(self.n_players))
+
+    def proxy(self):
+        """A game with the same ``v(full)``, at most one model evaluation a value.
+
+        Features computed from a game (the players' first and last contributions)
+        come from it; the game itself by default.
+        """
+        return self
+
+    def kernel_statistics(self, X, empty, masks, weights):
+        """``(cross (n, d, K), square (n, K))`` of the weighted least-squares loss.
+
+        ``Σ_S w_S (v_x(S) − v_x(∅) − 1_Sᵀφ)² = square − 2 φᵀ cross + φᵀ A φ`` for
+        every ``φ``, with ``A = Σ_S w_S 1_S 1_Sᵀ`` over the coalitions ``masks
+        (m, d)`` of weights ``weights (m,)``, ``empty`` the rows' ``v(∅) (n, K)``.
+        """
+        targets = self(X, masks) - np.asarray(empty)[:, None, :]
+        weights = np.asarray(weights, dtype=np.float64)
+        cross = np.einsum("m,nmk,md->ndk", weights, targets, masks.astype(np.float64))
+        square = np.einsum("m,nmk->nk", weights, np.square(targets))
+        return cross, square
 
 
 class _ModelGame(Game):
@@ -310,68 +351,50 @@ class MarginalGame(_ModelGame):
             out[sl] = vals.mean(axis=1)
         return out.reshape(n, m, -1)
 
-    def sampled(self, X, masks, n_samples, rng, control=None):
-        """Unbiased estimates of the values, from ``n_samples`` background rows drawn
-        at random (``rng``, a numpy Generator) for every (row, coalition) instead of
-        the whole background: ``n_samples`` model evaluations per value instead of
-        ``n_background``.
+    @property
+    def evaluation_cost(self):
+        return len(self.background)
 
-        ``control`` (from :meth:`additive_control`), when given, is a control variate:
-        each drawn row ``b`` contributes ``link(f(x_S, b_{¬S})) − Σ_{p∉S} h_p(b)``.
-        Every ``h_p`` has mean zero over the background, so the estimate stays
-        unbiased; the part of the model that is additive in the players drawn from
-        ``b`` no longer adds noise (none is left for an additive model).
-
-        Returns
-        -------
-        ndarray of shape (n_rows, n_coalitions, n_outputs)
-        """
+    def grand_and_empty(self, X):
+        """``v(full) = link(f(x))`` from one model call per row; ``v(∅)``, the same
+        for every row, computed once."""
         X = self._check_X(X)
-        fmasks = self._broadcast_masks(X, masks)
-        n, m, d = fmasks.shape
-        n_samples = int(n_samples)
-        picks = rng.integers(len(self.background), size=(n, m, n_samples))
-        Z = np.where(fmasks[:, :, None, :], X[:, None, None, :], self.background[picks])
-        values = self._predict(Z.reshape(-1, d)).reshape(n, m, n_samples, -1)
-        if control is not None:
-            held_out = ~np.broadcast_to(
-                np.asarray(masks, dtype=bool), (n, m, self.n_players)
-            )
-            # Σ over held-out players of h_p(b), one drawn row b at a time
-            for s in range(n_samples):
-                values[:, :, s] -= np.einsum(
-                    "nmp,nmpk->nmk", held_out, control[picks[:, :, s]]
-                )
-        return values.mean(axis=2)
+        full = self._predict(X)
+        if getattr(self, "_empty", None) is None:
+            self._empty = self._predict(self.background).mean(axis=0)
+        return full, np.broadcast_to(self._empty, full.shape).copy()
 
-    def additive_control(self, n_inner=100, random_state=None):
-        """The terms ``h_p(b)`` of :meth:`sampled`'s control variate, one per background
-        row and player: ``(n_background, n_players, n_outputs)``.
+    def proxy(self):
+        """The baseline game at the background's mean: the same ``v(full)``, one
+        model evaluation a value instead of ``n_background``."""
+        return BaselineGame(
+            self.model,
+            self.background.mean(axis=0),
+            link=self.link,
+            players=self.players,
+            batch_size=self.batch_size,
+        )
 
-        ``h_p(b) = PD_p(b_p) − mean_b PD_p(b_p)``, where ``PD_p(t) = mean_{b'}
-        link(f(b'_{¬p}, t))`` is the model's partial dependence on player ``p``,
-        averaged over at most ``n_inner`` background rows ``b'`` (drawn with
-        ``random_state``): ``n_background × n_inner`` model evaluations per player,
-        once. Any such terms keep :meth:`sampled` unbiased, as each has mean zero
-        over the background; the partial dependence is the additive part of the
-        model over the background, which they then remove from the noise.
-        """
-        background = self.background
-        inner = default_background(background, n_inner, random_state)
-        n_in = len(inner)
-        step = max(1, self.batch_size // n_in)  # background rows per model call
-        terms = []
-        for members in self._membership:
-            pd = []
-            for start in range(0, len(background), step):
-                rows = background[start : start + step]
-                Z = np.repeat(inner[None], len(rows), axis=0)  # (rows, n_in, features)
-                Z[:, :, members] = rows[:, None, members]
-                values = self._predict(Z.reshape(len(rows) * n_in, -1))
-                pd.append(values.reshape(len(rows), n_in, -1).mean(axis=1))
-            pd = np.concatenate(pd)
-            terms.append(pd - pd.mean(axis=0))
-        return np.stack(terms, axis=1)
+
+def resolve_game(game, rows=None):
+    """The fastest exact form of ``game``: the same values, computed faster.
+
+    A tree ensemble's marginal game from its leaves
+    (:func:`~sklearn_shapley.tree.tree_marginal_game`), a one-hidden-layer MLP's
+    from its weights (:func:`~sklearn_shapley.mlp.mlp_marginal_game`); ``game``
+    itself when it has none. ``rows`` are probe rows on which the exact form is
+    checked against the model.
+    """
+    if type(game) is not MarginalGame:
+        return game
+    from .mlp import mlp_marginal_game
+    from .tree import tree_marginal_game
+
+    for exact_form in (tree_marginal_game, mlp_marginal_game):
+        fast = exact_form(game, rows)
+        if fast is not None:
+            return fast
+    return game
 
 
 def default_background(X, n_background, random_state=None):

@@ -7,12 +7,9 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_classification
-from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from sklearn_shapley import exact_shapley
 from sklearn_shapley.amortized import (
@@ -22,9 +19,10 @@ from sklearn_shapley.amortized import (
     fit_surrogate,
 )
 from sklearn_shapley.amortized._fastshap import (
-    SampledMarginalGame,
+    CoalitionPlan,
     _kernel_coalitions,
-    _split_thresholds,
+    _loss_floor,
+    plan_coalitions,
 )
 from sklearn_shapley.amortized._nets import (
     MaskedModule,
@@ -33,17 +31,17 @@ from sklearn_shapley.amortized._nets import (
     ShapleyModule,
     ShapleyNet,
     first_last_contributions,
-    first_last_masks,
     kernel_gram,
-    kernel_statistics,
     quantile_bin_edges,
 )
-from sklearn_shapley.games import BaselineGame, MarginalGame
+from sklearn_shapley.games import BaselineGame, first_last_masks
 from sklearn_shapley.metrics import shapley_error
 from sklearn_shapley.sampling import CoalitionSampler
 
 # Small networks and few epochs: every test trains in a few seconds on one core.
-TINY = dict(hidden_layer_sizes=(32,), max_epochs=3, batch_size=64)
+TINY = dict(
+    hidden_layer_sizes=(32,), max_epochs=3, batch_size=64, max_evaluations=50_000
+)
 
 
 def additive_model(X):
@@ -75,7 +73,8 @@ def additive_explainer(data):
         hidden_layer_sizes=(64, 64),
         max_epochs=60,
         batch_size=32,
-        patience=50,
+        n_iter_no_change=50,
+        max_evaluations=50_000,
         random_state=0,
     ).fit(X)
 
@@ -170,7 +169,8 @@ def test_player_groups_are_explained_as_one(data, additive_explainer):
         hidden_layer_sizes=(64, 64),
         max_epochs=60,
         batch_size=32,
-        patience=50,
+        n_iter_no_change=50,
+        max_evaluations=50_000,
         random_state=0,
     ).fit(X)
     phi = explainer.transform(X_test)
@@ -241,16 +241,14 @@ def test_explanation_of_a_row_does_not_depend_on_the_other_rows():
         surrogate_params={"max_epochs": 2},
         random_state=0,
     ).fit(X, y)
-    assert explainer._contributions_game is explainer._grand_game
+    assert explainer._proxy is explainer._grand_game
     assert explainer._grand_game.rowwise and not explainer.surrogate_.rowwise
     order = rng.permutation(20)
-    full, empty, contributions, _ = explainer._first_last_values(X)
-    full_p, empty_p, contributions_p, _ = explainer._first_last_values(X[order])
+    full, empty, contributions = explainer._inputs(X)
+    full_p, empty_p, contributions_p = explainer._inputs(X[order])
     np.testing.assert_array_equal(full_p, full[order])
+    np.testing.assert_array_equal(empty_p, empty[order])
     np.testing.assert_array_equal(contributions_p, contributions[order])
-    full, empty, _ = explainer._grand_and_empty(X)
-    full_permuted, _, _ = explainer._grand_and_empty(X[order])
-    np.testing.assert_array_equal(full_permuted, full[order])
     values = explainer.transform(X)
     np.testing.assert_allclose(
         explainer.transform(X[order]), values[order], rtol=1e-7, atol=1e-9
@@ -339,6 +337,7 @@ def test_grid_search_selects_by_the_held_out_loss(data):
             additive_model,
             value_function="baseline",
             first_last=False,  # else exact from the start for an additive game
+            max_evaluations=20_000,
             random_state=0,
         ),
         {"max_epochs": [1, 30], "hidden_layer_sizes": [(4,), (32, 32)]},
@@ -363,10 +362,13 @@ def test_history_and_verbose_progress(data, capsys):
         ({"value_function": "kernel"}, "value_function must be one of"),
         ({"value_function": 3}, "value_function must be one of"),
         ({"link": "probit"}, "link must be one of"),
-        ({"normalization": "scaled"}, "normalization must be one of"),
+        ({"normalization": "scaled"}, "normalization"),
         ({"validation_fraction": 1.5}, "validation_fraction"),
         ({"swap_probability": 1.5}, "swap_probability"),
-        ({"patience": 0}, "patience"),
+        ({"n_iter_no_change": 0}, "n_iter_no_change"),
+        ({"max_epochs": 0}, "max_epochs"),
+        ({"max_evaluations": -5}, "max_evaluations"),
+        ({"tol": -1.0}, "tol"),
         ({"n_bins": 0}, "n_bins"),
         ({"n_bins": 2.5}, "n_bins"),
         ({"n_bins": "many"}, "n_bins"),
@@ -374,6 +376,7 @@ def test_history_and_verbose_progress(data, capsys):
         ({"first_last": "yes"}, "first_last"),
         ({"n_coalitions": 0}, "n_coalitions"),
         ({"n_coalitions": "many"}, "n_coalitions"),
+        ({"n_coalitions": "auto"}, "n_coalitions"),
         ({"first_last": None}, "first_last"),
         ({"hidden_layer_sizes": "wide"}, "hidden_layer_sizes"),
         ({"hidden_layer_sizes": (32, 0)}, "hidden_layer_sizes"),
@@ -381,6 +384,7 @@ def test_history_and_verbose_progress(data, capsys):
         ({"hidden_layer_sizes": 32}, "hidden_layer_sizes"),
         ({"batch_size": 0}, "batch_size"),
         ({"batch_size": "large"}, "batch_size"),
+        ({"batch_size": "auto"}, "batch_size"),
     ],
 )
 def test_bad_parameters_raise(data, params, message):
@@ -390,20 +394,6 @@ def test_bad_parameters_raise(data, params, message):
     )
     with pytest.raises(ValueError, match=message):
         explainer.fit(X[:50])
-
-
-def test_sampled_marginal_game_is_unbiased(data):
-    X, X_test = data
-    game = MarginalGame(additive_model, X[:30])
-    empty = game.grand_and_empty(X[:1])[1][0]
-    sampled = SampledMarginalGame(game, 1, empty, seed=0)
-    masks = np.array([[1, 0, 1, 0], [0, 1, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1]], bool)
-    exact = game(X_test[:5], masks)
-    reps = 4000
-    estimate = sampled(np.repeat(X_test[:5], reps, axis=0), masks)
-    estimate = estimate.reshape(5, reps, 4, 1).mean(axis=1)
-    np.testing.assert_allclose(estimate[:, 2:], exact[:, 2:], atol=1e-12)
-    np.testing.assert_allclose(estimate, exact, atol=0.1)
 
 
 def piecewise_linear_encoding(X, edges):
@@ -464,60 +454,6 @@ def test_step_layer_is_a_linear_layer_on_the_thermometer_encoding():
     np.testing.assert_allclose(per_feature.sum(dim=1), encoded @ steps, atol=1e-5)
 
 
-def test_split_thresholds_are_read_from_tree_ensembles(data):
-    X, _ = data
-    y = additive_model(X)
-    model = GradientBoostingRegressor(n_estimators=20, max_depth=2, random_state=0)
-    model.fit(X, y)
-    expected = [set() for _ in range(4)]
-    for tree in model.estimators_[:, 0]:
-        internal = tree.tree_.children_left >= 0
-        for j, c in zip(tree.tree_.feature[internal], tree.tree_.threshold[internal]):
-            expected[j].add(c)
-    for estimator in (model, FrozenEstimator(model)):
-        thresholds = _split_thresholds(estimator, X, 256)
-        assert [set(t) for t in thresholds] == expected
-    # at most max_steps per feature, taken from the model's thresholds
-    thinned = _split_thresholds(model, X, 3)
-    for t, full in zip(thinned, expected):
-        assert 1 <= len(t) <= 3 and set(t) <= full
-        assert np.all(np.diff(t) > 0)
-    # not a tree ensemble read directly on X's columns: None
-    assert _split_thresholds(Ridge().fit(X, y), X, 256) is None
-    assert _split_thresholds(additive_model, X, 256) is None
-    pipeline = make_pipeline(StandardScaler(), model).fit(X, y)
-    assert _split_thresholds(pipeline, X, 256) is None
-    assert _split_thresholds(model, X[:, :3], 256) is None
-
-
-@pytest.mark.parametrize("library", ["sklearn", "xgboost"])
-def test_tree_ensembles_are_constant_between_their_split_thresholds(data, library):
-    X, _ = data
-    X = X.astype(np.float32).astype(np.float64)  # the models compare in float32
-    y = additive_model(X) + X[:, 0] * X[:, 1]
-    if library == "xgboost":
-        xgboost = pytest.importorskip("xgboost")
-        model = xgboost.XGBRegressor(n_estimators=20, max_depth=3, n_jobs=1)
-    else:
-        model = GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=0)
-    model.fit(X, y)
-    thresholds = _split_thresholds(model, X, 256)
-    rows = X[:20]
-    for j, t in enumerate(thresholds):
-        cuts = t.astype(np.float32)  # the largest float32 that goes left of each
-        cuts = np.where(cuts > t, np.nextafter(cuts, np.float32(-np.inf)), cuts)
-        above = np.nextafter(cuts, np.float32(np.inf))  # just right of each split
-        for low, high in zip(above[:-1], cuts[1:]):  # both ends of one cell
-            at_low, at_high = rows.copy(), rows.copy()
-            at_low[:, j], at_high[:, j] = low, high
-            np.testing.assert_array_equal(model.predict(at_low), model.predict(at_high))
-        moved = rows.copy()
-        moved[:, j] = cuts[0]  # on a threshold: left of it, unlike just right of it
-        right = rows.copy()
-        right[:, j] = above[0]
-        assert np.any(model.predict(moved) != model.predict(right))
-
-
 def fit_baseline_explainer(model, X, X_test, n_bins, max_epochs):
     """An explainer of ``model``'s baseline game with ``n_bins``, and its error on
     ``X_test`` against exact enumeration."""
@@ -528,30 +464,11 @@ def fit_baseline_explainer(model, X, X_test, n_bins, max_epochs):
         first_last=False,  # the network alone: an additive game would be exact
         hidden_layer_sizes=(64, 64),
         max_epochs=max_epochs,
+        max_evaluations=50_000,
         random_state=0,
     ).fit(X)
     exact = exact_shapley(explainer.game_, X_test).values[:, :, 0]
     return explainer, shapley_error(explainer.explain(X_test).values, exact)
-
-
-def test_explainer_of_a_tree_ensemble_sees_its_splits(data):
-    X, X_test = data
-    y = additive_model(X)
-    model = GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0)
-    model = FrozenEstimator(model.fit(X, y))
-    errors = {}
-    for n_bins in (64, "auto"):  # quantile bins, the model's splits
-        explainer, errors[n_bins] = fit_baseline_explainer(
-            model, X, X_test, n_bins, max_epochs=120
-        )
-    binned = explainer.module_.binned
-    assert binned.steps and explainer.module_.playerwise.binned.steps
-    # the step encoding's thresholds: the model's, standardised
-    thresholds = _split_thresholds(model, X, 256)
-    for j, t in enumerate(thresholds):
-        scaled = ((t - X[:, j].mean()) / X[:, j].std()).astype(np.float32)
-        np.testing.assert_allclose(binned.inner[j, : len(t)], scaled, rtol=1e-6)
-    assert errors["auto"] < 0.95 * errors[64], errors
 
 
 def step_model(X):
@@ -687,6 +604,7 @@ def test_first_last_learns_the_higher_order_interactions(data):
         value_function="baseline",
         hidden_layer_sizes=(64, 64),
         max_epochs=60,
+        max_evaluations=50_000,
         random_state=0,
     )
     pairwise = FastSHAPExplainer(pairwise_model, **kwargs).fit(X)
@@ -713,7 +631,7 @@ def test_first_last_of_the_marginal_game_come_from_the_background_mean(data):
     explainer = FastSHAPExplainer(
         three_way_model, value_function="marginal", n_background=20, **TINY
     ).fit(X)
-    game = explainer._contributions_game
+    game = explainer._proxy
     assert isinstance(game, BaselineGame) and game.model is explainer.game_.model
     np.testing.assert_allclose(game.baseline, explainer.game_.background.mean(axis=0))
     exp = explainer.explain(X_test)
@@ -729,42 +647,14 @@ def test_first_last_auto_depends_on_the_number_of_players(data, monkeypatch):
     X, _ = data
     kwargs = dict(value_function="baseline", random_state=0, **TINY)
     assert FastSHAPExplainer(additive_model, **kwargs).fit(X).module_.first_last
-    monkeypatch.setattr(_fastshap, "SMALL_GAME_PLAYERS", 3)
+    monkeypatch.setattr(_fastshap, "FIRST_LAST_PLAYERS", 3)
     explainer = FastSHAPExplainer(additive_model, **kwargs).fit(X)
     assert not explainer.module_.first_last
-    assert explainer._contributions_game is None
-    assert np.all(explainer.explain(X[:3]).n_evaluations == 1)
+    assert explainer._proxy is None
+    assert np.all(explainer.explain(X[:3]).n_evaluations == 2)
     for on in (True, np.True_):  # any bool the validation accepts
         forced = FastSHAPExplainer(additive_model, first_last=on, **kwargs).fit(X)
         assert forced.module_.first_last
-
-
-def test_auto_network_sizes_are_larger_on_the_expected_loss(data):
-    """``"auto"`` width and batch: (256, 256) and 256 rows when a small game's
-    expected loss is trained on, (512, 512) and 512 for the marginal game's,
-    (128, 128) and 64 otherwise; set values are kept."""
-    X, _ = data
-
-    def sizes(**params):
-        explainer = FastSHAPExplainer(
-            additive_model, max_epochs=1, random_state=0, **params
-        ).fit(X)
-        widths = [
-            layer.out_features
-            for layer in explainer.module_.mlp
-            if isinstance(layer, torch.nn.Linear)
-        ][:-1]
-        batch = explainer.history_[-1]["batches"][0]["train_batch_size"]
-        return tuple(widths), batch
-
-    assert sizes(value_function="baseline") == ((256, 256), 256)
-    assert sizes(value_function="baseline", n_coalitions=8) == ((128, 128), 64)
-    marginal = MarginalGame(additive_model, X[:20])
-    assert sizes(value_function="marginal") == ((512, 512), 512)
-    assert sizes(value_function=marginal) == ((512, 512), 512)
-    assert sizes(value_function=marginal, n_coalitions=8) == ((128, 128), 64)
-    kept = dict(hidden_layer_sizes=(16, 8), batch_size=32)
-    assert sizes(value_function="baseline", **kept) == ((16, 8), 32)
 
 
 def test_validation_on_every_coalition_is_the_expected_loss():
@@ -805,7 +695,8 @@ def test_loss_on_every_coalition_is_minimised_by_the_shapley_value():
         np.testing.assert_allclose(np.linalg.solve(kkt, rhs)[:4], exact[row], atol=1e-5)
     # ShapleyNet's loss on the statistics is the weighted mean, for any φ
     phi = rng.normal(size=(3, 4, 1))
-    cross, square = kernel_statistics(values[:, :, None] - empty, masks, weights)
+    empty_rows = np.full((3, 1), empty)
+    cross, square = game.kernel_statistics(X, empty_rows, masks, weights)
     batch = {"cross": torch.as_tensor(cross), "square": torch.as_tensor(square)}
     net = ShapleyNet(
         ShapleyModule, criterion=torch.nn.MSELoss, gram=kernel_gram(masks, weights)
@@ -817,52 +708,97 @@ def test_loss_on_every_coalition_is_minimised_by_the_shapley_value():
     )
 
 
-class CountingGame(BaselineGame):
-    """A baseline game that counts the calls it answers."""
+def test_plan_coalitions_fits_the_budget():
+    """One pure function picks the coalition source from the game's size, the rows
+    and the budget."""
+    # a small game: every coalition, as many copies as the budget pays for
+    plan = plan_coalitions(4, 100, n_coalitions=8, max_evaluations=14 * 100 * 3)
+    assert plan == CoalitionPlan("all", 14, 3)
+    plan = plan_coalitions(4, 100, n_coalitions=8, max_evaluations=10**12)
+    assert plan == CoalitionPlan("all", 14, _fastshap.MAX_COPIES)
+    # a costly value (a marginal game's): fewer copies, then sampled coalitions
+    plan = plan_coalitions(
+        4, 100, n_coalitions=8, max_evaluations=14 * 100 * 3, evaluation_cost=3
+    )
+    assert plan == CoalitionPlan("all", 14, 1)
+    plan = plan_coalitions(
+        10, 100, n_coalitions=8, max_evaluations=8 * 100 * 2, evaluation_cost=1
+    )
+    assert plan == CoalitionPlan("pool", 8, 2)
+    # exact statistics cost no coalition evaluations
+    plan = plan_coalitions(
+        10,
+        100,
+        n_coalitions=8,
+        max_evaluations=100 * 22 * 5,
+        extra_per_row=22,
+        exact_statistics=True,
+    )
+    assert plan == CoalitionPlan("all", 1022, 5)
+    # a large game: a pool while it fits in memory, else fresh coalitions
+    assert plan_coalitions(30, 100, n_coalitions=8, max_evaluations=8 * 100 * 5) == (
+        CoalitionPlan("pool", 8, 5)
+    )
+    plan = plan_coalitions(30, 10**7, n_coalitions=8, max_evaluations=8 * 10**7 * 4)
+    assert plan == CoalitionPlan("fresh", 8, 4)
 
-    calls = 0
 
-    def __call__(self, X, masks):
-        type(self).calls += 1
-        return super().__call__(X, masks)
-
-
-@pytest.mark.parametrize("n_coalitions", ["auto", 16])
-def test_small_games_are_evaluated_once_on_augmented_copies(data, n_coalitions):
-    """With ``n_coalitions="auto"`` a game of at most 10 players is evaluated before
-    training, on every coalition of augmented copies of the rows (one call per
-    chunk): longer training costs no more calls. Sampled coalitions are evaluated
-    at every batch."""
-    X, _ = data
-    calls = []
-    for max_epochs in (2, 6):
-        CountingGame.calls = 0
-        game = CountingGame(three_way_model, np.zeros(4))
-        FastSHAPExplainer(
-            three_way_model,
-            value_function=game,
-            n_coalitions=n_coalitions,
-            **{**TINY, "max_epochs": max_epochs},
-            random_state=0,
-        ).fit(X)
-        calls.append(CountingGame.calls)
-    if n_coalitions == "auto":
-        assert calls[0] == calls[1]
-    else:
-        assert calls[1] > calls[0]
-
-
-def test_marginal_game_of_other_models_is_exact_on_fewer_copies(
-    data, monkeypatch, expected_loss_calls
-):
-    """A small marginal game that is neither a tree ensemble's nor an MLP's is
-    evaluated exactly (every coalition, the whole background) on as many augmented
-    copies as ``MARGINAL_EVALUATIONS`` model evaluations allow."""
-    X, _ = data
-    # 14 coalitions x 20 background rows per copy: two copies of the 540 rows
-    monkeypatch.setattr(_fastshap, "MARGINAL_EVALUATIONS", 14 * 20 * 1080)
+@pytest.mark.parametrize("source", ["pool", "fresh"])
+def test_every_source_trains_an_efficient_explainer(data, monkeypatch, source):
+    X, X_test = data
+    monkeypatch.setattr(_fastshap, "MAX_ENUMERATED_PLAYERS", 3)
+    if source == "fresh":
+        monkeypatch.setattr(_fastshap, "MAX_POOL_BYTES", 0)
     explainer = FastSHAPExplainer(
-        additive_model, value_function="marginal", n_background=20, **TINY
+        additive_model, value_function="baseline", random_state=0, **TINY
     ).fit(X)
-    assert expected_loss_calls == [("MarginalGame", 60), ("MarginalGame", 1080)]
-    assert isinstance(explainer._contributions_game, BaselineGame)
+    assert explainer.plan_.source == source
+    exp = explainer.explain(X_test)
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), additive_model(X_test), atol=1e-9
+    )
+
+
+def test_validation_floor_is_the_loss_of_the_shapley_value():
+    """On every coalition the least efficient loss is the exact Shapley value's;
+    on sampled ones it is the constrained least-squares fit's."""
+    rng = np.random.default_rng(0)
+    X, baseline = rng.normal(size=(3, 4)), rng.normal(size=4)
+    game = BaselineGame(three_way_model, baseline)
+    kernel = _kernel_coalitions(4)
+    empty = np.full((3, 1), three_way_model(baseline[None])[0])
+    cross, square = game.kernel_statistics(X, empty, *kernel)
+    total = three_way_model(X)[:, None] - empty
+    floor = _loss_floor({"total": total, "cross": cross, "square": square}, kernel)
+    phi = exact_shapley(game, X).values.reshape(3, 4, 1)
+    gram = kernel_gram(*kernel)
+    at_phi = square - 2 * np.einsum("ndk,ndk->nk", phi, cross)
+    at_phi += np.einsum("ndk,de,nek->nk", phi, gram, phi)
+    np.testing.assert_allclose(floor, at_phi[:, 0], rtol=1e-5, atol=1e-9)
+    masks = rng.random((3, 20, 4)) < 0.5
+    values = game(X, masks) - empty[:, None]
+    floor = _loss_floor({"total": total, "masks": masks, "values": values}, None)
+    for row in range(3):  # any other efficient φ does no better
+        other = rng.normal(size=4)
+        other += (total[row, 0] - other.sum()) / 4
+        residual = values[row, :, 0] - masks[row] @ other
+        assert floor[row] <= np.mean(residual**2) + 1e-6
+
+
+def test_too_few_rows_raise(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="at least 10 rows"):
+        FastSHAPExplainer(additive_model, value_function="baseline", **TINY).fit(X[:3])
+
+
+def test_surrogate_is_shared_by_explainers_of_the_same_model_and_data():
+    """A search compares explainers on one game: the surrogate does not depend on
+    the explainer's network parameters and is fitted once."""
+    X, y = make_classification(n_samples=120, n_features=4, random_state=0)
+    model = FrozenEstimator(LogisticRegression().fit(X, y))
+    kwargs = dict(surrogate_params={"max_epochs": 3}, random_state=0, **TINY)
+    a = FastSHAPExplainer(model, **kwargs).fit(X)
+    b = FastSHAPExplainer(model, **{**kwargs, "hidden_layer_sizes": (8,)}).fit(X)
+    assert a.surrogate_ is b.surrogate_
+    c = FastSHAPExplainer(model, **kwargs).fit(X[:100])
+    assert c.surrogate_ is not a.surrogate_

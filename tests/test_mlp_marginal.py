@@ -17,7 +17,7 @@ from sklearn.preprocessing import (
 )
 
 from sklearn_shapley import exact_shapley
-from sklearn_shapley.amortized import FastSHAPExplainer, _fastshap
+from sklearn_shapley.amortized import FastSHAPExplainer
 from sklearn_shapley.games import BaselineGame, MarginalGame
 from sklearn_shapley.mlp import MLPMarginalGame, _marginal, mlp_marginal_game
 from sklearn_shapley.mlp import _kernel as portable_kernel
@@ -210,31 +210,30 @@ def test_bad_input_raises():
         MLPMarginalGame(weights, X[:10], output_map=np.eye(2))
 
 
-def test_fastshap_trains_on_the_exact_mlp_game(monkeypatch, expected_loss_calls):
-    """FastSHAP's marginal game of a one-hidden-layer MLP is computed by
-    MLPMarginalGame on as many augmented copies as the other small games."""
+def test_fastshap_trains_on_the_exact_mlp_game():
+    """FastSHAP's marginal game of a one-hidden-layer MLP resolves to
+    MLPMarginalGame; the network's contributions come from its proxy, the same
+    network's game on the first PROXY_BACKGROUND background rows."""
     X, y = _data(n=300, d=4)
     model = _fit(
         MLPRegressor(hidden_layer_sizes=(10,), max_iter=100, random_state=0), X, y
     )
-    monkeypatch.setattr(_fastshap, "AUGMENTED_ROWS", 3 * 270)
     explainer = FastSHAPExplainer(
         FrozenEstimator(model),
         value_function="marginal",
-        n_background=20,
+        n_background=30,
         hidden_layer_sizes=(32,),
         max_epochs=3,
         batch_size=64,
         random_state=0,
     ).fit(X)
-    assert expected_loss_calls == [("MLPMarginalGame", 30), ("MLPMarginalGame", 810)]
-    # the network sees the first and last contributions of the same network's game
-    # on the first FIRST_LAST_BACKGROUND background rows
-    contributions = explainer._contributions_game
+    assert isinstance(explainer.game_, MLPMarginalGame)
+    assert explainer.plan_.source == "all"
+    contributions = explainer._proxy
     assert isinstance(contributions, MLPMarginalGame)
     np.testing.assert_array_equal(
         contributions.background,
-        explainer.game_.background[: _fastshap.FIRST_LAST_BACKGROUND],
+        explainer.game_.background[: MLPMarginalGame.PROXY_BACKGROUND],
     )
     values = explainer.explain(X[:5])
     np.testing.assert_allclose(

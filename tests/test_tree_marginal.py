@@ -4,7 +4,6 @@ MarginalGame (the model evaluated on every hybrid row) and exact enumeration."""
 import lightgbm
 import numpy as np
 import pytest
-import torch
 import xgboost
 from sklearn.datasets import make_classification
 from sklearn.ensemble import (
@@ -19,8 +18,8 @@ from sklearn.linear_model import Ridge
 from sklearn_shapley import exact_shapley
 from sklearn_shapley.amortized import FastSHAPExplainer
 from sklearn_shapley.amortized._fastshap import _kernel_coalitions
-from sklearn_shapley.amortized._nets import first_last_masks, kernel_statistics
-from sklearn_shapley.games import MarginalGame
+from sklearn_shapley.amortized._nets import kernel_gram
+from sklearn_shapley.games import MarginalGame, first_last_masks
 from sklearn_shapley.tree import flatten_ensemble
 from sklearn_shapley.tree._ensemble import predict_raw
 from sklearn_shapley.tree._marginal import (
@@ -129,11 +128,31 @@ def test_shapley_values_are_exact(games):
 def test_kernel_cross_is_the_expected_loss_statistic(games):
     marginal, tree, X, atol = games
     masks, weights = _kernel_coalitions(marginal.n_players)
-    empty = marginal.grand_and_empty(X[:1])[1]
-    cross, _ = kernel_statistics(marginal(X, masks) - empty[:, None], masks, weights)
-    # the coalitions' weights are float32 there: 1e-7 relative
+    empty = np.broadcast_to(
+        marginal.grand_and_empty(X[:1])[1], (len(X), tree.n_outputs)
+    )
+    cross, square = marginal.kernel_statistics(X, empty, masks, weights)
     scale = np.abs(cross).max()
-    np.testing.assert_allclose(tree.kernel_cross(X), cross, atol=atol + 1e-6 * scale)
+    np.testing.assert_allclose(tree.kernel_cross(X), cross, atol=atol + 1e-9 * scale)
+    # the tree game's statistics give the same loss up to a constant per row
+    tree_cross, tree_square = tree.kernel_statistics(X, empty, masks, weights)
+    np.testing.assert_allclose(tree_cross, cross, atol=atol + 1e-9 * scale)
+    gram = kernel_gram(masks, weights)
+    rng = np.random.default_rng(0)
+
+    def loss(phi, c, q):
+        return (
+            q
+            - 2 * np.einsum("ndk,ndk->nk", phi, c)
+            + np.einsum("ndk,de,nek->nk", phi, gram, phi)
+        )
+
+    a, b = (rng.normal(size=cross.shape) for _ in range(2))
+    gap_a = loss(a, tree_cross, tree_square) - loss(a, cross, square)
+    gap_b = loss(b, tree_cross, tree_square) - loss(b, cross, square)
+    np.testing.assert_allclose(
+        gap_a, gap_b, atol=atol + 1e-8 * (1 + np.abs(gap_a).max())
+    )
 
 
 def test_unsupported_games_give_none():
@@ -193,20 +212,15 @@ def test_a_constant_tree_is_an_offset():
 
 
 def test_fastshap_trains_on_the_exact_tree_game():
-    """The marginal game of a tree ensemble (at most 10 players): its exact tables
-    for the statistics and the first and last contributions, wider by default."""
+    """The marginal game of a tree ensemble resolves to its exact tables, which
+    give the expected loss's statistics and the first and last contributions."""
     X, y = _regression(n=200)
     gb = GradientBoostingRegressor(n_estimators=20, random_state=0).fit(X, y)
     kwargs = dict(value_function="marginal", n_background=20, max_epochs=2)
     explainer = FastSHAPExplainer(FrozenEstimator(gb), random_state=0, **kwargs).fit(X)
-    assert isinstance(explainer._contributions_game, TreeMarginalGame)
-    widths = [
-        layer.out_features
-        for layer in explainer.module_.mlp
-        if isinstance(layer, torch.nn.Linear)
-    ][:-1]
-    assert tuple(widths) == (512, 512)
-    assert explainer.history_[-1]["batches"][0]["train_batch_size"] == 180
+    assert isinstance(explainer.game_, TreeMarginalGame)
+    assert explainer._proxy is explainer.game_
+    assert explainer.plan_.source == "all"
     exp = explainer.explain(X[:5])
     np.testing.assert_allclose(
         exp.base_values + exp.values.sum(axis=1), gb.predict(X[:5]), atol=1e-9
@@ -224,7 +238,7 @@ def test_fastshap_adds_up_to_a_rounded_model_output():
     explainer = FastSHAPExplainer(
         FrozenEstimator(model), value_function="marginal", **kwargs
     ).fit(X)
-    assert explainer._contributions_game.matches_model is False
+    assert explainer.game_.matches_model is False
     exp = explainer.explain(X[:5])
     full = explainer.game_.grand_and_empty(X[:5])[0][:, 0]
     np.testing.assert_allclose(

@@ -11,10 +11,9 @@
 - :class:`SurrogateNet`: a skorch ``NeuralNet`` training a :class:`MaskedModule` on
   fresh random coalitions (KL divergence to the model's probabilities, or MSE).
 - :class:`ShapleyNet`: a skorch ``NeuralNet`` training a :class:`ShapleyModule` on the
-  FastSHAP loss ``Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀ φ_k(x))²``; the game values of fresh
-  coalitions are computed by the game (numpy) for every batch, or the loss's
-  expectation over every coalition comes from statistics computed once
-  (:func:`kernel_statistics`, :func:`kernel_gram`).
+  FastSHAP loss ``Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀ φ_k(x))²``, on coalitions evaluated
+  before training, on the loss's expectation over every coalition (statistics
+  computed once, :func:`kernel_gram`), or on fresh coalitions evaluated per batch.
 - :func:`training_callbacks`: the learning-rate schedule, early stopping with the best
   weights restored, and the progress log.
 
@@ -36,6 +35,8 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 from torch import nn
 from torch.nn import functional as F
+
+from ..games import first_last_masks
 
 NORMALIZATIONS = ("additive", "multiplicative", "none")
 
@@ -545,13 +546,6 @@ class ShapleyModule(nn.Module):
         return normalize(phi, total, self.normalization)
 
 
-def first_last_masks(n_players):
-    """The singletons, the leave-one-outs, then the grand and empty coalitions."""
-    eye = np.eye(n_players, dtype=bool)
-    ends = np.array([[True] * n_players, [False] * n_players])
-    return np.concatenate([eye, ~eye, ends])
-
-
 def first_last_contributions(values):
     """``(first, last, full, empty)`` from ``values (n, 2d + 2, K)`` of a game on
     :func:`first_last_masks`: ``first (n, d, K) = v({i}) − v(∅)``,
@@ -568,19 +562,6 @@ def kernel_gram(masks, weights):
     probabilities ``weights (m,)``: the quadratic term of the expected loss."""
     masks = np.asarray(masks, dtype=np.float64)
     return (masks.T * np.asarray(weights, dtype=np.float64)) @ masks
-
-
-def kernel_statistics(targets, masks, weights):
-    """``(cross (n, d, K), square (n, K))`` of the expected FastSHAP loss.
-
-    ``targets (n, m, K)``: ``v_x(S) − v_x(∅)`` on the coalitions ``masks (m, d)``, of
-    probabilities ``weights (m,)``. Then ``Σ_S p_S (target_S − 1_Sᵀφ)² = square −
-    2 φᵀ cross + φᵀ A φ`` (:func:`kernel_gram`) for any ``φ``, output by output.
-    """
-    weights = np.asarray(weights, dtype=np.float64)
-    cross = np.einsum("m,nmk,md->ndk", weights, targets, masks.astype(np.float64))
-    square = np.einsum("m,nmk->nk", weights, np.square(targets))
-    return cross, square
 
 
 def augment_rows(
@@ -708,42 +689,29 @@ def surrogate_masks(sampler, n, rng, p_full, p_empty):
 class ShapleyNet(_CoalitionNet):
     """Trains a :class:`ShapleyModule` on the FastSHAP loss.
 
-    Batches are dicts with ``"x"`` (standardised rows), ``"rows"`` (the raw rows the
-    game is evaluated on), ``"index"`` (row numbers), ``"empty"`` and ``"total"``
-    (``v(∅)`` and ``v(full) − v(∅)`` per row and output). For a training batch,
-    ``n_coalitions`` coalitions per row are drawn (paired when the sampler is) and
-    ``"masks"`` / ``"values"`` (``v_x(S)``) are added:
+    Batches are dicts with ``"x"`` (standardised rows), ``"empty"`` and ``"total"``
+    (``v(∅)`` and ``v(full) − v(∅)`` per row and output), and ``"contributions"``
+    when the module takes the first and last contributions. Their targets come from
+    one of three sources:
 
-    - by evaluating ``game`` on fresh coalitions (default). With
-      ``swap_probability > 0`` each player of each row first takes, with that
-      probability, its features' values in a random row of ``donor_rows`` (players'
-      columns: ``membership``, ``(n_players, n_features)``); with
-      ``input_noise > 0`` Gaussian noise of ``input_noise`` standard deviations
-      (``feature_scale``) is added; ``v(full)``, ``v(∅)`` are then evaluated at the
-      new rows as well: the explainer learns the Shapley values around the training
-      rows too, which the network needs to generalise from a few hundred rows;
-    - or, when ``pool_masks`` ``(n_rows, P, d)`` and ``pool_values``
-      ``(n_rows, P, K)`` are given (games too costly to evaluate every batch), by
-      drawing ``n_coalitions / 2`` complementary pairs of the row's pool;
-    - or, when ``augmented`` is given (a dict of arrays ``(n_rows, copies, ...)``
-      indexed by ``"index"``: ``"x"``, ``"total"``, ``"cross"``, ``"square"`` and
-      ``"contributions"`` with ``first_last``, of augmented copies of the rows
-      evaluated once), by replacing each row with one of its copies drawn at random,
-      whose loss is the expected one (below): no coalitions, no evaluations.
+    - ``"cross"`` ``(n, d, K)`` and ``"square"`` ``(n, K)``
+      (:meth:`~sklearn_shapley.games.Game.kernel_statistics` over every coalition
+      with its Shapley-kernel probability): the loss is the expectation over the
+      kernel itself, ``Σ_k (square_k − 2 φ_kᵀ cross_k + φ_kᵀ A φ_k)`` with
+      ``A = gram`` (:func:`kernel_gram`);
+    - ``"masks"`` ``(n, m, d)`` and ``"values"`` ``(n, m, K)``, coalitions evaluated
+      before training: the mean squared error over them;
+    - neither: ``n_coalitions`` coalitions per row are drawn (paired when the
+      sampler is) and ``game`` is evaluated on them for the batch's rows
+      (``"rows"``, the raw rows). With ``swap_probability`` / ``input_noise`` the
+      rows are first moved (:func:`augment_rows`, players' columns:
+      ``membership``) and ``v(full)``, ``v(∅)`` (and the contributions, from
+      ``first_last_game``) evaluated at the new rows, so the targets stay exact.
 
-    With ``first_last_game`` (a game whose ``v(N)`` is the trained game's), batches
-    also carry ``"contributions"``, the module's ``first_last`` input; for augmented
-    rows they are evaluated on that game at the new rows.
-
-    Validation batches carry fixed masks and values. The loss is
-    ``mean_{x,S} Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀφ_k(x))²`` plus
-    ``efficiency_lambda · mean_x Σ_k (1ᵀφ_k(x) − v_xk(full) + v_xk(∅))²``.
-
-    Batches (training or validation) that carry ``"cross"`` ``(n, d, K)`` and
-    ``"square"`` ``(n, K)``, the statistics of :func:`kernel_statistics`, need no
-    coalitions: their loss is the expectation over the Shapley kernel itself,
-    ``Σ_k (square_k − 2 φ_kᵀ cross_k + φ_kᵀ A φ_k)`` with ``A = gram``
-    (:func:`kernel_gram`), and training on them evaluates nothing.
+    The loss is ``mean_{x,S} Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀφ_k(x))²`` plus
+    ``efficiency_lambda · mean_x Σ_k (1ᵀφ_k(x) − v_xk(full) + v_xk(∅))²``, less
+    the batch's mean ``"floor"`` (per row) when given: the least loss an efficient
+    ``φ`` reaches on those targets, so that the loss reads as the excess over it.
     """
 
     def __init__(
@@ -757,9 +725,6 @@ class ShapleyNet(_CoalitionNet):
         feature_scale=None,
         donor_rows=None,
         membership=None,
-        pool_masks=None,
-        pool_values=None,
-        augmented=None,
         gram=None,
         first_last_game=None,
         **kwargs,
@@ -774,35 +739,16 @@ class ShapleyNet(_CoalitionNet):
         self.feature_scale = feature_scale
         self.donor_rows = donor_rows
         self.membership = membership
-        self.pool_masks = pool_masks
-        self.pool_values = pool_values
-        self.augmented = augmented
         self.gram = gram
 
     def add_coalitions(self, Xi, yi):
-        device = Xi["x"].device
-        if self.augmented is not None:  # a copy of each row, and its statistics
-            index = Xi["index"].cpu().numpy()
-            copies = next(iter(self.augmented.values())).shape[1]
-            picks = self.mask_rng_.integers(copies, size=len(index))
-            for key, table in self.augmented.items():
-                Xi[key] = torch.as_tensor(table[index, picks], device=device)
+        if "cross" in Xi or "masks" in Xi:  # evaluated before training
             return Xi
-        if self.pool_masks is not None:
-            masks, values = self._pool_coalitions(Xi["index"].cpu().numpy())
-        else:
-            masks, values = self._fresh_coalitions(Xi)
+        device = Xi["x"].device
+        masks, values = self._fresh_coalitions(Xi)
         Xi["masks"] = torch.as_tensor(masks, device=device)
         Xi["values"] = torch.as_tensor(values, dtype=torch.float32, device=device)
         return Xi
-
-    def _pool_coalitions(self, index):
-        n, m = len(index), self.n_coalitions
-        n_pairs = self.pool_masks.shape[1] // 2
-        pairs = self.mask_rng_.random((n, n_pairs)).argsort(axis=1)[:, : m // 2]
-        picks = np.stack([2 * pairs, 2 * pairs + 1], axis=2).reshape(n, -1)
-        rows = index[:, None]
-        return self.pool_masks[rows, picks], self.pool_values[rows, picks]
 
     def _fresh_coalitions(self, Xi):
         rows = Xi["rows"].cpu().numpy()
@@ -824,19 +770,13 @@ class ShapleyNet(_CoalitionNet):
         rows = rows + shift * self.feature_scale
         Xi["x"] = Xi["x"] + torch.as_tensor(shift, dtype=Xi["x"].dtype, device=device)
         d = masks.shape[2]
-        queries = first_last_masks(d)
-        both = self.first_last_game is self.game  # then one call for all the values
-        extra = queries if both else queries[-2:]  # v(N), v(∅) at least
-        extra = np.broadcast_to(extra, (n, *extra.shape))
-        values = self.game(rows, np.concatenate([masks, extra], axis=1))
+        ends = first_last_masks(d)[-2:]  # v(N), v(∅)
+        values = self.game(
+            rows, np.concatenate([masks, np.broadcast_to(ends, (n, 2, d))], axis=1)
+        )
         full, empty = values[:, -2], values[:, -1]
         if self.first_last_game is not None:
-            if not both:
-                queried = self.first_last_game(
-                    rows, np.broadcast_to(queries, (n, *queries.shape))
-                )
-            else:
-                queried = values[:, m:]
+            queried = self.first_last_game.first_last_values(rows)
             first, last, _, _ = first_last_contributions(queried)
             scale = float(self.module_.output_scale)
             Xi["contributions"] = torch.as_tensor(
@@ -857,6 +797,8 @@ class ShapleyNet(_CoalitionNet):
             loss = self._expected_loss(y_pred, X)
         else:
             loss = self._sampled_loss(y_pred, X)
+        if "floor" in X:  # the loss of the best efficient φ: the excess remains
+            loss = loss - X["floor"].to(loss.dtype).mean()
         if self.efficiency_lambda:
             gap = y_pred.sum(dim=1) - X["total"].to(y_pred.dtype)
             loss = loss + self.efficiency_lambda * (gap**2).sum(dim=1).mean()
@@ -878,7 +820,7 @@ class ShapleyNet(_CoalitionNet):
         return ((target - pred) ** 2).sum(dim=2).mean()
 
 
-def training_callbacks(*, early_stopping, patience, lr_patience):
+def training_callbacks(*, early_stopping, patience, lr_patience, tol=1e-4):
     """Callbacks: ReduceLROnPlateau (×0.5), early stopping with best-weights restore.
 
     Both watch ``valid_loss`` when ``early_stopping`` (a validation set with fixed
@@ -905,7 +847,7 @@ def training_callbacks(*, early_stopping, patience, lr_patience):
                 EarlyStopping(
                     monitor=monitor,
                     patience=patience,
-                    threshold=1e-4,
+                    threshold=tol,
                     load_best=True,
                 ),
             )
