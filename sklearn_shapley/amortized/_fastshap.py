@@ -53,7 +53,7 @@ VALUE_FUNCTIONS = ("surrogate", "baseline", "marginal")
 
 #: Model evaluations for the training targets with ``max_evaluations="auto"``: a
 #: few seconds of a tree ensemble's or a small network's predictions on 2 cores.
-MAX_EVALUATIONS = 20_000_000
+MAX_EVALUATIONS = 5_000_000
 #: Most players for which the targets are the expected loss over every coalition.
 MAX_ENUMERATED_PLAYERS = 10
 #: Most augmented copies of a training row (more add little but memory).
@@ -218,7 +218,7 @@ class FastSHAPExplainer(GameExplainer):
         less noisy and cost proportionally more evaluations.
     max_evaluations : int or "auto", default="auto"
         Budget of model evaluations for the training targets (a marginal value
-        costs one per background row). ``"auto"``: 20 million, a few seconds for
+        costs one per background row). ``"auto"``: 5 million, a few seconds for
         fast models; the copies of the rows shrink to fit it.
     hidden_layer_sizes : tuple of int, default=(128, 128)
         Hidden ReLU layers of the explainer network.
