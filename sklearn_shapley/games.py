@@ -220,6 +220,14 @@ class Game:
         """
         return self
 
+    def split_thresholds(self):
+        """Per feature column, the values at which the game's values can change
+        when that feature crosses them (a row goes left when ``x_j <= t``, as in
+        trees), or None when the game does not know them. A network's encoding of
+        the rows at these points represents the game's step-shaped Shapley values
+        exactly."""
+        return None
+
     def kernel_statistics(self, X, empty, masks, weights):
         """``(cross (n, d, K), square (n, K))`` of the weighted least-squares loss.
 
@@ -269,6 +277,24 @@ class _ModelGame(Game):
 
     def _check_X(self, X):
         return check_rows(X, self.n_features)
+
+    def split_thresholds(self):
+        """A tree ensemble's numeric split thresholds per feature (see
+        :meth:`Game.split_thresholds`), or None for another model."""
+        from sklearn.frozen import FrozenEstimator
+
+        from .tree import flatten_ensemble
+
+        model = self.model
+        if isinstance(model, FrozenEstimator):
+            model = model.estimator
+        try:
+            flat = flatten_ensemble(model)
+        except (TypeError, ValueError, AttributeError, NotImplementedError):
+            return None  # not a tree ensemble the package reads, or not fitted
+        if flat.n_features > self.n_features:
+            return None
+        return ensemble_thresholds(flat, self.n_features)
 
     def _broadcast_masks(self, X, masks):
         fmasks = self._feature_masks(check_masks(masks, self.n_players, len(X)))
@@ -374,6 +400,20 @@ class MarginalGame(_ModelGame):
             players=self.players,
             batch_size=self.batch_size,
         )
+
+
+def ensemble_thresholds(flat, n_features):
+    """The sorted numeric split thresholds of each of ``n_features`` features in a
+    flat tree ensemble, or None when a split is not numeric (categorical)."""
+    from .tree._flat import NUMERIC_SPLIT
+
+    internal = flat.feature >= 0
+    if np.any(flat.split_kind[internal] != NUMERIC_SPLIT):
+        return None
+    return [
+        np.unique(flat.threshold[internal & (flat.feature == j)])
+        for j in range(n_features)
+    ]
 
 
 def resolve_game(game, rows=None):

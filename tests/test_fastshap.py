@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_classification
+from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from sklearn_shapley import exact_shapley
 from sklearn_shapley.amortized import (
@@ -22,6 +25,7 @@ from sklearn_shapley.amortized._fastshap import (
     CoalitionPlan,
     _kernel_coalitions,
     _loss_floor,
+    _thin,
     plan_coalitions,
 )
 from sklearn_shapley.amortized._nets import (
@@ -34,7 +38,12 @@ from sklearn_shapley.amortized._nets import (
     kernel_gram,
     quantile_bin_edges,
 )
-from sklearn_shapley.games import BaselineGame, first_last_masks
+from sklearn_shapley.games import (
+    BaselineGame,
+    MarginalGame,
+    first_last_masks,
+    resolve_game,
+)
 from sklearn_shapley.metrics import shapley_error
 from sklearn_shapley.sampling import CoalitionSampler
 
@@ -454,6 +463,82 @@ def test_step_layer_is_a_linear_layer_on_the_thermometer_encoding():
     np.testing.assert_allclose(per_feature.sum(dim=1), encoded @ steps, atol=1e-5)
 
 
+def test_split_thresholds_are_read_from_tree_ensembles(data):
+    X, _ = data
+    y = additive_model(X)
+    model = GradientBoostingRegressor(n_estimators=20, max_depth=2, random_state=0)
+    model.fit(X, y)
+    expected = [set() for _ in range(4)]
+    for tree in model.estimators_[:, 0]:
+        internal = tree.tree_.children_left >= 0
+        for j, c in zip(tree.tree_.feature[internal], tree.tree_.threshold[internal]):
+            expected[j].add(c)
+    for estimator in (model, FrozenEstimator(model)):
+        for game in (BaselineGame(estimator, X[0]), MarginalGame(estimator, X[:20])):
+            thresholds = game.split_thresholds()
+            assert [set(t) for t in thresholds] == expected
+    tree_game = resolve_game(MarginalGame(model, X[:20]), X)
+    assert [set(t) for t in tree_game.split_thresholds()] == expected
+    # at most max_steps per feature, taken from the model's thresholds
+    for j, full in enumerate(expected):
+        t = _thin(np.array(sorted(full)), X[:, j], 3)
+        assert 1 <= len(t) <= 3 and set(t) <= full
+        assert np.all(np.diff(t) > 0)
+    # not a tree ensemble read directly on the game's columns: None
+    assert BaselineGame(Ridge().fit(X, y), X[0]).split_thresholds() is None
+    assert BaselineGame(additive_model, X[0]).split_thresholds() is None
+    pipeline = make_pipeline(StandardScaler(), model).fit(X, y)
+    assert BaselineGame(pipeline, X[0]).split_thresholds() is None
+
+
+@pytest.mark.parametrize("library", ["sklearn", "xgboost"])
+def test_tree_ensembles_are_constant_between_their_split_thresholds(data, library):
+    X, _ = data
+    X = X.astype(np.float32).astype(np.float64)  # the models compare in float32
+    y = additive_model(X) + X[:, 0] * X[:, 1]
+    if library == "xgboost":
+        xgboost = pytest.importorskip("xgboost")
+        model = xgboost.XGBRegressor(n_estimators=20, max_depth=3, n_jobs=1)
+    else:
+        model = GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=0)
+    model.fit(X, y)
+    thresholds = BaselineGame(model, X[0]).split_thresholds()
+    rows = X[:20]
+    for j, t in enumerate(thresholds):
+        cuts = t.astype(np.float32)  # the largest float32 that goes left of each
+        cuts = np.where(cuts > t, np.nextafter(cuts, np.float32(-np.inf)), cuts)
+        above = np.nextafter(cuts, np.float32(np.inf))  # just right of each split
+        for low, high in zip(above[:-1], cuts[1:]):  # both ends of one cell
+            at_low, at_high = rows.copy(), rows.copy()
+            at_low[:, j], at_high[:, j] = low, high
+            np.testing.assert_array_equal(model.predict(at_low), model.predict(at_high))
+        moved = rows.copy()
+        moved[:, j] = cuts[0]  # on a threshold: left of it, unlike just right of it
+        right = rows.copy()
+        right[:, j] = above[0]
+        assert np.any(model.predict(moved) != model.predict(right))
+
+
+def test_explainer_of_a_tree_ensemble_sees_its_splits(data):
+    X, X_test = data
+    y = additive_model(X)
+    model = GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0)
+    model = FrozenEstimator(model.fit(X, y))
+    errors = {}
+    for n_bins in (64, "auto"):  # quantile bins, the model's splits
+        explainer, errors[n_bins] = fit_baseline_explainer(
+            model, X, X_test, n_bins, max_epochs=120
+        )
+    binned = explainer.module_.binned
+    assert binned.steps and explainer.module_.playerwise.binned.steps
+    # the step encoding's thresholds: the model's, standardised
+    thresholds = explainer.game_.split_thresholds()
+    for j, t in enumerate(thresholds):
+        scaled = ((t - X[:, j].mean()) / X[:, j].std()).astype(np.float32)
+        np.testing.assert_allclose(binned.inner[j, : len(t)], scaled, rtol=1e-6)
+    assert errors["auto"] < 0.95 * errors[64], errors
+
+
 def fit_baseline_explainer(model, X, X_test, n_bins, max_epochs):
     """An explainer of ``model``'s baseline game with ``n_bins``, and its error on
     ``X_test`` against exact enumeration."""
@@ -465,6 +550,7 @@ def fit_baseline_explainer(model, X, X_test, n_bins, max_epochs):
         hidden_layer_sizes=(64, 64),
         max_epochs=max_epochs,
         max_evaluations=50_000,
+        early_stopping=False,
         random_state=0,
     ).fit(X)
     exact = exact_shapley(explainer.game_, X_test).values[:, :, 0]

@@ -276,3 +276,37 @@ def test_explanation_to_shap():
 
 def _interacting_model(Z):
     return Z[:, 0] * Z[:, 1] + np.sin(Z[:, 2]) + Z[:, 3] ** 2 - Z[:, 4]
+
+
+def _fast_form_models():
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.neural_network import MLPRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 5))
+    y = X[:, 0] * X[:, 1] + np.sin(X[:, 2]) + X[:, 3]
+    gb = GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=0)
+    mlp = MLPRegressor(hidden_layer_sizes=(8,), max_iter=300, random_state=0)
+    return X, [gb.fit(X, y), mlp.fit(X, y)]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "Explainer", [ExactExplainer, KernelExplainer, PermutationExplainer]
+)
+def test_marginal_game_resolves_to_its_fast_exact_form(Explainer):
+    """Every game explainer resolves a tree ensemble's or a one-hidden-layer MLP's
+    marginal game to its fast exact form, with the generic game's values."""
+    from sklearn_shapley.mlp import MLPMarginalGame
+    from sklearn_shapley.tree import TreeMarginalGame
+
+    X, models = _fast_form_models()
+    for model, form in zip(models, (TreeMarginalGame, MLPMarginalGame)):
+        kwargs = dict(value_function="marginal", n_background=30, random_state=0)
+        explainer = Explainer(FrozenEstimator(model), **kwargs).fit(X)
+        assert isinstance(explainer.game_, form)
+        generic = MarginalGame(FrozenEstimator(model), explainer.game_.background)
+        plain = Explainer(value_function=generic, random_state=0).fit(X)
+        np.testing.assert_allclose(
+            explainer.transform(X[:4]), plain.transform(X[:4]), atol=1e-9
+        )

@@ -53,7 +53,7 @@ VALUE_FUNCTIONS = ("surrogate", "baseline", "marginal")
 
 #: Model evaluations for the training targets with ``max_evaluations="auto"``: a
 #: few seconds of a tree ensemble's or a small network's predictions on 2 cores.
-MAX_EVALUATIONS = 5_000_000
+MAX_EVALUATIONS = 10_000_000
 #: Most players for which the targets are the expected loss over every coalition.
 MAX_ENUMERATED_PLAYERS = 10
 #: Most augmented copies of a training row (more add little but memory).
@@ -65,6 +65,8 @@ MAX_POOL_BYTES = 2**28
 FIRST_LAST_PLAYERS = 16
 #: Quantile bins per feature with ``n_bins="auto"`` for a piecewise-constant game.
 AUTO_BINS = 32
+#: Most split thresholds per feature in the step encoding (more are thinned).
+MAX_STEPS = 256
 #: Fewest rows FastSHAP trains on.
 MIN_ROWS = 10
 
@@ -218,9 +220,9 @@ class FastSHAPExplainer(GameExplainer):
         less noisy and cost proportionally more evaluations.
     max_evaluations : int or "auto", default="auto"
         Budget of model evaluations for the training targets (a marginal value
-        costs one per background row). ``"auto"``: 5 million, a few seconds for
+        costs one per background row). ``"auto"``: 10 million, a few seconds for
         fast models; the copies of the rows shrink to fit it.
-    hidden_layer_sizes : tuple of int, default=(128, 128)
+    hidden_layer_sizes : tuple of int, default=(256, 256)
         Hidden ReLU layers of the explainer network.
     playerwise_layer_sizes : tuple of int or None, default=(16, 16)
         Hidden layers of a second branch, one small MLP per player on that player's
@@ -229,9 +231,13 @@ class FastSHAPExplainer(GameExplainer):
     n_bins : int, "auto" or None, default="auto"
         Quantile bins per feature of a piecewise-linear encoding the networks see
         beside the standardised row: the Shapley values of tree ensembles are step
-        functions that ReLU layers on raw values fit poorly. ``"auto"``: 32 bins
-        when the explained output is piecewise constant (small moves of a feature
-        mostly leave it unchanged), else none. ``None``: no encoding.
+        functions that ReLU layers on raw values fit poorly. ``"auto"``, when the
+        explained output is piecewise constant (small moves of a feature mostly
+        leave it unchanged): steps at the game's own split thresholds when it
+        knows them (a tree ensemble's,
+        :meth:`~sklearn_shapley.games.Game.split_thresholds`), where its Shapley
+        values are exactly representable, else 32 quantile bins; no encoding for
+        a smooth output. ``None``: no encoding.
     first_last : "auto" or bool, default="auto"
         Feed every player's first and last marginal contributions
         ``v({i}) − v(∅)`` and ``v(N) − v(N∖{i})`` (in the game's proxy) to the
@@ -255,7 +261,7 @@ class FastSHAPExplainer(GameExplainer):
         Hold out ``validation_fraction`` of the rows and stop when their loss has
         not improved by ``tol`` (relative) for ``n_iter_no_change`` epochs,
         restoring the best weights.
-    n_iter_no_change : int, default=5
+    n_iter_no_change : int, default=10
         Epochs without improvement before stopping (the learning rate is halved
         after half as many).
     tol : float, default=1e-2
@@ -352,7 +358,7 @@ class FastSHAPExplainer(GameExplainer):
         paired_sampling=True,
         n_coalitions=32,
         max_evaluations="auto",
-        hidden_layer_sizes=(128, 128),
+        hidden_layer_sizes=(256, 256),
         playerwise_layer_sizes=(16, 16),
         n_bins="auto",
         first_last="auto",
@@ -363,7 +369,7 @@ class FastSHAPExplainer(GameExplainer):
         learning_rate=1e-3,
         max_epochs=100,
         early_stopping=True,
-        n_iter_no_change=5,
+        n_iter_no_change=10,
         tol=1e-2,
         validation_fraction=0.1,
         surrogate_params=None,
@@ -526,17 +532,23 @@ class FastSHAPExplainer(GameExplainer):
         def targets(rows, row_empty, coalitions):
             """The loss's targets at ``rows``: statistics, or masks and values."""
             if kernel is not None:
-                cross, square = _chunked(
+                return _chunked(
                     lambda r, e: game.kernel_statistics(r, e, *kernel),
                     rows,
                     row_empty,
-                    len(kernel[0]),
+                    len(kernel[0]) * X.shape[1],
+                    ("cross", "square"),
                 )
-                return {"cross": cross, "square": square}
-            masks = sampler.sample(len(rows) * coalitions, rng)
-            masks = masks[: len(rows) * coalitions].reshape(len(rows), coalitions, d)
-            values = game(rows, masks) - row_empty[:, None, :]
-            return {"masks": masks, "values": values.astype(np.float32)}
+
+            def sampled(r, e):
+                masks = sampler.sample(len(r) * coalitions, rng)
+                masks = masks[: len(r) * coalitions].reshape(len(r), coalitions, d)
+                values = game(r, masks) - e[:, None, :]
+                return masks, values.astype(np.float32)
+
+            return _chunked(
+                sampled, rows, row_empty, coalitions * X.shape[1], ("masks", "values")
+            )
 
         data = {
             "x": self._standardize(X),
@@ -565,7 +577,7 @@ class FastSHAPExplainer(GameExplainer):
             )
             train_data["empty"] = np.zeros_like(train_data["empty"])
             max_epochs = int(self.max_epochs)
-        edges = self._bin_edges(X[train])
+        edges, steps = self._bin_edges(X[train])
         n_iter = int(self.n_iter_no_change)
         net = ShapleyNet(
             ShapleyModule,
@@ -578,6 +590,7 @@ class FastSHAPExplainer(GameExplainer):
             module__membership=membership,
             module__playerwise_layer_sizes=self.playerwise_layer_sizes,
             module__bin_edges=edges,
+            module__bin_steps=steps,
             module__first_last=use_first_last,
             criterion=nn.MSELoss,  # unused: get_loss computes the Shapley loss
             optimizer=torch.optim.Adam,
@@ -643,19 +656,33 @@ class FastSHAPExplainer(GameExplainer):
         return data
 
     def _bin_edges(self, rows):
-        """Quantile bin edges of the standardised ``rows`` (``n_bins``), or None.
+        """The encoding's edges for the standardised training ``rows`` and whether
+        they are split thresholds (steps): ``(None, False)`` for none.
 
-        ``"auto"``: ``AUTO_BINS`` bins when the explained output is piecewise
-        constant (:meth:`_steps_share` at least 1/2), else None.
+        ``n_bins="auto"``, when the explained output is piecewise constant
+        (:meth:`_steps_share` at least 1/2): the game's own split thresholds when it
+        knows them (:meth:`~sklearn_shapley.games.Game.split_thresholds`: a tree
+        ensemble's), at most ``MAX_STEPS`` per feature, else ``AUTO_BINS``
+        quantile bins.
         """
         n_bins = self.n_bins
         if isinstance(n_bins, str):
             if self._steps_share(rows) < 0.5:
-                return None
+                return None, False
+            thresholds = self.game_.split_thresholds()
+            if thresholds is not None:
+                edges = []
+                for j, t in enumerate(thresholds):
+                    t = _thin(t, rows[:, j], MAX_STEPS)
+                    t = ((t - self._mean[j]) / self._scale[j]).astype(np.float32)
+                    # float32 may merge thresholds or send far ones to ±inf: a
+                    # step that no finite value crosses is constant, dropped
+                    edges.append(np.unique(t[np.isfinite(t)]))
+                return edges, True
             n_bins = AUTO_BINS
         if n_bins is None:
-            return None
-        return quantile_bin_edges(self._standardize(rows), n_bins)
+            return None, False
+        return quantile_bin_edges(self._standardize(rows), n_bins), False
 
     def _steps_share(self, rows, n_rows=64, n_moves=1024):
         """Share of small one-feature moves that leave ``v(full)`` exactly unchanged.
@@ -724,15 +751,27 @@ class FastSHAPExplainer(GameExplainer):
         return ShapleyValues(values, np.array(empty), np.full(len(X), evaluations))
 
 
-def _chunked(function, rows, empty, n_coalitions, max_values=2**22):
-    """``function(rows, empty)`` on row chunks of at most ``max_values`` (row,
-    coalition) pairs, the results concatenated."""
-    step = max(1, max_values // max(n_coalitions, 1))
+def _thin(thresholds, values, max_steps):
+    """At most ``max_steps`` of sorted ``thresholds``: those nearest to as many
+    quantiles of ``values``."""
+    if len(thresholds) <= max_steps:
+        return thresholds
+    quantiles = np.quantile(values, np.linspace(0.0, 1.0, max_steps))
+    nearest = np.searchsorted(thresholds, quantiles).clip(1, len(thresholds) - 1)
+    below = quantiles - thresholds[nearest - 1] < thresholds[nearest] - quantiles
+    return np.unique(thresholds[nearest - below])
+
+
+def _chunked(function, rows, empty, cost_per_row, names, max_cost=2**23):
+    """``function(rows, empty)`` on row chunks of at most ``max_cost`` feature
+    values (``cost_per_row`` each: coalitions times features), the results
+    concatenated into a dict of ``names``."""
+    step = max(1, max_cost // max(cost_per_row, 1))
     parts = [
         function(rows[i : i + step], empty[i : i + step])
         for i in range(0, len(rows), step)
     ]
-    return tuple(np.concatenate(p) for p in zip(*parts))
+    return {name: np.concatenate(p) for name, p in zip(names, zip(*parts))}
 
 
 def _loss_floor(data, kernel):

@@ -373,6 +373,13 @@ class TreeMarginalGame(Game):
             -1, self.n_players, self.n_outputs
         )
 
+    def split_thresholds(self):
+        """The ensemble's numeric split thresholds per feature (see
+        :meth:`~sklearn_shapley.games.Game.split_thresholds`)."""
+        from ..games import ensemble_thresholds
+
+        return ensemble_thresholds(self.flat, self.n_features)
+
     def kernel_statistics(self, X, empty, masks, weights):
         """The weighted least-squares loss's statistics (see
         :meth:`~sklearn_shapley.games.Game.kernel_statistics`) without evaluating a
