@@ -1,0 +1,81 @@
+"""Guards against silent wrong answers: a model changed after fit, non-finite results,
+budgets that cannot determine KernelSHAP, memory limits, invalid parameters."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import Ridge
+
+from sklearn_shapley import (
+    ExactExplainer,
+    KernelExplainer,
+    PermutationExplainer,
+    QuadratureTreeExplainer,
+)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(200, 5))
+
+
+# -- a model changed after fit ---------------------------------------------------------
+def test_tree_explainer_refuses_a_model_refitted_after_fit(data):
+    X = data
+    model = GradientBoostingRegressor(n_estimators=20, random_state=0).fit(X, X[:, 0])
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(X)
+    explainer.transform(X[:3])  # the model is unchanged: fine
+    model.fit(X, 5 * X[:, 3])
+    for method in ("transform", "explain", "explained_output", "score"):
+        with pytest.raises(ValueError, match="changed after fit.*Refit the explainer"):
+            getattr(explainer, method)(X[:3])
+    # Refitting the explainer explains the new model.
+    explainer.fit(X)
+    exp = explainer.explain(X[:3])
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), model.predict(X[:3]), atol=1e-9
+    )
+
+
+@pytest.mark.parametrize("explainer_class", [KernelExplainer, ExactExplainer])
+def test_game_explainers_refuse_a_model_refitted_after_fit(data, explainer_class):
+    X = data
+    model = Ridge().fit(X, X[:, 0])
+    explainer = explainer_class(FrozenEstimator(model)).fit(X)
+    model.fit(X, X[:, 1])
+    with pytest.raises(ValueError, match="changed after fit"):
+        explainer.transform(X[:2])
+
+
+def test_a_callable_changed_after_fit_is_detected(data):
+    X = data
+    weights = np.arange(5.0)
+
+    def f(Z):
+        return Z @ weights
+
+    explainer = PermutationExplainer(f, max_evaluations=50).fit(X)
+    explainer.transform(X[:2])
+    weights[0] = 10.0
+    with pytest.raises(ValueError, match="changed after fit"):
+        explainer.transform(X[:2])
+
+
+def test_fingerprint_survives_pickling_and_skips_random_models(data):
+    X = data
+    model = GradientBoostingRegressor(n_estimators=5, random_state=0).fit(X, X[:, 0])
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(X)
+    restored = pickle.loads(pickle.dumps(explainer))
+    np.testing.assert_array_equal(restored.transform(X[:4]), explainer.transform(X[:4]))
+
+    # A model whose outputs are random cannot be fingerprinted: no false alarm.
+    rng = np.random.default_rng(1)
+
+    def noisy(Z):
+        return Z[:, 0] + 1e-3 * rng.normal(size=len(Z))
+
+    KernelExplainer(noisy, max_evaluations=100).fit(X).transform(X[:2])
