@@ -228,7 +228,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
                 f"{exc}); it was changed after fit. Refit the explainer: "
                 "explainer.fit(X)."
             ) from exc
-        scale = np.nanmax(np.abs(expected), initial=1.0)
+        scale = np.max(np.abs(expected[np.isfinite(expected)]), initial=1.0)
         if outputs.shape != expected.shape or not np.allclose(
             outputs, expected, rtol=1e-6, atol=1e-6 * scale, equal_nan=True
         ):
@@ -319,7 +319,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        values, base, extra = self._explain_values(X)
+        values, base, extra = self._finite_values(X)
         if values.shape[2] == 1:
             values, base = values[:, :, 0], base[:, 0]
             output_names = None
@@ -334,11 +334,32 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
             **extra,
         )
 
+    def _finite_values(self, X):
+        """``_explain_values(X)``, refused when a value is not finite: a NaN or an
+        overflow would otherwise come back as an attribution."""
+        values, base, extra = self._explain_values(X)
+        bad = ~(
+            np.isfinite(values).all(axis=tuple(range(1, values.ndim)))
+            & np.isfinite(base).all(axis=tuple(range(1, base.ndim)))
+        )
+        if bad.any():
+            with np.errstate(invalid="ignore"):
+                largest = np.nanmax(np.abs(X[bad]), initial=0.0)
+            raise ValueError(
+                f"{type(self).__name__} computed non-finite attributions (NaN or inf) "
+                f"for {int(bad.sum())} of {len(X)} rows (largest |x| among them "
+                f"{largest:.3g}): their values are outside the range the computation "
+                "holds (float64: |v| < 1.8e308; a float32 network: |v| < 3.4e38). "
+                "Explain rows with smaller values, or rescale the inputs or the "
+                "model's output."
+            )
+        return values, base, extra
+
     def transform(self, X):
         """Attributions ``(n_samples, n_players)`` for the selected ``output``."""
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        values, base, _ = self._explain_values(X)
+        values, base, _ = self._finite_values(X)
         idx = self._output_index(values, base)
         return values[np.arange(len(X)), :, idx]
 

@@ -14,6 +14,19 @@ from .sampling import all_coalitions
 MAX_EXACT_PLAYERS = 20
 
 
+def overflow_scale(values):
+    """A power of two per row that brings huge game values near 1, else 1: ``(n,)``.
+
+    Shapley values are linear in the game, so they can be computed on ``v / s`` and
+    multiplied back by ``s``; a power of two changes no bit of the result. Without it,
+    differences and sums of values near the float64 limit (a model predicting 1e308)
+    overflow to inf and NaN.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    peak = np.max(np.abs(values.reshape(len(values), -1)), axis=1, initial=0.0)
+    return np.where(peak > 2.0**900, np.ldexp(1.0, np.frexp(peak)[1] - 1), 1.0)
+
+
 def shapley_weights(n_players):
     """``|S|! (d − |S| − 1)! / d!`` for ``|S| = 0..d-1``."""
     d = n_players
@@ -81,7 +94,9 @@ def exact_shapley(game, X, *, max_players=MAX_EXACT_PLAYERS, max_values=2**24):
     values, bases = [], []
     for start in range(0, len(X), chunk):
         table = game(X[start : start + chunk], masks)
-        values.append(shapley_from_table(table))
+        scale = overflow_scale(table)[:, None, None]
+        with np.errstate(over="ignore"):  # refused by the explainer if it overflows
+            values.append(shapley_from_table(table / scale) * scale)
         bases.append(table[:, 0])
     n_outputs = getattr(game, "n_outputs", 1)
     if not values:

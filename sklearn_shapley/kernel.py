@@ -6,6 +6,7 @@ import numpy as np
 
 from ._explanation import ShapleyValues
 from ._game_explainer import GameExplainer
+from .exact import overflow_scale
 from .sampling import CoalitionSampler, row_generators
 
 
@@ -81,14 +82,21 @@ def kernel_shap(
     batch_estimates = [[] for _ in range(n)]
     estimate = np.zeros((n, d, K))
     active = np.arange(n)
-    total = full - empty
+    scale = None  # per row, see overflow_scale; set from the first batch
     while active.size:
         m = int(min(batch_size, max_evaluations - evaluations[active].max()))
         m -= m % 2
         if m < 2:
             break
         masks = np.stack([sampler.sample(m, rngs[i])[:m] for i in active])  # (a, m, d)
-        v = game(X[active], masks) - empty[active, None, :]  # (a, m, K)
+        v = game(X[active], masks)  # (a, m, K)
+        if scale is None:  # the first batch: every row is active
+            scale = overflow_scale(
+                np.concatenate([v, full[:, None], empty[:, None]], 1)
+            )
+            total = (full - empty) / scale[:, None]
+            empty_scaled = empty / scale[:, None]
+        v = v / scale[active, None, None] - empty_scaled[active, None, :]
         S = masks.astype(np.float64)
         A_batch = np.einsum("ami,amj->aij", S, S) / m
         b_batch = np.einsum("ami,amk->aik", S, v) / m
@@ -115,6 +123,8 @@ def kernel_shap(
             if evaluations[i] + 2 <= max_evaluations:
                 still.append(i)
         active = np.asarray(still, dtype=np.int64)
+    with np.errstate(over="ignore"):  # refused by the explainer if it overflows
+        estimate = estimate * scale[:, None, None]
     return ShapleyValues(estimate, empty, evaluations)
 
 

@@ -79,3 +79,51 @@ def test_fingerprint_survives_pickling_and_skips_random_models(data):
         return Z[:, 0] + 1e-3 * rng.normal(size=len(Z))
 
     KernelExplainer(noisy, max_evaluations=100).fit(X).transform(X[:2])
+
+
+# -- non-finite values for finite input ------------------------------------------------
+@pytest.mark.parametrize(
+    "explainer", [ExactExplainer(), KernelExplainer(), PermutationExplainer()]
+)
+def test_model_agnostic_explainers_hold_outputs_near_the_float64_limit(data, explainer):
+    X = data[:, :4]
+    coef = np.array([0.5, 0.49, -0.3, 0.2])
+    model = Ridge(alpha=1e-6).fit(X, X @ coef)
+    rows = X[:3].copy()
+    rows[0, :2] = 1e308
+    rows[1] = [1e308, -1e308, -1e308, 1e308]
+    predicted = model.predict(rows)
+    assert np.all(np.isfinite(predicted)) and predicted[0] > 9.8e307
+    exp = explainer.set_params(estimator=FrozenEstimator(model)).fit(X).explain(rows)
+    # The baseline game of a linear model: φ_i = w_i (x_i − mean_i).
+    expected = model.coef_ * (rows - X.mean(axis=0))
+    np.testing.assert_allclose(exp.values, expected, rtol=1e-9, atol=1e-12 * 1e308)
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), predicted, rtol=1e-12, atol=1e-9
+    )
+
+
+def test_attributions_outside_float64_are_refused(data):
+    X = data[:, :3]
+
+    def f(Z):  # finite outputs whose Shapley value of x0 is 3.4e308
+        return np.where(Z[:, 0] > 0, 1.7e308, -1.7e308)
+
+    explainer = ExactExplainer(f, background=np.full(3, -1.0)).fit(X)
+    with pytest.raises(ValueError, match=r"non-finite attributions.*1\.8e308"):
+        explainer.transform(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize(
+    "f, message",
+    [
+        (lambda Z: np.full(len(Z), np.nan), "non-finite outputs"),
+        (lambda Z: np.where(Z[:, 0] > 0, np.inf, 0.0), "non-finite outputs"),
+        (lambda Z: Z[:-1, 0], "one row per input row"),
+        (lambda Z: np.float64(1.0), "one row per input row"),
+    ],
+    ids=["nan", "overflow", "one-row-short", "scalar"],
+)
+def test_a_callable_with_bad_outputs_gets_one_clear_error(data, f, message):
+    with pytest.raises(ValueError, match=message):
+        KernelExplainer(f).fit(data).transform(data[:2])
