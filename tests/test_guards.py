@@ -2,10 +2,12 @@
 budgets that cannot determine KernelSHAP, memory limits, invalid parameters."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import Ridge
 
@@ -15,6 +17,7 @@ from sklearn_shapley import (
     PermutationExplainer,
     QuadratureTreeExplainer,
 )
+from sklearn_shapley.kernel import min_evaluations
 
 
 @pytest.fixture
@@ -127,3 +130,38 @@ def test_attributions_outside_float64_are_refused(data):
 def test_a_callable_with_bad_outputs_gets_one_clear_error(data, f, message):
     with pytest.raises(ValueError, match=message):
         KernelExplainer(f).fit(data).transform(data[:2])
+
+
+# -- KernelSHAP budgets that cannot determine the values --------------------------------
+def test_kernel_shap_raises_a_budget_too_small_for_a_wide_game():
+    rng = np.random.default_rng(0)
+    d = 500
+    weights = rng.normal(size=d)
+    X = rng.normal(size=(50, d))
+    explainer = KernelExplainer(
+        lambda Z: Z @ weights, max_evaluations=1000, random_state=0
+    ).fit(X)
+    with pytest.warns(ConvergenceWarning, match="cannot determine.*raised to 1252"):
+        phi = explainer.transform(X[:2])
+    # Linear model, baseline game: φ_i = w_i (x_i − mean_i), exactly.
+    expected = weights * (X[:2] - X.mean(axis=0))
+    np.testing.assert_allclose(phi, expected, atol=1e-8 * np.abs(expected).max())
+    assert min_evaluations(d) == 1252
+
+
+def test_kernel_shap_warns_with_the_measured_standard_error():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(100, 8))
+
+    def f(Z):
+        return np.sin(3 * Z[:, 0] * Z[:, 1]) + Z[:, 2] * Z[:, 3] * Z[:, 4]
+
+    explainer = KernelExplainer(f, max_evaluations=200, random_state=0).fit(X)
+    with pytest.warns(ConvergenceWarning, match=r"standard error is up to \d"):
+        explainer.transform(X[:3])
+    # A budget it converges within: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        KernelExplainer(lambda Z: Z @ np.arange(8.0), random_state=0).fit(X).transform(
+            X[:3]
+        )
