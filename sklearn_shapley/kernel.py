@@ -9,6 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._explanation import ShapleyValues
 from ._game_explainer import GameExplainer
+from ._memory import check_fits_in_memory
 from .exact import overflow_scale
 from .sampling import CoalitionSampler, row_generators
 
@@ -25,6 +26,10 @@ def _solve_constrained(A, b, total):
     num = A_inv_b.sum(axis=1) - total  # (n, K)
     den = A_inv_1.sum(axis=1)  # (n,)
     return A_inv_b - A_inv_1[:, :, None] * (num / den[:, None])[:, None, :]
+
+
+#: Bytes of work arrays kernel_shap holds at once (rows are solved in chunks).
+WORK_BYTES = 2**28
 
 
 def min_evaluations(n_players):
@@ -112,8 +117,8 @@ def kernel_shap(
     n, d = len(X), game.n_players
     full, empty = game.grand_and_empty(X)
     K = full.shape[1]
-    evaluations = np.full(n, 2, dtype=np.int64)
     if d == 1 or n == 0:
+        evaluations = np.full(n, 2, dtype=np.int64)
         return ShapleyValues((full - empty)[:, None, :], empty, evaluations)
     if max_evaluations < 4:
         raise ValueError(
@@ -134,8 +139,64 @@ def kernel_shap(
     if batch_size is None:  # each batch determines its own estimate (for the error)
         batch_size = max(needed - 2, 32)
     batch_size += batch_size % 2
+    # Rows are independent: solve them in chunks whose work arrays (the d x d
+    # least-squares matrices and their temporaries, a batch of coalitions and the
+    # game's inputs for it) take about WORK_BYTES.
+    per_row = (8 * d + 3 * batch_size) * d
+    chunk = int(max(1, min(n, WORK_BYTES // (8 * per_row))))
+    check_fits_in_memory(
+        (chunk, d, 8 * d + 3 * batch_size),
+        f"KernelSHAP's work arrays for {chunk} row(s) of {d} players (the d x d "
+        "least-squares matrices and a batch of coalitions)",
+        advice="group features into fewer players (players=...), or pass a smaller "
+        "batch_size to kernel_shap.",
+    )
     sampler = CoalitionSampler(d, "shapley", paired=paired_sampling)
     rngs = row_generators(X, random_state)
+    estimate = np.empty((n, d, K))
+    evaluations = np.empty(n, dtype=np.int64)
+    converged = np.empty(n, dtype=bool)
+    error_ratio = np.empty(n)
+    for first in range(0, n, chunk):
+        rows = slice(first, first + chunk)
+        (estimate[rows], evaluations[rows], converged[rows], error_ratio[rows]) = (
+            _kernel_rows(
+                game,
+                X[rows],
+                full[rows],
+                empty[rows],
+                rngs[rows],
+                sampler,
+                max_evaluations,
+                batch_size,
+                convergence_threshold,
+            )
+        )
+    if convergence_threshold is not None:
+        _warn_unconverged(
+            converged, error_ratio, convergence_threshold, max_evaluations, batch_size
+        )
+    return ShapleyValues(estimate, empty, evaluations)
+
+
+def _kernel_rows(
+    game,
+    X,
+    full,
+    empty,
+    rngs,
+    sampler,
+    max_evaluations,
+    batch_size,
+    convergence_threshold,
+):
+    """The batches of :func:`kernel_shap` for rows ``X``.
+
+    Returns ``(estimate (n, d, K), evaluations (n,), converged (n,), error_ratio
+    (n,))``, the last NaN where fewer than 3 batches were drawn.
+    """
+    n, d, K = len(X), game.n_players, full.shape[1]
+    evaluations = np.full(n, 2, dtype=np.int64)
     A_sum = np.zeros((n, d, d))
     b_sum = np.zeros((n, d, K))
     n_sampled = np.zeros(n, dtype=np.int64)
@@ -188,13 +249,9 @@ def kernel_shap(
             if evaluations[i] + 2 <= max_evaluations:
                 still.append(i)
         active = np.asarray(still, dtype=np.int64)
-    if convergence_threshold is not None:
-        _warn_unconverged(
-            converged, error_ratio, convergence_threshold, max_evaluations, batch_size
-        )
     with np.errstate(over="ignore"):  # refused by the explainer if it overflows
         estimate = estimate * scale[:, None, None]
-    return ShapleyValues(estimate, empty, evaluations)
+    return estimate, evaluations, converged, error_ratio
 
 
 class KernelExplainer(GameExplainer):

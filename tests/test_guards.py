@@ -1,6 +1,7 @@
 """Guards against silent wrong answers: a model changed after fit, non-finite results,
 budgets that cannot determine KernelSHAP, memory limits, invalid parameters."""
 
+import os
 import pickle
 import warnings
 
@@ -16,7 +17,10 @@ from sklearn_shapley import (
     KernelExplainer,
     PermutationExplainer,
     QuadratureTreeExplainer,
+    _memory,
+    kernel_shap,
 )
+from sklearn_shapley.games import BaselineGame
 from sklearn_shapley.kernel import min_evaluations
 
 
@@ -165,3 +169,75 @@ def test_kernel_shap_warns_with_the_measured_standard_error():
         KernelExplainer(lambda Z: Z @ np.arange(8.0), random_state=0).fit(X).transform(
             X[:3]
         )
+
+
+# -- memory guards that respect the effective limit -------------------------------------
+def _vm_size():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@pytest.fixture
+def half_gib_address_space(monkeypatch):
+    """An RLIMIT_AS 0.5 GiB above the process's size (as under ``ulimit -v``)."""
+    resource = pytest.importorskip("resource")
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc/self/status")
+    limit = _vm_size() + 2**29
+    real = resource.getrlimit
+
+    def getrlimit(which):
+        if which == resource.RLIMIT_AS:
+            return limit, resource.RLIM_INFINITY
+        return real(which)
+
+    monkeypatch.setattr(resource, "getrlimit", getrlimit)
+
+
+def test_available_memory_reads_the_address_space_limit(half_gib_address_space):
+    assert _memory.available_memory_bytes() <= 2**29
+    assert abs(_memory.address_space_available_bytes() - 2**29) < 2**26
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_available_memory_reads_the_cgroup_limit(monkeypatch, version):
+    own = "/sys/fs/cgroup/memory/job" if version == 1 else "/sys/fs/cgroup/job"
+    files = {
+        "/proc/self/cgroup": "4:memory:/job\n0::/job",
+        own + ("/memory.limit_in_bytes" if version == 1 else "/memory.max"): str(
+            3 * 2**30
+        ),
+        own + ("/memory.usage_in_bytes" if version == 1 else "/memory.current"): str(
+            2**31
+        ),
+        # The root cgroup: no limit.
+        "/sys/fs/cgroup/memory.max": "max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712",
+    }
+    real = _memory._read_text
+    monkeypatch.setattr(
+        _memory,
+        "_read_text",
+        lambda path: files.get(path, real(path) if path == "/proc/meminfo" else None),
+    )
+    assert _memory.cgroup_available_bytes() == 2**30
+    assert _memory.available_memory_bytes() <= 2**30
+
+
+def test_exact_explainer_above_20_players_checks_memory(half_gib_address_space):
+    d = 26  # a table of 2^26 values and their differences: 1 GiB
+    explainer = ExactExplainer(lambda Z: Z.sum(axis=1), max_players=d).fit(
+        np.zeros((3, d))
+    )
+    with pytest.raises(MemoryError, match=r"2\^26 coalitions.*0\.5 GiB.*players="):
+        explainer.transform(np.ones((1, d)))
+
+
+def test_kernel_explainer_on_2000_features_checks_memory(half_gib_address_space):
+    d = 2000  # d x d matrices and a batch of 5,000 coalitions per row: 0.5 GiB
+    game = BaselineGame(lambda Z: Z.sum(axis=1), np.zeros(d))
+    with pytest.raises(MemoryError, match=r"KernelSHAP's work arrays.*players="):
+        kernel_shap(game, np.ones((1, d)), max_evaluations=6000)
