@@ -9,6 +9,8 @@ selection, ``transform`` / ``explain`` / ``get_feature_names_out``. Subclasses i
 from __future__ import annotations
 
 import numbers
+import sys
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
@@ -28,6 +30,57 @@ def is_fitted_estimator(estimator):
     except (NotFittedError, TypeError):
         return False
     return True
+
+
+#: Quantile levels of the rows on which ``fit`` records the model's outputs.
+FINGERPRINT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def _unwrap(model):
+    return model.estimator if isinstance(model, FrozenEstimator) else model
+
+
+def _model_outputs(model, X):
+    """The model's outputs on ``X`` as a float64 array, whatever kind of model it is.
+
+    The most informative method a model has: a margin (``decision_function``, a
+    booster's raw score), probabilities, or ``predict``; a torch module or callable is
+    called on the array.
+    """
+    model = _unwrap(model)
+    kind = type(model).__module__.split(".")[0] + "." + type(model).__name__
+    if kind == "xgboost.Booster":
+        import xgboost
+
+        out = model.predict(xgboost.DMatrix(X), output_margin=True)
+    elif kind == "lightgbm.Booster":
+        out = model.predict(X, raw_score=True)
+    elif hasattr(model, "decision_function"):
+        out = model.decision_function(X)
+    elif hasattr(model, "predict_proba"):
+        out = model.predict_proba(X)
+    elif hasattr(model, "predict"):
+        out = model.predict(X)
+    elif "torch" in sys.modules and isinstance(model, sys.modules["torch"].nn.Module):
+        import torch
+
+        param = next(model.parameters(), None)
+        dtype = torch.float32 if param is None else param.dtype
+        device = "cpu" if param is None else param.device
+        with torch.no_grad():
+            out = model(torch.as_tensor(np.asarray(X), dtype=dtype, device=device))
+        out = out.detach().cpu().double().numpy()
+    else:
+        out = model(X)
+    return np.array(out, dtype=np.float64)
+
+
+def _fingerprint_rows(X):
+    """A few rows that stand for ``X``: its per-column quantiles (values it holds)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        rows = np.nanquantile(X, FINGERPRINT_QUANTILES, axis=0, method="nearest")
+    return np.ascontiguousarray(rows, dtype=X.dtype)
 
 
 class BaseExplainer(TransformerMixin, BaseEstimator):
@@ -96,6 +149,10 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
 
     # -- validation -----------------------------------------------------------------
     def _validate(self, X, reset):
+        if reset:
+            self._model_fingerprint = None
+        else:
+            self._check_model_unchanged()
         return validate_data(
             self,
             X,
@@ -120,8 +177,67 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         """
         X = self._validate(X, reset=True)
         self.estimator_ = self._resolve_estimator(self._model_input(X), y)
+        self._model_fingerprint = self._fingerprint(X)
         self._fit_explainer(X, y)
         return self
+
+    # -- the model must stay the one the explainer was fitted for --------------------
+    def _fingerprint(self, X):
+        """``(rows, outputs)``: the model's outputs on a few rows standing for ``X``.
+
+        ``transform`` / ``explain`` re-evaluate the model on these rows to detect a
+        model changed (e.g. refitted in place) after ``fit``: what the explainer
+        prepared at ``fit`` (a tree ensemble's flat arrays, a trained explainer
+        network, a background game) would then explain a model that no longer
+        exists. ``None`` (no check) when the model cannot be evaluated on them or
+        is not deterministic.
+        """
+        if self.estimator_ is None or len(X) == 0:
+            return None
+        rows = _fingerprint_rows(X)
+        try:
+            first, second = (self._fingerprint_outputs(rows) for _ in range(2))
+        except Exception:  # a model that refuses these rows: no check
+            return None
+        if first.shape != second.shape or not np.array_equal(
+            first, second, equal_nan=True
+        ):
+            return None  # not deterministic (e.g. dropout in training mode)
+        return rows, first
+
+    def _fingerprint_outputs(self, rows):
+        model = _unwrap(self.estimator_)
+        if isinstance(model, BaseEstimator):
+            rows = self._model_input(rows)  # as the model was fitted
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _model_outputs(model, rows)
+
+    def _check_model_unchanged(self):
+        """Raise ``ValueError`` when the model's outputs differ from those at ``fit``."""
+        fingerprint = getattr(self, "_model_fingerprint", None)
+        if fingerprint is None:
+            return
+        rows, expected = fingerprint
+        try:
+            outputs = self._fingerprint_outputs(rows)
+        except Exception as exc:
+            raise ValueError(
+                f"The model explained by this {type(self).__name__} no longer "
+                f"predicts the rows it predicted at fit ({type(exc).__name__}: "
+                f"{exc}); it was changed after fit. Refit the explainer: "
+                "explainer.fit(X)."
+            ) from exc
+        scale = np.max(np.abs(expected[np.isfinite(expected)]), initial=1.0)
+        if outputs.shape != expected.shape or not np.allclose(
+            outputs, expected, rtol=1e-6, atol=1e-6 * scale, equal_nan=True
+        ):
+            raise ValueError(
+                f"The model explained by this {type(self).__name__} was changed "
+                "after fit (e.g. refitted in place): its outputs on the rows "
+                "recorded at fit differ from those it gave then, and the explainer "
+                "would explain the old model. Refit the explainer: explainer.fit(X)."
+            )
 
     def _model_input(self, X):
         """What the model is fitted on: ``X`` with its column names when it had them."""
@@ -203,7 +319,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        values, base, extra = self._explain_values(X)
+        values, base, extra = self._finite_values(X)
         if values.shape[2] == 1:
             values, base = values[:, :, 0], base[:, 0]
             output_names = None
@@ -218,11 +334,32 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
             **extra,
         )
 
+    def _finite_values(self, X):
+        """``_explain_values(X)``, refused when a value is not finite: a NaN or an
+        overflow would otherwise come back as an attribution."""
+        values, base, extra = self._explain_values(X)
+        bad = ~(
+            np.isfinite(values).all(axis=tuple(range(1, values.ndim)))
+            & np.isfinite(base).all(axis=tuple(range(1, base.ndim)))
+        )
+        if bad.any():
+            with np.errstate(invalid="ignore"):
+                largest = np.nanmax(np.abs(X[bad]), initial=0.0)
+            raise ValueError(
+                f"{type(self).__name__} computed non-finite attributions (NaN or inf) "
+                f"for {int(bad.sum())} of {len(X)} rows (largest |x| among them "
+                f"{largest:.3g}): their values are outside the range the computation "
+                "holds (float64: |v| < 1.8e308; a float32 network: |v| < 3.4e38). "
+                "Explain rows with smaller values, or rescale the inputs or the "
+                "model's output."
+            )
+        return values, base, extra
+
     def transform(self, X):
         """Attributions ``(n_samples, n_players)`` for the selected ``output``."""
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        values, base, _ = self._explain_values(X)
+        values, base, _ = self._finite_values(X)
         idx = self._output_index(values, base)
         return values[np.arange(len(X)), :, idx]
 

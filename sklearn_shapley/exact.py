@@ -8,10 +8,24 @@ import numpy as np
 
 from ._explanation import ShapleyValues
 from ._game_explainer import GameExplainer
-from .sampling import all_coalitions
+from ._memory import check_fits_in_memory
+from .sampling import coalitions
 
 #: Most players :func:`exact_shapley` accepts: ``2**20`` coalitions per row.
 MAX_EXACT_PLAYERS = 20
+
+
+def overflow_scale(values):
+    """A power of two per row that brings huge game values near 1, else 1: ``(n,)``.
+
+    Shapley values are linear in the game, so they can be computed on ``v / s`` and
+    multiplied back by ``s``; a power of two changes no bit of the result. Without it,
+    differences and sums of values near the float64 limit (a model predicting 1e308)
+    overflow to inf and NaN.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    peak = np.max(np.abs(values.reshape(len(values), -1)), axis=1, initial=0.0)
+    return np.where(peak > 2.0**900, np.ldexp(1.0, np.frexp(peak)[1] - 1), 1.0)
 
 
 def shapley_weights(n_players):
@@ -76,12 +90,37 @@ def exact_shapley(game, X, *, max_players=MAX_EXACT_PLAYERS, max_values=2**24):
             "KernelExplainer / kernel_shap, or group features with players=..."
         )
     X = np.asarray(X, dtype=np.float64)
-    masks = all_coalitions(d)
-    chunk = max(1, max_values // (2**d * max(d, 1)))
+    n_coalitions = 2**d
+    # Rows per chunk, and coalitions per game call within a chunk, such that about
+    # max_values game inputs (coalitions x players) are built at once.
+    chunk = max(1, max_values // (n_coalitions * max(d, 1)))
+    per_call = max(1, max_values // (chunk * max(d, 1)))
+    if len(X):
+        n_outputs = getattr(game, "n_outputs", 1)
+        # The table of values and the two halves shapley_from_table subtracts.
+        check_fits_in_memory(
+            (min(chunk, len(X)), n_coalitions, n_outputs),
+            f"The table of the game's values on all 2^{d} coalitions",
+            itemsize=16,
+            advice=(
+                "exact enumeration doubles its cost with every player: group features "
+                "into fewer players (players=...), lower max_players, or use "
+                "KernelExplainer / PermutationExplainer."
+            ),
+        )
     values, bases = [], []
     for start in range(0, len(X), chunk):
-        table = game(X[start : start + chunk], masks)
-        values.append(shapley_from_table(table))
+        rows = X[start : start + chunk]
+        table = np.concatenate(
+            [
+                game(rows, coalitions(first, min(first + per_call, n_coalitions), d))
+                for first in range(0, n_coalitions, per_call)
+            ],
+            axis=1,
+        )
+        scale = overflow_scale(table)[:, None, None]
+        with np.errstate(over="ignore"):  # refused by the explainer if it overflows
+            values.append(shapley_from_table(table / scale) * scale)
         bases.append(table[:, 0])
     n_outputs = getattr(game, "n_outputs", 1)
     if not values:

@@ -83,17 +83,41 @@ class ModelFunction:
             )
 
     def __call__(self, X):
-        n = len(X)
         if self.method == "torch":
-            return self._call_torch(X)
-        if self.method == "call":
-            return np.asarray(self.model(X), dtype=np.float64).reshape(n, -1)
-        if self.names_in is not None:
-            import pandas as pd
+            out = self._call_torch(X)
+        elif self.method == "call":
+            out = self.model(X)
+        else:
+            if self.names_in is not None:
+                import pandas as pd
 
-            X = pd.DataFrame(X, columns=self.names_in)
-        out = getattr(self.model, self.method)(X)
-        return np.asarray(out, dtype=np.float64).reshape(n, -1)
+                X = pd.DataFrame(X, columns=self.names_in)
+            out = getattr(self.model, self.method)(X)
+        return self._check_output(np.asarray(out, dtype=np.float64), X)
+
+    def _check_output(self, out, X):
+        """``out`` as ``(n, n_outputs)``, or one clear error for a wrong shape or a
+        non-finite value (no Shapley value of it would be meaningful)."""
+        n = len(X)
+        if out.ndim == 0 or out.shape[0] != n:
+            raise ValueError(
+                f"The model returned an output of shape {out.shape} for {n} input "
+                f"rows; it must return one row per input row, (n,) or "
+                "(n, n_outputs)."
+            )
+        out = out.reshape(n, -1)
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():
+            X = np.asarray(X, dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                largest = np.nanmax(np.abs(X[bad]), initial=0.0)
+            raise ValueError(
+                f"The model returned non-finite outputs (NaN or inf) for "
+                f"{int(bad.sum())} of the {n} rows it was given (largest |x| among them "
+                f"{largest:.3g}); Shapley values need finite model outputs. Explain "
+                "rows the model predicts finitely (rescale very large inputs)."
+            )
+        return out
 
     def _call_torch(self, X):
         import torch
@@ -103,7 +127,7 @@ class ModelFunction:
         device = "cpu" if param is None else param.device
         with torch.no_grad():
             out = self.model(torch.as_tensor(np.asarray(X), dtype=dtype, device=device))
-        return out.detach().cpu().double().numpy().reshape(len(X), -1)
+        return out.detach().cpu().double().numpy()
 
 
 def model_function(model):

@@ -6,6 +6,7 @@ import numpy as np
 
 from ._explanation import ShapleyValues
 from ._game_explainer import GameExplainer
+from .exact import overflow_scale
 from .sampling import row_generators
 
 
@@ -51,14 +52,17 @@ def permutation_shapley(
         ],
         axis=2,
     )  # (n, n_perm, d + 1, K): v of the first k players of the order
-    gains = np.diff(chain, axis=2)  # gain of the player at position k
+    scale = overflow_scale(chain)[:, None, None, None]
+    gains = np.diff(chain / scale, axis=2)  # gain of the player at position k
     phi = np.zeros((n, d, K))
     np.add.at(
         phi,
         (np.arange(n)[:, None, None], orders),
         gains,
     )
-    return ShapleyValues(phi / n_perm, empty, np.full(n, 2 + n_perm * (d - 1)))
+    with np.errstate(over="ignore"):  # refused by the explainer if it overflows
+        phi = phi / n_perm * scale[:, :, 0]
+    return ShapleyValues(phi, empty, np.full(n, 2 + n_perm * (d - 1)))
 
 
 class PermutationExplainer(GameExplainer):

@@ -99,7 +99,18 @@ def all_coalitions(n_players):
     -------
     ndarray of bool, shape (2 ** n_players, n_players)
     """
-    codes = np.arange(2**n_players, dtype=np.int64)
+    return coalitions(0, 2**n_players, n_players)
+
+
+def coalitions(start, stop, n_players):
+    """The coalitions whose bits are ``start, ..., stop - 1`` (a block of
+    :func:`all_coalitions`, without building all of them).
+
+    Returns
+    -------
+    ndarray of bool, shape (stop - start, n_players)
+    """
+    codes = np.arange(start, stop, dtype=np.int64)
     return ((codes[:, None] >> np.arange(n_players)) & 1).astype(bool)
 
 

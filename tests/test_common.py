@@ -28,7 +28,7 @@ def _explainers():
     """Every public explainer with a small default model, for the common checks."""
     return [
         ExactExplainer(Ridge()),
-        KernelExplainer(Ridge(), max_evaluations=64),
+        KernelExplainer(Ridge(), max_evaluations=100),
         PermutationExplainer(Ridge(), max_evaluations=64),
         InstaSHAPGAM(
             Ridge(),
