@@ -802,6 +802,9 @@ def test_plan_coalitions_fits_the_budget():
     assert plan == CoalitionPlan("all", 14, 3)
     plan = plan_coalitions(4, 100, n_coalitions=8, max_evaluations=10**12)
     assert plan == CoalitionPlan("all", 14, _fastshap.MAX_COPIES)
+    # many rows: fewer copies, so that an epoch stays short
+    plan = plan_coalitions(4, 10_000, n_coalitions=8, max_evaluations=10**12)
+    assert plan == CoalitionPlan("all", 14, _fastshap.MAX_ROW_COPIES // 10_000)
     # a costly value (a marginal game's): fewer copies, then sampled coalitions
     plan = plan_coalitions(
         4, 100, n_coalitions=8, max_evaluations=14 * 100 * 3, evaluation_cost=3

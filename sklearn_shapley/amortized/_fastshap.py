@@ -58,6 +58,9 @@ MAX_EVALUATIONS = 10_000_000
 MAX_ENUMERATED_PLAYERS = 10
 #: Most augmented copies of a training row (more add little but memory).
 MAX_COPIES = 64
+#: Most row copies in all (an epoch's optimizer steps, hence the fit time, grow
+#: with them).
+MAX_ROW_COPIES = 20_000
 #: Most bytes of coalitions and values evaluated before training (else fresh ones
 #: are evaluated for every batch).
 MAX_POOL_BYTES = 2**28
@@ -112,7 +115,8 @@ def plan_coalitions(
     else a pool of ``n_coalitions`` sampled coalitions per row copy, evaluated
     before training, when it fits ``MAX_POOL_BYTES``; else fresh coalitions for
     every batch. The copies of the rows (augmented, to generalise beyond them) are
-    as many as the budget pays for, at most ``MAX_COPIES``.
+    as many as the budget pays for, at most ``MAX_COPIES`` and ``MAX_ROW_COPIES``
+    in all.
 
     Parameters
     ----------
@@ -138,6 +142,7 @@ def plan_coalitions(
     CoalitionPlan
     """
     n_rows = max(int(n_rows), 1)
+    max_copies = min(MAX_COPIES, max(1, MAX_ROW_COPIES // n_rows))
     per_value = max(float(evaluation_cost), 1e-9)
     n_all = 2**n_players - 2
     if n_players <= MAX_ENUMERATED_PLAYERS:
@@ -145,12 +150,12 @@ def plan_coalitions(
         per_copy = n_rows * max(per_row, 1) * per_value
         copies = int(max_evaluations // per_copy)
         if copies >= 1:
-            return CoalitionPlan("all", n_all, min(copies, MAX_COPIES))
+            return CoalitionPlan("all", n_all, min(copies, max_copies))
     m = int(n_coalitions)
     per_copy = n_rows * (m + extra_per_row) * per_value
     copies = max(1, int(max_evaluations // per_copy))
     bytes_per_copy = n_rows * m * (n_players + 4 * n_outputs)
-    pooled = min(copies, MAX_COPIES, MAX_POOL_BYTES // max(bytes_per_copy, 1))
+    pooled = min(copies, max_copies, MAX_POOL_BYTES // max(bytes_per_copy, 1))
     if pooled >= 1:
         return CoalitionPlan("pool", m, int(pooled))
     return CoalitionPlan("fresh", m, copies)
