@@ -436,7 +436,7 @@ def test_piecewise_linear_layer_is_a_linear_layer_on_the_encoding():
         stop = start + len(e) - 1
         np.testing.assert_allclose(encoded[:, start:stop] @ np.diff(e) + e[0], Z[:, j])
         start = stop
-    weight = layer.weight.detach().double().reshape(-1, 5)[layer.columns].numpy()
+    weight = layer.weight.detach().double().numpy()  # a row per bin, in order
     Zt = torch.as_tensor(Z, dtype=torch.float32)
     np.testing.assert_allclose(layer(Zt).detach(), encoded @ weight, atol=1e-5)
     per_feature = layer.per_feature(Zt).detach().sum(dim=1)
@@ -454,8 +454,8 @@ def test_step_layer_is_a_linear_layer_on_the_thermometer_encoding():
         [X[:, j] > c for j, t in enumerate(thresholds) for c in t]
     ).astype(float)
     assert encoded.shape == (40, 4) and encoded[:3, :3].sum() == 3
-    weight = layer.weight.detach().double().numpy()
-    steps = np.vstack([weight[0, :3], weight[2, :1]])  # row t: the step at c_{t+1}
+    weight = layer.weight.detach().double().numpy()  # rows: 4, 1 and 2 bins
+    steps = np.vstack([weight[0:3], weight[5:6]])  # row t: the step at c_{t+1}
     Xt = torch.as_tensor(X, dtype=torch.float32)
     np.testing.assert_allclose(layer(Xt).detach(), encoded @ steps, atol=1e-5)
     per_feature = layer.per_feature(Xt).detach()

@@ -24,8 +24,6 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
-from skorch.dataset import Dataset
-from skorch.helper import predefined_split
 from torch import nn
 
 from .._explanation import ShapleyValues
@@ -34,18 +32,22 @@ from ..games import Game, player_membership
 from ..sampling import CoalitionSampler, all_coalitions, shapley_kernel_size_weights
 from ._nets import (
     NORMALIZATIONS,
-    BatchIterator,
     ShapleyModule,
     ShapleyNet,
     augment_rows,
     first_last_contributions,
-    inference_threads,
     kernel_gram,
     quantile_bin_edges,
-    single_thread,
-    training_callbacks,
 )
 from ._surrogate import fit_surrogate
+from ._training import (
+    BatchIterator,
+    fit_net,
+    inference_threads,
+    split_rows,
+    standardizer,
+    training_callbacks,
+)
 
 __all__ = ["FastSHAPExplainer", "CoalitionPlan", "plan_coalitions"]
 
@@ -472,9 +474,7 @@ class FastSHAPExplainer(GameExplainer):
         # so that a row's explanation does not depend on the rows explained with it
         rowwise = getattr(game, "rowwise_copy", None)
         self._grand_game = rowwise() if rowwise is not None else game
-        self._mean = X.mean(axis=0)
-        self._scale = X.std(axis=0)
-        self._scale[self._scale < 1e-12] = 1.0
+        self._mean, self._scale = standardizer(X)
         n, d, K = len(X), game.n_players, game.n_outputs
         hidden = tuple(int(h) for h in self.hidden_layer_sizes)
         self.module_ = ShapleyModule(X.shape[1], d, K, hidden, self.normalization)
@@ -495,17 +495,9 @@ class FastSHAPExplainer(GameExplainer):
         self._output_scale = _value_scale(full - empty)
 
         rng = np.random.default_rng(self._rng_seed(5))
-        order = rng.permutation(n)
-        n_valid = int(round(self.validation_fraction * n)) if self.early_stopping else 0
-        early_stopping = n_valid >= 1 and n - n_valid >= 1
-        valid, train = (
-            (order[:n_valid], order[n_valid:])
-            if early_stopping
-            else (
-                order[:0],
-                order,
-            )
-        )
+        fraction = self.validation_fraction if self.early_stopping else 0
+        train, valid = split_rows(n, fraction, rng)
+        n_valid = len(valid)
         m = int(self.n_coalitions)
         m += m % 2 if self.paired_sampling else 0
         budget = (
@@ -565,13 +557,12 @@ class FastSHAPExplainer(GameExplainer):
             data["contributions"] = (contributions / self._output_scale).astype(
                 np.float32
             )
-        train_split = None
-        if early_stopping:
+        valid_data = None
+        if n_valid:
             valid_data = {key: value[valid] for key, value in data.items()}
             valid_data.update(targets(X[valid], empty[valid], 4 * m))
             valid_data["empty"] = np.zeros_like(valid_data["empty"])
             valid_data["floor"] = _loss_floor(valid_data, kernel)
-            train_split = predefined_split(Dataset(valid_data, None))
         if plan.source == "fresh":
             train_data = {key: value[train] for key, value in data.items()}
             max_epochs = min(int(self.max_epochs), plan.n_copies)
@@ -584,32 +575,38 @@ class FastSHAPExplainer(GameExplainer):
             max_epochs = int(self.max_epochs)
         edges, steps = self._bin_edges(X[train])
         n_iter = int(self.n_iter_no_change)
-        net = ShapleyNet(
-            ShapleyModule,
-            module__n_features=X.shape[1],
-            module__n_players=d,
-            module__n_outputs=K,
-            module__hidden_layer_sizes=hidden,
-            module__normalization=self.normalization,
-            module__output_scale=self._output_scale,
-            module__membership=membership,
-            module__playerwise_layer_sizes=self.playerwise_layer_sizes,
-            module__bin_edges=edges,
-            module__bin_steps=steps,
-            module__first_last=use_first_last,
+
+        def make_module():
+            return ShapleyModule(
+                X.shape[1],
+                d,
+                K,
+                hidden,
+                self.normalization,
+                output_scale=self._output_scale,
+                membership=membership,
+                playerwise_layer_sizes=self.playerwise_layer_sizes,
+                bin_edges=edges,
+                bin_steps=steps,
+                first_last=use_first_last,
+            )
+
+        net = fit_net(
+            ShapleyNet,
+            make_module,
+            (train_data, None),
+            valid=None if valid_data is None else (valid_data, None),
+            seed=self._rng_seed(7),
+            device=self.device,
             criterion=nn.MSELoss,  # unused: get_loss computes the Shapley loss
-            optimizer=torch.optim.Adam,
             lr=self.learning_rate,
             batch_size=int(self.batch_size),
             max_epochs=max_epochs,
-            train_split=train_split,
             iterator_train=BatchIterator,
             iterator_valid=BatchIterator,
-            iterator_train__shuffle=True,
             callbacks=training_callbacks(
-                early_stopping=early_stopping,
-                patience=n_iter,
-                lr_patience=max(1, n_iter // 2),
+                early_stopping=valid_data is not None,
+                n_iter_no_change=n_iter,
                 tol=float(self.tol),
             ),
             game=game,
@@ -624,12 +621,8 @@ class FastSHAPExplainer(GameExplainer):
             feature_scale=self._scale,
             sampler=sampler,
             mask_seed=self._rng_seed(6),
-            device=self.device,
             verbose=self.verbose,
         )
-        with torch.random.fork_rng(devices=[]), single_thread():
-            torch.manual_seed(self._rng_seed(7))
-            net.fit(train_data, None)
         self.module_ = net.module_.eval()
         self.history_ = net.history
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..games import Game, apply_link
-from ._nets import single_thread
+from ._training import torch_threads
 
 __all__ = [
     "ImageSurrogateGame",
@@ -394,7 +394,7 @@ class ImageSurrogateGame(Game):
         else:
             bounds = np.zeros(0, dtype=np.int64)
         out = np.empty((n * m, 0))
-        with torch.no_grad(), single_thread():
+        with torch.no_grad(), torch_threads():
             for group in np.split(pairs, bounds):
                 for start in range(0, len(group), self.batch_size):
                     sl = group[start : start + self.batch_size]

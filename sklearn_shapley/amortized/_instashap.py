@@ -13,7 +13,6 @@ values can be trusted for the model and the data (Enouen & Liu, 2025).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
 import numbers
@@ -24,9 +23,6 @@ import numpy as np
 import torch
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import EarlyStopping, LRScheduler
-from skorch.dataset import Dataset
-from skorch.helper import predefined_split
 
 from .._game_explainer import GameExplainer
 from ..games import (
@@ -40,6 +36,13 @@ from ..games import (
 )
 from ..sampling import CoalitionSampler
 from ._instashap_nets import KL_LINKS, GroupedGAM, MaskedGAMNet
+from ._training import (
+    fit_net,
+    split_rows,
+    standardizer,
+    torch_threads,
+    training_callbacks,
+)
 
 __all__ = ["InstaSHAPGAM", "AuditResult", "ShapleyTrustWarning"]
 
@@ -105,20 +108,6 @@ def pair_interaction_strength(game, X, random_state=None, *, max_evaluations=Non
     strength = np.zeros((d, d))
     strength[first, second] = (mixed**2).sum(axis=2).mean(axis=0)
     return strength + strength.T
-
-
-@contextlib.contextmanager
-def torch_threads(n_jobs):
-    """Run the block with ``n_jobs`` torch CPU threads (``None``: 1, ``-1``: as is)."""
-    before = torch.get_num_threads()
-    if n_jobs is not None and n_jobs < 0:
-        yield
-        return
-    torch.set_num_threads(1 if n_jobs is None else int(n_jobs))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class AuditResult:
@@ -511,14 +500,9 @@ class InstaSHAPGAM(GameExplainer):
             :, 0
         ].mean(axis=0)
         self._feature_range = np.quantile(X, [0.01, 0.99], axis=0)
-        self._feature_mean = X.mean(axis=0)
-        self._feature_scale = X.std(axis=0)
-        self._feature_scale[self._feature_scale == 0] = 1.0
-
-        order = rng.permutation(len(X))
-        n_valid = int(round(self.validation_fraction * len(X)))
-        if n_valid < 1 or n_valid >= len(X):
-            n_valid = 0
+        self._feature_mean, self._feature_scale = standardizer(X)
+        train, valid = split_rows(len(X), self.validation_fraction, rng)
+        order, n_valid = np.concatenate([valid, train]), len(valid)
         masks = self._sample_coalitions(len(X), rng)
         values = self.game_(X[order], masks)
         # The teacher's values are kept so that audit() can fit lower orders on them.
@@ -618,7 +602,14 @@ class InstaSHAPGAM(GameExplainer):
         masks[:, :n_sampled] = drawn[:, :n_sampled]
         return masks
 
-    def _module(self, components):
+    def _spread(self):
+        """Per output, the teacher values' spread around the base value (1 if 0)."""
+        values = self._teacher["values"]
+        spread = (values - self.base_value_).reshape(-1, values.shape[2]).std(axis=0)
+        spread[~(spread > 1e-12)] = 1.0
+        return spread
+
+    def _module(self, components, spread):
         membership = np.zeros((len(components), self.game_.n_players), dtype=bool)
         for c, T in enumerate(components):
             membership[c, list(T)] = True
@@ -631,20 +622,17 @@ class InstaSHAPGAM(GameExplainer):
         for c, cols in enumerate(columns):
             padded[c, : len(cols)] = cols
             column_mask[c, : len(cols)] = True
-        values = self._teacher["values"]
-        spread = (values - self.base_value_).reshape(-1, values.shape[2]).std(axis=0)
-        spread[~(spread > 1e-12)] = 1.0
         return GroupedGAM(
             padded,
             column_mask,
             membership,
             tuple(self.hidden_layer_sizes),
-            values.shape[2],
+            self._teacher["values"].shape[2],
             self.base_value_,
             spread,
             self._feature_mean,
             self._feature_scale,
-        ), spread
+        )
 
     def _train(self, components):
         """Fit a GAM with these components to the stored teacher values."""
@@ -661,48 +649,28 @@ class InstaSHAPGAM(GameExplainer):
             targets = values.reshape(len(x) * m, -1)
             return inputs, torch.as_tensor(targets, dtype=torch.float32)
 
-        train_x, train_y = samples(slice(n_valid, None))
-        monitor = "valid_loss" if n_valid else "train_loss"
-        split = None
-        if n_valid:
-            split = predefined_split(Dataset(*samples(slice(0, n_valid))))
-        devices = [] if str(self.device).startswith("cpu") else None
-        with torch.random.fork_rng(devices=devices), torch_threads(self.n_jobs):
-            torch.manual_seed(self._rng_seed(5))
-            module, spread = self._module(components)
-            net = MaskedGAMNet(
-                module,
-                criterion__kind=self.loss,
-                criterion__link=self.link,
-                criterion__scale=spread,
-                optimizer=torch.optim.Adam,
-                lr=self.learning_rate,
-                max_epochs=self.max_epochs,
-                batch_size=self.batch_size,
-                train_split=split,
-                callbacks=[
-                    (
-                        "early_stopping",
-                        EarlyStopping(
-                            monitor=monitor,
-                            patience=self.n_iter_no_change,
-                            load_best=True,
-                        ),
-                    ),
-                    (
-                        "lr_scheduler",
-                        LRScheduler(
-                            policy=torch.optim.lr_scheduler.ReduceLROnPlateau,
-                            monitor=monitor,
-                            factor=0.5,
-                            patience=max(1, self.n_iter_no_change // 3),
-                        ),
-                    ),
-                ],
-                device=self.device,
-                verbose=self.verbose,
-            )
-            net.fit(train_x, train_y)
+        spread = self._spread()
+        net = fit_net(
+            MaskedGAMNet,
+            lambda: self._module(components, spread),
+            samples(slice(n_valid, None)),
+            valid=samples(slice(0, n_valid)) if n_valid else None,
+            seed=self._rng_seed(5),
+            n_threads=self.n_jobs,
+            device=self.device,
+            criterion__kind=self.loss,
+            criterion__link=self.link,
+            criterion__scale=spread,
+            lr=self.learning_rate,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            callbacks=training_callbacks(
+                early_stopping=bool(n_valid),
+                n_iter_no_change=self.n_iter_no_change,
+                lr_patience=max(1, self.n_iter_no_change // 3),
+            ),
+            verbose=self.verbose,
+        )
         return net
 
     # -- read-out ---------------------------------------------------------------------

@@ -14,8 +14,6 @@
   FastSHAP loss ``Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀ φ_k(x))²``, on coalitions evaluated
   before training, on the loss's expectation over every coalition (statistics
   computed once, :func:`kernel_gram`), or on fresh coalitions evaluated per batch.
-- :func:`training_callbacks`: the learning-rate schedule, early stopping with the best
-  weights restored, and the progress log.
 
 Training coalitions are drawn by a :class:`numpy.random.Generator` owned by the net and
 seeded by the caller; validation coalitions are fixed (part of the validation data), so
@@ -24,72 +22,18 @@ the validation loss that drives early stopping is comparable across epochs.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.dataset import unpack_data
-from skorch.utils import to_tensor
 from torch import nn
 from torch.nn import functional as F
 
 from ..games import first_last_masks
 
 NORMALIZATIONS = ("additive", "multiplicative", "none")
-
-
-@contextlib.contextmanager
-def single_thread():
-    """Run torch on one thread inside the block (restored after).
-
-    The networks here are small (batches of tens of rows, layers of ~128 units): one
-    thread is as fast as several on an idle machine and several times faster on a busy
-    one, where intra-op threads wait for each other.
-    """
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n_threads)
-
-
-#: Most values (rows x coalitions) evaluated on one torch thread at inference.
-SMALL_BATCH = 4096
-
-
-def inference_threads(n_values):
-    """:func:`single_thread` for an inference batch of at most ``SMALL_BATCH`` values
-    (faster than waiting on a thread pool), torch's own threads for larger ones."""
-    return single_thread() if n_values <= SMALL_BATCH else contextlib.nullcontext()
-
-
-class BatchIterator:
-    """Mini-batches of a skorch ``Dataset`` by fancy indexing, without per-row collation.
-
-    A drop-in ``iterator_train`` / ``iterator_valid`` for the nets here (their data are
-    dicts of in-memory arrays): one indexing per batch instead of one ``__getitem__``
-    per row. Shuffling draws from torch's global generator, so a seeded (forked) torch
-    RNG makes the batch order reproducible.
-    """
-
-    def __init__(self, dataset, batch_size=32, shuffle=False, **kwargs):
-        self.dataset = dataset
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-
-    def __len__(self):
-        return math.ceil(len(self.dataset) / self.batch_size)
-
-    def __iter__(self):
-        n = len(self.dataset)
-        order = torch.randperm(n).numpy() if self.shuffle else np.arange(n)
-        for start in range(0, n, self.batch_size):
-            Xi, yi = self.dataset[order[start : start + self.batch_size]]
-            yield to_tensor(Xi, "cpu"), to_tensor(yi, "cpu")
 
 
 def make_mlp(n_inputs, n_outputs, hidden_layer_sizes):
@@ -118,7 +62,7 @@ def quantile_bin_edges(X, n_bins):
 
 
 class _Bins(nn.Module):
-    """Bin edges of every feature, padded to the most bins ``T``.
+    """Bin edges of every feature, padded to the most bins ``T`` for the search.
 
     Feature ``j`` with edges ``b_0 < … < b_{T_j}`` has bins ``t < T_j`` at
     ``lo[j, t] = b_t`` of width ``width[j, t]``; ``inner[j]`` holds ``b_1 … b_{T_j−1}``
@@ -138,7 +82,6 @@ class _Bins(nn.Module):
         lo = np.zeros((d, T), dtype=np.float32)
         width = np.ones((d, T), dtype=np.float32)
         inner = np.full((d, max(T - 1, 1)), np.inf, dtype=np.float32)
-        valid = np.zeros((d, T), dtype=bool)
         for j, (e, t) in enumerate(zip(edges, lengths)):
             e = np.asarray(e, dtype=np.float64).reshape(-1)
             if t < 1 or np.any(np.diff(e) <= 0) or not np.all(np.isfinite(e)):
@@ -152,13 +95,10 @@ class _Bins(nn.Module):
                 lo[j, :t] = e[:-1]
                 width[j, :t] = np.diff(e)
                 inner[j, : t - 1] = e[1:-1]
-            valid[j, :t] = True
         self.n_features, self.n_bins = d, T
         self.register_buffer("lo", torch.as_tensor(lo))
         self.register_buffer("width", torch.as_tensor(width))
         self.register_buffer("inner", torch.as_tensor(inner))
-        #: the bins that exist, in the flattened ``(d, T)`` order
-        self.columns = np.flatnonzero(valid.ravel())
 
     @staticmethod
     def count(edges, steps=False):
@@ -207,12 +147,17 @@ class PiecewiseLinearLayer(_Bins):
 
     def __init__(self, edges, n_outputs, fan_in=None, steps=False):
         super().__init__(edges, steps)
-        d, T = self.n_features, self.n_bins
-        bound = 1.0 / math.sqrt(fan_in or len(self.columns))
-        weight = torch.empty(d, T, int(n_outputs)).uniform_(-bound, bound)
-        weight.view(d * T, -1)[np.setdiff1d(np.arange(d * T), self.columns)] = 0.0
-        self.weight = nn.Parameter(weight)  # padded bins are never looked up
-        self.register_buffer("offsets", torch.arange(d) * T)
+        lengths = self.count(edges, steps)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        bound = 1.0 / math.sqrt(fan_in or int(lengths.sum()))
+        # one row per bin that exists, feature after feature (no padding: the
+        # optimizer's work grows with the bins, not features x most bins)
+        weight = torch.empty(int(lengths.sum()), int(n_outputs))
+        self.weight = nn.Parameter(weight.uniform_(-bound, bound))
+        self.register_buffer("offsets", torch.as_tensor(starts, dtype=torch.int64))
+        self.register_buffer(
+            "row_start", torch.as_tensor(np.repeat(starts, lengths), dtype=torch.int64)
+        )
 
     def locate(self, x):
         """Every feature's table row ``(n, d)`` (its bin) and position ``e`` in it.
@@ -230,10 +175,11 @@ class PiecewiseLinearLayer(_Bins):
 
     def _table(self):
         """Rows ``Σ_{t<k} W_{j,t}``, then (piecewise-linear only) the rows ``W_{j,k}``."""
-        before = (torch.cumsum(self.weight, dim=1) - self.weight).flatten(0, 1)
+        before = torch.cumsum(self.weight, dim=0) - self.weight
+        before = before - before[self.row_start]  # each feature's sums start at 0
         if self.steps:
             return before
-        return torch.cat([before, self.weight.flatten(0, 1)])
+        return torch.cat([before, self.weight])
 
     def forward(self, x, located=None):
         """``(n, n_outputs)`` for rows ``x (n, n_features)``."""
@@ -818,38 +764,3 @@ class ShapleyNet(_CoalitionNet):
         target = X["values"].to(y_pred.dtype) - X["empty"].to(y_pred.dtype)[:, None]
         pred = torch.einsum("nmd,ndk->nmk", masks, y_pred)
         return ((target - pred) ** 2).sum(dim=2).mean()
-
-
-def training_callbacks(*, early_stopping, patience, lr_patience, tol=1e-4):
-    """Callbacks: ReduceLROnPlateau (×0.5), early stopping with best-weights restore.
-
-    Both watch ``valid_loss`` when ``early_stopping`` (a validation set with fixed
-    coalitions is then given), else ``train_loss`` (and nothing stops early). Progress
-    is printed by skorch's default ``PrintLog`` when the net's ``verbose`` is set.
-    """
-    monitor = "valid_loss" if early_stopping else "train_loss"
-    callbacks = [
-        (
-            "lr_scheduler",
-            LRScheduler(
-                policy=torch.optim.lr_scheduler.ReduceLROnPlateau,
-                monitor=monitor,
-                mode="min",
-                factor=0.5,
-                patience=lr_patience,
-            ),
-        )
-    ]
-    if early_stopping:
-        callbacks.append(
-            (
-                "early_stopping",
-                EarlyStopping(
-                    monitor=monitor,
-                    patience=patience,
-                    threshold=tol,
-                    load_best=True,
-                ),
-            )
-        )
-    return callbacks

@@ -13,18 +13,16 @@ import math
 
 import numpy as np
 import torch
-from skorch.dataset import Dataset
-from skorch.helper import predefined_split
 from torch import nn
 
 from ..games import Game, apply_link, model_function, player_membership
 from ..sampling import CoalitionSampler, as_generator
-from ._nets import (
-    MaskedModule,
-    SurrogateNet,
+from ._nets import MaskedModule, SurrogateNet, surrogate_masks
+from ._training import (
+    fit_net,
     inference_threads,
-    single_thread,
-    surrogate_masks,
+    split_rows,
+    standardizer,
     training_callbacks,
 )
 
@@ -220,7 +218,7 @@ def fit_surrogate(
     learning_rate=1e-3,
     distribution="shapley",
     validation_fraction=0.1,
-    patience=20,
+    n_iter_no_change=20,
     random_state=None,
     device="cpu",
     verbose=0,
@@ -234,10 +232,10 @@ def fit_surrogate(
     the MSE to its standardised ``predict`` (regressors), with a fresh coalition per
     row and epoch: Shapley-kernel or uniform-cardinality coalitions, plus a share of
     full (10 %) and empty (5 %) ones so that ``v(full)`` imitates the model and
-    ``v(∅)`` its mean. Adam, the learning rate halved after ``patience // 4`` epochs
-    without improvement of the held-out loss, early stopping after ``patience``, best
-    weights restored; the held-out loss uses fixed seeded coalitions
-    (16 per validation row).
+    ``v(∅)`` its mean. Adam, the learning rate halved after ``n_iter_no_change // 4``
+    epochs without improvement of the held-out loss, early stopping after
+    ``n_iter_no_change``, best weights restored; the held-out loss uses fixed seeded
+    coalitions (16 per validation row).
 
     Parameters
     ----------
@@ -262,7 +260,7 @@ def fit_surrogate(
     validation_fraction : float, default=0.1
         Share of rows held out for early stopping; ``0`` trains for ``max_epochs``
         with no early stopping.
-    patience : int, default=20
+    n_iter_no_change : int, default=20
         Epochs without improvement of the held-out loss before stopping.
     random_state : int, RandomState, Generator or None, default=None
         Seeds the split, the coalitions and torch (in a forked RNG).
@@ -299,54 +297,42 @@ def fit_surrogate(
         target_scale = targets.std(axis=0)
         target_scale[target_scale < 1e-12] = 1.0
         targets = (targets - target_mean) / target_scale
-    mean = X.mean(axis=0)
-    scale = X.std(axis=0)
-    scale[scale < 1e-12] = 1.0
+    mean, scale = standardizer(X)
     Z = ((X - mean) / scale).astype(np.float32)
     targets = targets.astype(np.float32)
 
     if n_players < 2:  # the Shapley kernel needs 2 players
         distribution = "uniform"
     sampler = CoalitionSampler(n_players, distribution, paired=False)
-    n_valid = int(round(validation_fraction * n)) if validation_fraction else 0
-    early_stopping = n_valid >= 1 and n - n_valid >= 1
-    order = rng.permutation(n)
-    valid, train = (order[:n_valid], order[n_valid:]) if early_stopping else ([], order)
-    train_split = None
-    if early_stopping:
+    train, valid = split_rows(n, validation_fraction, rng)
+    valid_data = None
+    if len(valid):
         valid_rows = np.repeat(valid, N_VALIDATION_MASKS)
         valid_masks = surrogate_masks(sampler, len(valid_rows), rng, 0.1, 0.05)
-        train_split = predefined_split(
-            Dataset({"x": Z[valid_rows], "mask": valid_masks}, targets[valid_rows])
-        )
+        valid_data = ({"x": Z[valid_rows], "mask": valid_masks}, targets[valid_rows])
     if max_epochs is None:
         max_epochs = _default_epochs(len(train), batch_size, 3000, 50)
-    net = SurrogateNet(
-        MaskedModule,
-        module__membership=membership,
-        module__n_outputs=targets.shape[1],
-        module__hidden_layer_sizes=tuple(hidden_layer_sizes),
+    net = fit_net(
+        SurrogateNet,
+        lambda: MaskedModule(membership, targets.shape[1], tuple(hidden_layer_sizes)),
+        ({"x": Z[train]}, targets[train]),
+        valid=valid_data,
+        seed=seed,
+        device=device,
         criterion=nn.MSELoss,  # unused: get_loss computes KL / MSE
-        optimizer=torch.optim.Adam,
         lr=learning_rate,
         batch_size=batch_size,
         max_epochs=max_epochs,
-        train_split=train_split,
-        iterator_train__shuffle=True,
         callbacks=training_callbacks(
-            early_stopping=early_stopping,
-            patience=patience,
-            lr_patience=max(1, patience // 4),
+            early_stopping=valid_data is not None,
+            n_iter_no_change=n_iter_no_change,
+            lr_patience=max(1, n_iter_no_change // 4),
         ),
         task=task,
         sampler=sampler,
         mask_seed=seed,
-        device=device,
         verbose=verbose,
     )
-    with torch.random.fork_rng(devices=[]), single_thread():
-        torch.manual_seed(seed)
-        net.fit({"x": Z[train]}, targets[train])
     game = SurrogateGame(
         net.module_,
         membership,

@@ -25,16 +25,13 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import EarlyStopping, LRScheduler
-from skorch.dataset import Dataset
-from skorch.helper import predefined_split
-from skorch.utils import noop
 from torch import nn
 from torch.nn import functional as F
 
 from ..sampling import CoalitionSampler
 from ._image import PatchGrid, check_images
-from ._nets import _CoalitionNet, single_thread
+from ._nets import _CoalitionNet
+from ._training import fit_net, split_rows, training_callbacks
 
 __all__ = ["VisionTransformer", "ViTClassifier", "REMOVALS"]
 
@@ -291,47 +288,6 @@ class MaskedTrainingNet(_CoalitionNet):
         return F.cross_entropy(y_pred, y_true.to(y_pred.device).long())
 
 
-def training_schedule(*, max_epochs, early_stopping, patience):
-    """skorch callbacks: cosine learning-rate decay, early stopping on ``valid_loss``.
-
-    The learning rate follows a cosine from its initial value to 0 over ``max_epochs``;
-    with ``early_stopping`` training stops after ``patience`` epochs without
-    improvement of the validation loss and the best weights are restored.
-    """
-    callbacks = [
-        (
-            "lr_scheduler",
-            LRScheduler(
-                policy=torch.optim.lr_scheduler.CosineAnnealingLR,
-                T_max=max(int(max_epochs), 1),
-            ),
-        )
-    ]
-    if early_stopping:
-        callbacks.append(
-            (
-                "early_stopping",
-                EarlyStopping(
-                    monitor="valid_loss",
-                    patience=patience,
-                    threshold=1e-4,
-                    load_best=True,
-                    sink=noop,
-                ),
-            )
-        )
-    return callbacks
-
-
-def split_rows(n, validation_fraction, rng):
-    """``(train, valid)`` row indices; no validation rows when too few for both."""
-    order = rng.permutation(n)
-    n_valid = int(round(validation_fraction * n)) if validation_fraction else 0
-    if n_valid < 1 or n - n_valid < 1:
-        return order, order[:0]
-    return order[n_valid:], order[:n_valid]
-
-
 class ViTClassifier(ClassifierMixin, BaseEstimator):
     """Image classifier: a :class:`VisionTransformer` trained from scratch.
 
@@ -364,7 +320,8 @@ class ViTClassifier(ClassifierMixin, BaseEstimator):
     weight_decay : float, default=0.05
     early_stopping : bool, default=True
     validation_fraction : float, default=0.1
-    patience : int, default=10
+    n_iter_no_change : int, default=10
+        Epochs without improvement of the held-out loss before stopping.
     device : str, default="cpu"
     random_state : int, RandomState or None, default=None
         Seeds the split, the masks and torch (in a forked RNG).
@@ -408,7 +365,7 @@ class ViTClassifier(ClassifierMixin, BaseEstimator):
         weight_decay=0.05,
         early_stopping=True,
         validation_fraction=0.1,
-        patience=10,
+        n_iter_no_change=10,
         device="cpu",
         random_state=None,
         verbose=0,
@@ -427,7 +384,7 @@ class ViTClassifier(ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
-        self.patience = patience
+        self.n_iter_no_change = n_iter_no_change
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -467,14 +424,9 @@ class ViTClassifier(ClassifierMixin, BaseEstimator):
         train, valid = split_rows(
             len(images), self.validation_fraction if self.early_stopping else 0, gen
         )
-        train_split = None
-        if len(valid):
-            train_split = predefined_split(
-                Dataset({"x": images[valid]}, targets[valid])
-            )
-        with torch.random.fork_rng(devices=[]), single_thread():
-            torch.manual_seed(seed)
-            module = VisionTransformer(
+
+        def make_module():
+            return VisionTransformer(
                 self.image_shape_,
                 self.patch_size,
                 n_classes=len(self.classes_),
@@ -486,28 +438,32 @@ class ViTClassifier(ClassifierMixin, BaseEstimator):
                 pixel_mean=pixel_mean,
                 pixel_std=pixel_std,
             )
-            net = MaskedTrainingNet(
-                module,
-                criterion=nn.CrossEntropyLoss,  # unused: get_loss computes it
-                optimizer=torch.optim.AdamW,
-                optimizer__weight_decay=self.weight_decay,
-                lr=self.learning_rate,
-                batch_size=self.batch_size,
+
+        n_patches = PatchGrid(self.image_shape_, self.patch_size).n_patches
+        net = fit_net(
+            MaskedTrainingNet,
+            make_module,
+            ({"x": images[train]}, targets[train]),
+            valid=({"x": images[valid]}, targets[valid]) if len(valid) else None,
+            seed=seed,
+            optimizer=torch.optim.AdamW,
+            device=self.device,
+            criterion=nn.CrossEntropyLoss,  # unused: get_loss computes it
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.learning_rate,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            callbacks=training_callbacks(
+                early_stopping=len(valid) > 0,
+                n_iter_no_change=self.n_iter_no_change,
+                schedule="cosine",
                 max_epochs=self.max_epochs,
-                train_split=train_split,
-                iterator_train__shuffle=True,
-                callbacks=training_schedule(
-                    max_epochs=self.max_epochs,
-                    early_stopping=len(valid) > 0,
-                    patience=self.patience,
-                ),
-                random_masking=self.random_masking,
-                sampler=CoalitionSampler(module.n_patches, "uniform", paired=False),
-                mask_seed=seed + 1,
-                device=self.device,
-                verbose=self.verbose,
-            )
-            net.fit({"x": images[train]}, targets[train])
+            ),
+            random_masking=self.random_masking,
+            sampler=CoalitionSampler(n_patches, "uniform", paired=False),
+            mask_seed=seed + 1,
+            verbose=self.verbose,
+        )
         self.module_ = net.module_.eval()
         self.history_ = net.history
         return self

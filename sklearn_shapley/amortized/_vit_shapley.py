@@ -33,8 +33,6 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.dataset import Dataset
-from skorch.helper import predefined_split
 from torch import nn
 from torch.nn import functional as F
 
@@ -43,7 +41,8 @@ from .._game_explainer import GameExplainer
 from ..games import BaselineGame, Game, ModelFunction, _is_classifier
 from ..sampling import CoalitionSampler, as_generator
 from ._image import ImageSurrogateGame, MaskedImageModel, PatchGrid
-from ._nets import NORMALIZATIONS, ShapleyNet, SurrogateNet, normalize, single_thread
+from ._nets import NORMALIZATIONS, ShapleyNet, SurrogateNet, normalize
+from ._training import fit_net, split_rows, torch_threads, training_callbacks
 from ._vit import (
     REMOVALS,
     Block,
@@ -51,8 +50,6 @@ from ._vit import (
     ViTClassifier,
     _init_weights,
     pixel_statistics,
-    split_rows,
-    training_schedule,
 )
 
 __all__ = [
@@ -207,7 +204,7 @@ def fit_image_surrogate(
     learning_rate=1e-3,
     weight_decay=0.01,
     validation_fraction=0.1,
-    patience=5,
+    n_iter_no_change=5,
     random_state=None,
     device="cpu",
     verbose=0,
@@ -249,7 +246,7 @@ def fit_image_surrogate(
     weight_decay : float, default=0.01
     validation_fraction : float, default=0.1
         Share of images held out for early stopping (``0``: none).
-    patience : int, default=5
+    n_iter_no_change : int, default=5
     random_state : int, Generator or None, default=None
         Seeds the split, the coalitions and torch (in a forked RNG).
     device : str, default="cpu"
@@ -278,15 +275,13 @@ def fit_image_surrogate(
     seed = int(rng.integers(2**31 - 1))
     sampler = CoalitionSampler(grid.n_patches, "uniform", paired=False)
     train, valid = split_rows(len(images), validation_fraction, rng)
-    train_split = None
+    valid_data = None
     if len(valid):
         rows = np.repeat(valid, N_VALIDATION_MASKS)
         masks = sampler.sample(len(rows), rng)[: len(rows)]
-        train_split = predefined_split(
-            Dataset({"x": images[rows], "mask": masks}, targets[rows])
-        )
-    with torch.random.fork_rng(devices=[]), single_thread():
-        torch.manual_seed(seed)
+        valid_data = ({"x": images[rows], "mask": masks}, targets[rows])
+
+    def make_module():
         vit = find_vision_transformer(model)
         if vit is not None:
             _check_vit_grid(vit, grid)
@@ -300,29 +295,34 @@ def fit_image_surrogate(
             )
         else:
             module = _new_vit(grid, targets.shape[1], vit_params, removal, images)
-        module.train()
-        net = SurrogateNet(
-            module,
-            criterion=nn.KLDivLoss,  # unused: get_loss computes KL(f ‖ g)
-            optimizer=torch.optim.AdamW,
-            optimizer__weight_decay=weight_decay,
-            lr=learning_rate,
-            batch_size=batch_size,
+        return module.train()
+
+    net = fit_net(
+        SurrogateNet,
+        make_module,
+        ({"x": images[train]}, targets[train]),
+        valid=valid_data,
+        seed=seed,
+        optimizer=torch.optim.AdamW,
+        device=device,
+        criterion=nn.KLDivLoss,  # unused: get_loss computes KL(f ‖ g)
+        optimizer__weight_decay=weight_decay,
+        lr=learning_rate,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        callbacks=training_callbacks(
+            early_stopping=valid_data is not None,
+            n_iter_no_change=n_iter_no_change,
+            schedule="cosine",
             max_epochs=max_epochs,
-            train_split=train_split,
-            iterator_train__shuffle=True,
-            callbacks=training_schedule(
-                max_epochs=max_epochs, early_stopping=len(valid) > 0, patience=patience
-            ),
-            task="classification",
-            p_full=0.0,
-            p_empty=0.0,
-            sampler=sampler,
-            mask_seed=seed + 1,
-            device=device,
-            verbose=verbose,
-        )
-        net.fit({"x": images[train]}, targets[train])
+        ),
+        task="classification",
+        p_full=0.0,
+        p_empty=0.0,
+        sampler=sampler,
+        mask_seed=seed + 1,
+        verbose=verbose,
+    )
     game = ImageSurrogateGame(
         net.module_.eval(), grid, link=link, output_names=f.output_names
     )
@@ -487,7 +487,7 @@ class _ImageShapleyExplainer(GameExplainer):
         max_epochs=50,
         early_stopping=True,
         validation_fraction=0.1,
-        patience=10,
+        n_iter_no_change=10,
         surrogate_params=None,
         output=None,
         device="cpu",
@@ -510,7 +510,7 @@ class _ImageShapleyExplainer(GameExplainer):
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
-        self.patience = patience
+        self.n_iter_no_change = n_iter_no_change
         self.surrogate_params = surrogate_params
         self.output = output
         self.device = device
@@ -722,40 +722,38 @@ class _ImageShapleyExplainer(GameExplainer):
         rng = np.random.default_rng(self._rng_seed(5))
         fraction = self.validation_fraction if self.early_stopping else 0
         train, valid = split_rows(len(X), fraction, rng)
-        train_split = None
+        valid_data = None
         if len(valid):
             masks = sampler.sample(len(valid) * m, rng)[: len(valid) * m]
             masks = masks.reshape(len(valid), m, d)
             valid_data = {key: value[valid] for key, value in data.items()}
             valid_data["masks"] = masks
             valid_data["values"] = game(X[valid], masks).astype(np.float32)
-            train_split = predefined_split(Dataset(valid_data, None))
-        with torch.random.fork_rng(devices=[]), single_thread():
-            torch.manual_seed(seed)
-            module = self._make_module(K, images[train])
-            net = ShapleyNet(
-                module,
-                criterion=nn.MSELoss,  # unused: get_loss computes the Shapley loss
-                optimizer=torch.optim.AdamW,
-                optimizer__weight_decay=self.weight_decay,
-                lr=self.learning_rate,
-                batch_size=self.batch_size,
+        net = fit_net(
+            ShapleyNet,
+            lambda: self._make_module(K, images[train]),
+            ({key: value[train] for key, value in data.items()}, None),
+            valid=None if valid_data is None else (valid_data, None),
+            seed=seed,
+            optimizer=torch.optim.AdamW,
+            device=self.device,
+            criterion=nn.MSELoss,  # unused: get_loss computes the Shapley loss
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.learning_rate,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            callbacks=training_callbacks(
+                early_stopping=valid_data is not None,
+                n_iter_no_change=self.n_iter_no_change,
+                schedule="cosine",
                 max_epochs=self.max_epochs,
-                train_split=train_split,
-                iterator_train__shuffle=True,
-                callbacks=training_schedule(
-                    max_epochs=self.max_epochs,
-                    early_stopping=len(valid) > 0,
-                    patience=self.patience,
-                ),
-                game=game,
-                n_coalitions=m,
-                sampler=sampler,
-                mask_seed=self._rng_seed(6),
-                device=self.device,
-                verbose=self.verbose,
-            )
-            net.fit({key: value[train] for key, value in data.items()}, None)
+            ),
+            game=game,
+            n_coalitions=m,
+            sampler=sampler,
+            mask_seed=self._rng_seed(6),
+            verbose=self.verbose,
+        )
         self.module_ = net.module_.eval()
         self.history_ = net.history
 
@@ -773,7 +771,7 @@ class _ImageShapleyExplainer(GameExplainer):
             images = self.grid_.images(X)
             param = next(self.module_.parameters())
             chunks = []
-            with torch.no_grad(), single_thread():
+            with torch.no_grad(), torch_threads():
                 for start in range(0, len(X), batch_size):
                     stop = start + batch_size
                     x = torch.as_tensor(images[start:stop], device=param.device)
@@ -859,10 +857,10 @@ _SHARED_PARAMETERS = """
     max_epochs : int, default=50
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the images, compute the Shapley loss on
-        them with fixed seeded coalitions after every epoch, stop after ``patience``
+        them with fixed seeded coalitions after every epoch, stop after ``n_iter_no_change``
         epochs without improvement and restore the best weights.
     validation_fraction : float, default=0.1
-    patience : int, default=10
+    n_iter_no_change : int, default=10
     surrogate_params : dict, default=None
         Keyword arguments of :func:`~sklearn_shapley.amortized.fit_image_surrogate`
         (``max_epochs``, ``learning_rate``, ``batch_size``, ``vit_params``, ...).
@@ -977,7 +975,7 @@ class ViTShapleyExplainer(_ImageShapleyExplainer):
         max_epochs=50,
         early_stopping=True,
         validation_fraction=0.1,
-        patience=10,
+        n_iter_no_change=10,
         surrogate_params=None,
         output=None,
         device="cpu",
@@ -1001,7 +999,7 @@ class ViTShapleyExplainer(_ImageShapleyExplainer):
             max_epochs=max_epochs,
             early_stopping=early_stopping,
             validation_fraction=validation_fraction,
-            patience=patience,
+            n_iter_no_change=n_iter_no_change,
             surrogate_params=surrogate_params,
             output=output,
             device=device,
@@ -1101,7 +1099,7 @@ class UNetShapleyExplainer(_ImageShapleyExplainer):
         max_epochs=50,
         early_stopping=True,
         validation_fraction=0.1,
-        patience=10,
+        n_iter_no_change=10,
         surrogate_params=None,
         output=None,
         device="cpu",
@@ -1125,7 +1123,7 @@ class UNetShapleyExplainer(_ImageShapleyExplainer):
             max_epochs=max_epochs,
             early_stopping=early_stopping,
             validation_fraction=validation_fraction,
-            patience=patience,
+            n_iter_no_change=n_iter_no_change,
             surrogate_params=surrogate_params,
             output=output,
             device=device,
