@@ -47,7 +47,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.svm import SVR
 
 from sklearn_shapley import InstaSHAPGAM, exact_shapley, kernel_shap
-from sklearn_shapley.amortized._instashap import ShapleyTrustWarning
+from sklearn_shapley.amortized import ShapleyTrustWarning
 from sklearn_shapley.games import BaselineGame, MarginalGame
 from sklearn_shapley.metrics import shapley_error
 from sklearn_shapley.sampling import all_coalitions

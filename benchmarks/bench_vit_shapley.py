@@ -42,8 +42,8 @@ from sklearn_shapley import (
     ViTShapleyExplainer,
     exact_shapley,
 )
-from sklearn_shapley import image_metrics as im
 from sklearn_shapley.metrics import shapley_error
+from sklearn_shapley.vision import metrics as im
 
 RESULTS = Path(__file__).parent / "results" / "vit_shapley.md"
 

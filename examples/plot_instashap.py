@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.neural_network import MLPRegressor
 
 from sklearn_shapley import InstaSHAPGAM
-from sklearn_shapley.amortized._instashap import ShapleyTrustWarning
+from sklearn_shapley.amortized import ShapleyTrustWarning
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(900, 6))

@@ -33,8 +33,8 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 
 from sklearn_shapley import ViTClassifier, ViTShapleyExplainer
-from sklearn_shapley import image_metrics as im
 from sklearn_shapley.plotting import image_heatmap
+from sklearn_shapley.vision import metrics as im
 
 torch.set_num_threads(1)  # tiny networks: one thread is as fast, and polite
 X, y = load_digits(return_X_y=True)

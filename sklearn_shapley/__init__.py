@@ -8,14 +8,12 @@ returns an :class:`Explanation`, and ``score`` is a higher-is-better fidelity fi
 from ._base import BaseExplainer
 from ._explanation import Explanation, ShapleyValues
 from ._show_versions import show_versions
-from .amortized import FastSHAPExplainer, SurrogateGame, fit_surrogate
-from .amortized._instashap import InstaSHAPGAM
-from .amortized._vit import ViTClassifier
-from .amortized._vit_shapley import UNetShapleyExplainer, ViTShapleyExplainer
+from .amortized import FastSHAPExplainer, InstaSHAPGAM, SurrogateGame, fit_surrogate
 from .exact import ExactExplainer, exact_shapley
 from .kernel import KernelExplainer, kernel_shap
 from .permutation import PermutationExplainer, permutation_shapley
 from .tree import QuadratureTreeExplainer
+from .vision import UNetShapleyExplainer, ViTClassifier, ViTShapleyExplainer
 
 __version__ = "0.1.0.dev0"
 

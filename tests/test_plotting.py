@@ -286,7 +286,7 @@ def test_image_lays_patch_values_over_the_image():
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
 
-    from sklearn_shapley.amortized._image import PatchGrid
+    from sklearn_shapley.vision._image import PatchGrid
 
     X, y = load_digits(return_X_y=True)
     X, y = X[:300], y[:300]
@@ -311,7 +311,7 @@ def test_image_lays_patch_values_over_the_image():
 
 def test_image_reads_the_grid_from_patch_names():
     pytest.importorskip("torch")
-    from sklearn_shapley.amortized._image import PatchGrid
+    from sklearn_shapley.vision._image import PatchGrid
 
     grid = PatchGrid((7, 9), (2, 3))  # does not tile evenly: 4 x 3 patches
     rng = np.random.default_rng(0)

@@ -20,21 +20,21 @@ from sklearn_shapley import (
     ViTShapleyExplainer,
     exact_shapley,
 )
-from sklearn_shapley import image_metrics as im
-from sklearn_shapley.amortized._image import (
+from sklearn_shapley.games import BaselineGame, Game
+from sklearn_shapley.vision import metrics as im
+from sklearn_shapley.vision._image import (
     ImageSurrogateGame,
     MaskedImageModel,
     PatchGrid,
     check_images,
     patches_to_heatmap,
 )
-from sklearn_shapley.amortized._vit import VisionTransformer
-from sklearn_shapley.amortized._vit_shapley import (
+from sklearn_shapley.vision._vit import VisionTransformer
+from sklearn_shapley.vision._vit_shapley import (
     ImageModelFunction,
     ViTShapleyModule,
     fit_image_surrogate,
 )
-from sklearn_shapley.games import BaselineGame, Game
 
 TINY_VIT = {"embed_dim": 16, "depth": 1, "n_heads": 2}
 SMALL_VIT = {"embed_dim": 32, "depth": 1, "n_heads": 2}

@@ -28,10 +28,10 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
+from ..amortized._nets import _CoalitionNet
+from ..amortized._training import fit_net, split_rows, training_callbacks
 from ..sampling import CoalitionSampler
 from ._image import PatchGrid, check_images
-from ._nets import _CoalitionNet
-from ._training import fit_net, split_rows, training_callbacks
 
 __all__ = ["VisionTransformer", "ViTClassifier", "REMOVALS"]
 
@@ -116,7 +116,7 @@ class VisionTransformer(nn.Module):
     image_shape : tuple of int
         ``(C, H, W)``.
     patch_size : int or pair of int, default=None
-        See :class:`~sklearn_shapley.amortized.PatchGrid` (``None``: a 4 x 4 grid).
+        See :class:`~sklearn_shapley.vision.PatchGrid` (``None``: a 4 x 4 grid).
     n_classes : int, default=10
     embed_dim : int, default=64
     depth : int, default=4

@@ -3,8 +3,8 @@
 - :func:`fit_image_surrogate`: fine-tune a copy of an image classifier so that it
   predicts well with patches held out, ``min E_x E_S KL(f(x) ‖ g(x_S))`` with the
   cardinality of ``S`` uniform in ``0..d`` (its optimum is ``E[f(x) | x_S]``). A
-  :class:`~sklearn_shapley.amortized.VisionTransformer` (or a
-  :class:`~sklearn_shapley.amortized.ViTClassifier`) is copied and holds patches out by
+  :class:`~sklearn_shapley.vision.VisionTransformer` (or a
+  :class:`~sklearn_shapley.vision.ViTClassifier`) is copied and holds patches out by
   attention masking, zeroed patches or a mask token; another torch model is copied and
   gets held-out patches filled with the mean image; a black box (a scikit-learn
   classifier, a callable) is distilled into a new vision transformer.
@@ -38,11 +38,11 @@ from torch.nn import functional as F
 
 from .._explanation import ShapleyValues
 from .._game_explainer import GameExplainer
+from ..amortized._nets import NORMALIZATIONS, ShapleyNet, SurrogateNet, normalize
+from ..amortized._training import fit_net, split_rows, torch_threads, training_callbacks
 from ..games import BaselineGame, Game, ModelFunction, _is_classifier
 from ..sampling import CoalitionSampler, as_generator
 from ._image import ImageSurrogateGame, MaskedImageModel, PatchGrid
-from ._nets import NORMALIZATIONS, ShapleyNet, SurrogateNet, normalize
-from ._training import fit_net, split_rows, torch_threads, training_callbacks
 from ._vit import (
     REMOVALS,
     Block,
@@ -73,7 +73,7 @@ def find_vision_transformer(model):
     """The :class:`VisionTransformer` inside ``model``, or None.
 
     Looks through :class:`~sklearn.frozen.FrozenEstimator` and a fitted
-    :class:`~sklearn_shapley.amortized.ViTClassifier`.
+    :class:`~sklearn_shapley.vision.ViTClassifier`.
     """
     if isinstance(model, FrozenEstimator):
         model = model.estimator
@@ -106,7 +106,7 @@ def _softmax_if_logits(out):
 class ImageModelFunction:
     """An image model as ``f(rows) -> outputs (n, K)``; picklable.
 
-    scikit-learn estimators (a :class:`~sklearn_shapley.amortized.ViTClassifier`
+    scikit-learn estimators (a :class:`~sklearn_shapley.vision.ViTClassifier`
     included) get flattened rows ``(n, C·H·W)``: classifiers are explained through
     ``predict_proba``, regressors through ``predict``. Torch modules and other
     callables get images ``(n, C, H, W)`` and may return logits (a softmax is applied
@@ -219,7 +219,7 @@ def fit_image_surrogate(
     (best weights restored). The optimum is ``g(x_S) = E[f(x) | x_S]``.
 
     ``g`` starts as a copy of the model when the model is a
-    :class:`~sklearn_shapley.amortized.VisionTransformer` / ``ViTClassifier``
+    :class:`~sklearn_shapley.vision.VisionTransformer` / ``ViTClassifier``
     (held-out patches removed by ``removal``) or another torch module (held-out patches
     filled with the mean training image, :class:`MaskedImageModel`); any other model
     (a scikit-learn classifier, a callable) is distilled into a new vision transformer
@@ -811,9 +811,9 @@ def _value_bound(total):
 _SHARED_PARAMETERS = """
     estimator : classifier, FrozenEstimator, torch.nn.Module or callable, default=None
         The image classifier to explain: a
-        :class:`~sklearn_shapley.amortized.ViTClassifier` (fitted, frozen, or unfitted
+        :class:`~sklearn_shapley.vision.ViTClassifier` (fitted, frozen, or unfitted
         and then fitted on ``(X, y)``), a
-        :class:`~sklearn_shapley.amortized.VisionTransformer`, another torch module
+        :class:`~sklearn_shapley.vision.VisionTransformer`, another torch module
         (``(n, C, H, W) -> logits``), any fitted scikit-learn classifier on flattened
         images, or a callable on images returning probabilities or logits.
     image_shape : tuple of int, default=None
@@ -824,14 +824,14 @@ _SHARED_PARAMETERS = """
         the vision transformer's patch size, else a grid of at most 4 x 4 patches.
     value_function : {"surrogate", "model"} or Game, default="surrogate"
         ``"surrogate"``: fine-tune a masked copy of the classifier
-        (:func:`~sklearn_shapley.amortized.fit_image_surrogate`, KL to the model's
+        (:func:`~sklearn_shapley.vision.fit_image_surrogate`, KL to the model's
         predictions, uniform cardinality); ``"model"``: the classifier's own masked
         predictions (a vision transformer trained with random masking, removal by
         ``removal``; any other model gets held-out patches filled with the mean
         training image); or a :class:`~sklearn_shapley.games.Game` over the patches.
     removal : {"attention", "zeros", "mask_token"}, default="attention"
         How a vision transformer holds patches out (see
-        :class:`~sklearn_shapley.amortized.VisionTransformer`).
+        :class:`~sklearn_shapley.vision.VisionTransformer`).
     link : {"identity", "logit", "log", "log_softmax"} or callable, default="identity"
         Applied to the class probabilities before the game is formed (identity:
         explain probabilities, as ViT Shapley does).
@@ -862,7 +862,7 @@ _SHARED_PARAMETERS = """
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=10
     surrogate_params : dict, default=None
-        Keyword arguments of :func:`~sklearn_shapley.amortized.fit_image_surrogate`
+        Keyword arguments of :func:`~sklearn_shapley.vision.fit_image_surrogate`
         (``max_epochs``, ``learning_rate``, ``batch_size``, ``vit_params``, ...).
     output : int, str or None, default=None
         Class ``transform`` returns (see :class:`~sklearn_shapley.BaseExplainer`):
@@ -908,7 +908,7 @@ class ViTShapleyExplainer(_ImageShapleyExplainer):
     paired Shapley-kernel coalitions each (fresh every batch) through skorch with
     AdamW and a cosine schedule, early stopping on held-out images. The loss is a
     certificate: ``E‖φ̂ − φ‖₂ ≤ sqrt(2 H_{d−1} (L(θ) − L*))``
-    (:func:`sklearn_shapley.image_metrics.shapley_error_bound`).
+    (:func:`sklearn_shapley.vision.metrics.shapley_error_bound`).
 
     ``transform(X)`` returns ``(n, n_patches)`` for the selected class, ``explain(X)``
     an :class:`~sklearn_shapley.Explanation` with values ``(n, n_patches, n_classes)``
@@ -933,7 +933,7 @@ class ViTShapleyExplainer(_ImageShapleyExplainer):
     See Also
     --------
     UNetShapleyExplainer : the same training with a convolutional explainer.
-    sklearn_shapley.amortized.ViTClassifier : a vision transformer classifier.
+    sklearn_shapley.vision.ViTClassifier : a vision transformer classifier.
 
     Examples
     --------

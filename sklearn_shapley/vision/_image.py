@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..amortized._training import torch_threads
 from ..games import Game, apply_link
-from ._training import torch_threads
 
 __all__ = [
     "ImageSurrogateGame",
@@ -313,7 +313,7 @@ class ImageSurrogateGame(Game):
     applied) for every image and coalition of patches. ``g`` is any module whose
     ``forward(x, mask)`` takes images ``(n, C, H, W)`` and boolean patch masks
     ``(n, n_patches)`` and returns logits: a
-    :class:`~sklearn_shapley.amortized.VisionTransformer` (attention masking, zeroed
+    :class:`~sklearn_shapley.vision.VisionTransformer` (attention masking, zeroed
     patches or a mask token), a :class:`MaskedImageModel`, a fine-tuned surrogate.
 
     Parameters

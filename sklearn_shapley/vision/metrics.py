@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from sklearn.frozen import FrozenEstimator
 
-from .amortized._image import PatchGrid, check_images
-from .amortized._vit import ViTClassifier
-from .amortized._vit_shapley import find_vision_transformer
-from .sampling import CoalitionSampler, as_generator
+from ..sampling import CoalitionSampler, as_generator
+from ._image import PatchGrid, check_images
+from ._vit import ViTClassifier
+from ._vit_shapley import find_vision_transformer
 
 __all__ = [
     "attention_last",
