@@ -176,10 +176,15 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         self
         """
         X = self._validate(X, reset=True)
+        self._prepare_fit(X)
         self.estimator_ = self._resolve_estimator(self._model_input(X), y)
         self._model_fingerprint = self._fingerprint(X)
         self._fit_explainer(X, y)
         return self
+
+    def _prepare_fit(self, X):
+        """Hook: settle what the model's input depends on (the image explainers'
+        image shape) before the model is resolved; nothing by default."""
 
     # -- the model must stay the one the explainer was fitted for --------------------
     def _fingerprint(self, X):

@@ -557,28 +557,8 @@ class _ImageShapleyExplainer(GameExplainer):
             )
         return tuple(int(s) for s in shape)
 
-    def fit(self, X, y=None):
-        """Fit the model if needed, the surrogate, then train the explainer network.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor
-            Training images ``(n, C, H, W)``, ``(n, H, W)``, or rows ``(n, C·H·W)``
-            with ``image_shape`` (without it, and without a vision transformer to
-            take the shape from, rows are 1-pixel-high images ``(1, 1, n_features)``
-            with one-pixel patches: every column is a player).
-        y : array-like of shape (n,), default=None
-            Labels, needed only when ``estimator`` is an unfitted classifier.
-
-        Returns
-        -------
-        self
-        """
-        X = self._validate(X, reset=True)
+    def _prepare_fit(self, X):
         self.image_shape_ = self._resolve_image_shape(X.shape[1])
-        self.estimator_ = self._resolve_estimator(self._model_input(X), y)
-        self._fit_explainer(X, y)
-        return self
 
     def _resolve_estimator(self, X, y):
         est = self.estimator
@@ -818,7 +798,8 @@ _SHARED_PARAMETERS = """
         images, or a callable on images returning probabilities or logits.
     image_shape : tuple of int, default=None
         ``(C, H, W)``; taken from 3-/4-D input or from a vision transformer when not
-        given. Needed to explain flattened rows as images.
+        given. Needed to explain flattened rows as images: without it, rows are
+        1-pixel-high images with one-pixel patches (every column a player).
     patch_size : int, pair of int or None, default=None
         The players are the patches of this size (right / bottom edges padded). None:
         the vision transformer's patch size, else a grid of at most 4 x 4 patches.
