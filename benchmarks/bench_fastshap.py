@@ -16,7 +16,9 @@ with its defaults on the training split and reports, on ``--n-test`` test rows:
   ``--truth-evaluations`` evaluations per row;
 - break-even rows: the fit time over the time per row saved against KernelSHAP@1000.
 
-``--grid-search`` adds the GridSearchCV section of issue #26 on breast_cancer.
+``--grid-search`` adds the GridSearchCV section of issue #26 on breast_cancer;
+``--curve`` measures the error against the fit time on diabetes (GradientBoosting,
+baseline game) as ``max_epochs`` grows (``fastshap_curve.md``).
 Run: ``python benchmarks/bench_fastshap.py`` (results to
 ``benchmarks/results/fastshap.md``, rewritten after every row; ``--datasets`` /
 ``--models`` / ``--value-functions`` restrict the run and name the file after it).
@@ -218,6 +220,48 @@ def run(args):
     print(f"\nwritten to {results}")
 
 
+CURVE_EPOCHS = (1, 2, 5, 10, 20, 50, 100)
+
+
+def curve(args):
+    """FastSHAP's error and fit time on diabetes (GradientBoosting, baseline game)
+    for growing ``max_epochs``, beside shap's KernelSHAP@1000 error and time."""
+    X, y, regression = load("diabetes")
+    X_train, X_test, y_train, _ = train_test_split(X, y, test_size=0.25, random_state=0)
+    model = make_model("GradientBoosting", regression).fit(X_train, y_train)
+    X_eval = X_test[: args.n_test]
+    lines = [
+        "| max_epochs | epochs run | fit (s) | FastSHAP error "
+        "| ratio to shap KernelSHAP@1000 |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    shap_error = truth = None
+    for max_epochs in CURVE_EPOCHS:
+        start = time.perf_counter()
+        explainer = FastSHAPExplainer(
+            FrozenEstimator(model),
+            value_function="baseline",
+            max_epochs=max_epochs,
+            random_state=0,
+        ).fit(X_train)
+        fit_time = time.perf_counter() - start
+        if truth is None:
+            truth = ground_truth(explainer.game_, X_eval, args.truth_evaluations)
+            shap_values, shap_time = shap_kernel(explainer, X_eval)
+            shap_error = shapley_error(shap_values, truth)
+        error = shapley_error(as_3d(explainer.explain(X_eval).values), truth)
+        lines.append(
+            f"| {max_epochs} | {len(explainer.history_)} | {fit_time:.1f} "
+            f"| {error:.4g} | {error / shap_error:.2f} |"
+        )
+        print(lines[-1], flush=True)
+    return (
+        f"shap.KernelExplainer(nsamples=1000) on the same {len(X_eval)} rows: error "
+        f"{shap_error:.4g}, {shap_time * len(X_eval):.1f} s for them.\n\n"
+        + "\n".join(lines)
+    )
+
+
 def grid_search():
     """GridSearchCV over two explainer hyperparameters on breast_cancer: the time
     and the choice, scored by the held-out FastSHAP loss on one shared game."""
@@ -285,8 +329,26 @@ def main():
         choices=VALUE_FUNCTIONS,
     )
     parser.add_argument("--grid-search", action="store_true")
+    parser.add_argument("--curve", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    if args.curve:
+        table = curve(args)
+        path = RESULTS.with_name("fastshap_curve.md")
+        path.write_text(
+            "# FastSHAP: error against fit time (diabetes, GradientBoosting, "
+            "baseline game)\n\n"
+            "Error: mean L2 distance to the exact Shapley values on "
+            f"{args.n_test} test rows; ratio to shap.KernelExplainer(nsamples=1000)'s "
+            "(< 1: FastSHAP is closer). Every other parameter at its default; early "
+            "stopping may end training before max_epochs.\n\n"
+            f"Command: `python benchmarks/bench_fastshap.py --curve`. Torch "
+            f"{torch.__version__}, {torch.get_num_threads()} torch threads.\n\n"
+            + table
+            + "\n"
+        )
+        print(f"\nwritten to {path}")
+        return
     run(args)
 
 

@@ -2,6 +2,7 @@
 
 import math
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -363,6 +364,21 @@ def test_history_and_verbose_progress(data, capsys):
     out = capsys.readouterr().out
     assert "valid_loss" in out and "train_loss" in out
     assert len(explainer.history_) == TINY["max_epochs"]
+
+
+def test_long_target_evaluation_is_announced(data, monkeypatch):
+    X, _ = data
+    explainer = FastSHAPExplainer(
+        additive_model, value_function="baseline", random_state=0, **TINY
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a quick fit says nothing
+        explainer.fit(X[:100])
+    reference = explainer.transform(X[:5])
+    monkeypatch.setattr(_fastshap, "SLOW_TARGETS", -1.0)  # every fit is "long"
+    with pytest.warns(UserWarning, match="will take about .* lower max_evaluations"):
+        explainer.fit(X[:100])
+    np.testing.assert_array_equal(explainer.transform(X[:5]), reference)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
+import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -62,7 +64,9 @@ MAX_ENUMERATED_PLAYERS = 10
 MAX_COPIES = 64
 #: Most row copies in all (an epoch's optimizer steps, hence the fit time, grow
 #: with them).
-MAX_ROW_COPIES = 20_000
+MAX_ROW_COPIES = 10_000
+#: Seconds of evaluating the game for the targets past which ``fit`` warns.
+SLOW_TARGETS = 30
 #: Most bytes of coalitions and values evaluated before training (else fresh ones
 #: are evaluated for every batch).
 MAX_POOL_BYTES = 2**28
@@ -763,12 +767,31 @@ def _thin(thresholds, values, max_steps):
 def _chunked(function, rows, empty, cost_per_row, names, max_cost=2**23):
     """``function(rows, empty)`` on row chunks of at most ``max_cost`` feature
     values (``cost_per_row`` each: coalitions times features), the results
-    concatenated into a dict of ``names``."""
+    concatenated into a dict of ``names``.
+
+    The first chunk is at most a sixteenth of the rows: when the rest will take
+    more than ``SLOW_TARGETS`` seconds at its pace, a warning says so before the
+    long work, and how to shorten it.
+    """
     step = max(1, max_cost // max(cost_per_row, 1))
-    parts = [
-        function(rows[i : i + step], empty[i : i + step])
-        for i in range(0, len(rows), step)
-    ]
+    first = min(step, max(1, len(rows) // 16))
+    bounds = [0, *range(first, len(rows), step), len(rows)]
+    parts = []
+    start = time.perf_counter()
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        parts.append(function(rows[a:b], empty[a:b]))
+        if a == 0 and b < len(rows):
+            eta = (time.perf_counter() - start) * (len(rows) - b) / b
+            if eta > SLOW_TARGETS:
+                warnings.warn(
+                    f"FastSHAPExplainer: evaluating the game for the training "
+                    f"targets of {len(rows):,} row copies will take about "
+                    f"{eta:.0f} s more. For a faster fit lower max_evaluations "
+                    "(fewer copies), n_background (a marginal game's cost) or "
+                    "n_coalitions, or use a cheaper value_function.",
+                    UserWarning,
+                    stacklevel=2,
+                )
     return {name: np.concatenate(p) for name, p in zip(names, zip(*parts))}
 
 
