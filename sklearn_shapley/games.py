@@ -217,6 +217,14 @@ class Game:
     output_names = None
     #: Model evaluations one value costs, roughly: what training budgets count.
     evaluation_cost = 1
+
+    @property
+    def shared_evaluation_cost(self):
+        """Model evaluations one value costs when every row has the same
+        coalitions (a game may share work across rows then); by default
+        :attr:`evaluation_cost`."""
+        return self.evaluation_cost
+
     #: Whether :meth:`kernel_statistics` over every coalition comes without
     #: evaluating them (from the game's own exact form).
     exact_kernel_statistics = False

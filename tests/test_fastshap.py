@@ -830,6 +830,15 @@ def test_plan_coalitions_fits_the_budget():
         10, 100, n_coalitions=8, max_evaluations=8 * 100 * 2, evaluation_cost=1
     )
     assert plan == CoalitionPlan("pool", 8, 2)
+    # a game that shares work across rows with the same coalitions (every coalition)
+    # is charged its shared cost there, its own cost for sampled coalitions
+    costs = {"evaluation_cost": 100, "shared_evaluation_cost": 1}
+    plan = plan_coalitions(
+        4, 100, n_coalitions=8, max_evaluations=14 * 100 * 3, **costs
+    )
+    assert plan == CoalitionPlan("all", 14, 3)
+    plan = plan_coalitions(12, 100, n_coalitions=8, max_evaluations=8e4 * 3, **costs)
+    assert plan == CoalitionPlan("pool", 8, 3)
     # exact statistics cost no coalition evaluations
     plan = plan_coalitions(
         10,

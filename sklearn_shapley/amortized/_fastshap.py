@@ -110,6 +110,7 @@ def plan_coalitions(
     n_coalitions,
     max_evaluations,
     evaluation_cost=1,
+    shared_evaluation_cost=None,
     extra_per_row=0,
     n_outputs=1,
     exact_statistics=False,
@@ -134,6 +135,9 @@ def plan_coalitions(
         Model evaluations the targets may cost.
     evaluation_cost : float, default=1
         Model evaluations per game value (:attr:`Game.evaluation_cost`).
+    shared_evaluation_cost : float, default=None
+        The same when every row has the same coalitions, as with every coalition
+        (:attr:`Game.shared_evaluation_cost`); ``None``: ``evaluation_cost``.
     extra_per_row : int, default=0
         Game values each row copy costs besides its coalitions (``v(full)``,
         ``v(∅)``, the first and last contributions).
@@ -150,10 +154,12 @@ def plan_coalitions(
     n_rows = max(int(n_rows), 1)
     max_copies = min(MAX_COPIES, max(1, MAX_ROW_COPIES // n_rows))
     per_value = max(float(evaluation_cost), 1e-9)
+    if shared_evaluation_cost is None:
+        shared_evaluation_cost = evaluation_cost
     n_all = 2**n_players - 2
     if n_players <= MAX_ENUMERATED_PLAYERS:
         per_row = extra_per_row + (0 if exact_statistics else n_all)
-        per_copy = n_rows * max(per_row, 1) * per_value
+        per_copy = n_rows * max(per_row, 1) * max(float(shared_evaluation_cost), 1e-9)
         copies = int(max_evaluations // per_copy)
         if copies >= 1:
             return CoalitionPlan("all", n_all, min(copies, max_copies))
@@ -516,6 +522,7 @@ class FastSHAPExplainer(GameExplainer):
             n_coalitions=m,
             max_evaluations=budget,
             evaluation_cost=game.evaluation_cost,
+            shared_evaluation_cost=game.shared_evaluation_cost,
             extra_per_row=extra,
             n_outputs=K,
             exact_statistics=game.exact_kernel_statistics,

@@ -142,8 +142,15 @@ class MLPMarginalGame(Game):
 
     @property
     def evaluation_cost(self):
-        """Model evaluations one value costs, roughly: the hidden layer's inputs are
-        shared across coalitions, so about a sixteenth of one per background row."""
+        """Model evaluations one value costs, roughly: one per background row when
+        each row has coalitions of its own (nothing is shared)."""
+        return len(self.background)
+
+    @property
+    def shared_evaluation_cost(self):
+        """The same when every row has the same coalitions: the background's
+        hidden-layer inputs are then computed once per coalition, about a sixteenth
+        of a model evaluation per background row."""
         return max(1, len(self.background) // 16)
 
     def proxy(self):
