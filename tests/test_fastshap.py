@@ -366,6 +366,22 @@ def test_history_and_verbose_progress(data, capsys):
     assert len(explainer.history_) == TINY["max_epochs"]
 
 
+def test_large_data_is_subsampled(data, monkeypatch):
+    X, _ = data
+    monkeypatch.setattr(_fastshap, "MAX_ROW_COPIES", 200)
+    seen = []
+    game = BaselineGame(additive_model, X.mean(axis=0))
+    monkeypatch.setattr(
+        FastSHAPExplainer, "_make_game", lambda self, rows: seen.append(rows) or game
+    )
+    explainer = FastSHAPExplainer(additive_model, random_state=0, **TINY).fit(X)
+    (rows,) = seen
+    assert rows.shape == (200, X.shape[1])  # distinct rows of X, in their order
+    index = [int(np.flatnonzero((r == X).all(axis=1))[0]) for r in rows]
+    assert index == sorted(set(index))
+    assert explainer.transform(X[:3]).shape == (3, X.shape[1])
+
+
 def test_long_target_evaluation_is_announced(data, monkeypatch):
     X, _ = data
     explainer = FastSHAPExplainer(

@@ -25,6 +25,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
@@ -62,8 +63,8 @@ MAX_EVALUATIONS = 10_000_000
 MAX_ENUMERATED_PLAYERS = 10
 #: Most augmented copies of a training row (more add little but memory).
 MAX_COPIES = 64
-#: Most row copies in all (an epoch's optimizer steps, hence the fit time, grow
-#: with them).
+#: Most row copies in all, and most rows ``fit`` uses (a random subsample beyond):
+#: an epoch's optimizer steps, hence the fit time, grow with them.
 MAX_ROW_COPIES = 10_000
 #: Seconds of evaluating the game for the targets past which ``fit`` warns.
 SLOW_TARGETS = 30
@@ -184,11 +185,13 @@ class FastSHAPExplainer(GameExplainer):
     ``Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀ φ_k(x))²`` with the efficiency normalization
     inside the forward pass.
 
-    The targets are evaluated before training, within ``max_evaluations`` model
-    evaluations (:func:`plan_coalitions`): for a game of at most 10 players, the
-    expected loss over every coalition of augmented copies of the training rows
-    (exact, no sampling noise); else ``n_coalitions`` paired Shapley-kernel
-    coalitions per copy. Copies are the rows with some players' values swapped
+    ``fit`` uses at most 10,000 rows (a random subsample of larger data, for the
+    surrogate too) and evaluates the targets before training, within
+    ``max_evaluations`` model evaluations (:func:`plan_coalitions`); it warns
+    before evaluations that will take long. The targets are, for a game of at most
+    10 players, the expected loss over every coalition of augmented copies of the
+    training rows (exact, no sampling noise); else ``n_coalitions`` paired
+    Shapley-kernel coalitions per copy. Copies are the rows with some players' values swapped
     with other rows' (``swap_probability``) and Gaussian noise (``input_noise``),
     the game evaluated at the new rows, so the network learns the Shapley values
     around the data. Early stopping watches the same loss on held-out rows with
@@ -476,6 +479,10 @@ class FastSHAPExplainer(GameExplainer):
                 f"n_samples = {len(X)}; explain so few rows with KernelExplainer or "
                 "ExactExplainer instead."
             )
+        if len(X) > MAX_ROW_COPIES:  # a random subsample: epochs of bounded length
+            seed = check_random_state(self.random_state).randint(2**31 - 1)
+            keep = np.random.default_rng(seed).choice(len(X), MAX_ROW_COPIES, False)
+            X = X[np.sort(keep)]
         super()._fit_explainer(X, y)
 
     def _fit_estimator(self, X, y):
