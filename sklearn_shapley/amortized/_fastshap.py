@@ -25,7 +25,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
@@ -49,6 +48,7 @@ from ._training import (
     inference_threads,
     split_rows,
     standardizer,
+    subsample,
     training_callbacks,
 )
 
@@ -479,11 +479,7 @@ class FastSHAPExplainer(GameExplainer):
                 f"n_samples = {len(X)}; explain so few rows with KernelExplainer or "
                 "ExactExplainer instead."
             )
-        if len(X) > MAX_ROW_COPIES:  # a random subsample: epochs of bounded length
-            seed = check_random_state(self.random_state).randint(2**31 - 1)
-            keep = np.random.default_rng(seed).choice(len(X), MAX_ROW_COPIES, False)
-            X = X[np.sort(keep)]
-        super()._fit_explainer(X, y)
+        super()._fit_explainer(subsample(X, MAX_ROW_COPIES, self.random_state), y)
 
     def _fit_estimator(self, X, y):
         game = self.game_

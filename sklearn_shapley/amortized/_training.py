@@ -3,6 +3,7 @@
 FastSHAP, its surrogate, InstaSHAP and ViT Shapley differ in their modules, losses
 and data; how they train is the same, and lives here:
 
+- :func:`subsample`: at most so many training rows, so that epochs stay short;
 - :func:`split_rows`: the seeded train / validation split (the validation rows get
   fixed coalitions from their caller, so their loss is comparable across epochs);
 - :func:`standardizer`: the per-column mean and scale a network's inputs are
@@ -22,6 +23,7 @@ import math
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
@@ -33,6 +35,7 @@ __all__ = [
     "inference_threads",
     "split_rows",
     "standardizer",
+    "subsample",
     "torch_threads",
     "training_callbacks",
 ]
@@ -46,6 +49,16 @@ def split_rows(n, validation_fraction, rng):
     if n_valid < 1 or n - n_valid < 1:
         return order, order[:0]
     return order[n_valid:], order[:n_valid]
+
+
+def subsample(X, max_rows, random_state):
+    """At most ``max_rows`` rows of ``X``: all of them, or a random subsample in
+    their order, seeded by ``random_state`` (scikit-learn's kinds)."""
+    if len(X) <= max_rows:
+        return X
+    seed = check_random_state(random_state).randint(2**31 - 1)
+    keep = np.random.default_rng(seed).choice(len(X), max_rows, replace=False)
+    return X[np.sort(keep)]
 
 
 def standardizer(X):
