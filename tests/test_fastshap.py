@@ -382,6 +382,21 @@ def test_large_data_is_subsampled(data, monkeypatch):
     assert explainer.transform(X[:3]).shape == (3, X.shape[1])
 
 
+def test_a_small_budget_trains_on_fewer_rows(data):
+    X, X_test = data
+    params = {**TINY, "max_evaluations": 2_000, "n_coalitions": 8}
+    explainer = FastSHAPExplainer(additive_model, value_function="baseline", **params)
+    explainer.set_params(random_state=0).fit(X)
+    plan = explainer.plan_
+    assert plan.source == "pool" and plan.n_copies == 1
+    assert plan.n_rows * (8 + 2 + 2 * 4 + 2) <= 2_000
+    assert plan.n_rows < 0.9 * len(X)  # fewer than the training rows
+    values = explainer.explain(X_test)
+    np.testing.assert_allclose(
+        values.base_values + values.values.sum(axis=1), additive_model(X_test)
+    )
+
+
 def test_long_target_evaluation_is_announced(data, monkeypatch):
     X, _ = data
     explainer = FastSHAPExplainer(
@@ -831,30 +846,30 @@ def test_plan_coalitions_fits_the_budget():
     and the budget."""
     # a small game: every coalition, as many copies as the budget pays for
     plan = plan_coalitions(4, 100, n_coalitions=8, max_evaluations=14 * 100 * 3)
-    assert plan == CoalitionPlan("all", 14, 3)
+    assert plan == CoalitionPlan("all", 14, 3, 100)
     plan = plan_coalitions(4, 100, n_coalitions=8, max_evaluations=10**12)
-    assert plan == CoalitionPlan("all", 14, _fastshap.MAX_COPIES)
+    assert plan == CoalitionPlan("all", 14, _fastshap.MAX_COPIES, 100)
     # many rows: fewer copies, so that an epoch stays short
     plan = plan_coalitions(4, 10_000, n_coalitions=8, max_evaluations=10**12)
-    assert plan == CoalitionPlan("all", 14, _fastshap.MAX_ROW_COPIES // 10_000)
+    assert plan == CoalitionPlan("all", 14, _fastshap.MAX_ROW_COPIES // 10_000, 10_000)
     # a costly value (a marginal game's): fewer copies, then sampled coalitions
     plan = plan_coalitions(
         4, 100, n_coalitions=8, max_evaluations=14 * 100 * 3, evaluation_cost=3
     )
-    assert plan == CoalitionPlan("all", 14, 1)
+    assert plan == CoalitionPlan("all", 14, 1, 100)
     plan = plan_coalitions(
         10, 100, n_coalitions=8, max_evaluations=8 * 100 * 2, evaluation_cost=1
     )
-    assert plan == CoalitionPlan("pool", 8, 2)
+    assert plan == CoalitionPlan("pool", 8, 2, 100)
     # a game that shares work across rows with the same coalitions (every coalition)
     # is charged its shared cost there, its own cost for sampled coalitions
     costs = {"evaluation_cost": 100, "shared_evaluation_cost": 1}
     plan = plan_coalitions(
         4, 100, n_coalitions=8, max_evaluations=14 * 100 * 3, **costs
     )
-    assert plan == CoalitionPlan("all", 14, 3)
+    assert plan == CoalitionPlan("all", 14, 3, 100)
     plan = plan_coalitions(12, 100, n_coalitions=8, max_evaluations=8e4 * 3, **costs)
-    assert plan == CoalitionPlan("pool", 8, 3)
+    assert plan == CoalitionPlan("pool", 8, 3, 100)
     # exact statistics cost no coalition evaluations
     plan = plan_coalitions(
         10,
@@ -864,13 +879,18 @@ def test_plan_coalitions_fits_the_budget():
         extra_per_row=22,
         exact_statistics=True,
     )
-    assert plan == CoalitionPlan("all", 1022, 5)
+    assert plan == CoalitionPlan("all", 1022, 5, 100)
     # a large game: a pool while it fits in memory, else fresh coalitions
     assert plan_coalitions(30, 100, n_coalitions=8, max_evaluations=8 * 100 * 5) == (
-        CoalitionPlan("pool", 8, 5)
+        CoalitionPlan("pool", 8, 5, 100)
     )
     plan = plan_coalitions(30, 10**7, n_coalitions=8, max_evaluations=8 * 10**7 * 4)
-    assert plan == CoalitionPlan("fresh", 8, 4)
+    assert plan == CoalitionPlan("fresh", 8, 4, 10**7)
+    # one copy of every row's sampled coalitions over the budget: fewer rows
+    plan = plan_coalitions(30, 1000, n_coalitions=8, max_evaluations=8 * 250)
+    assert plan == CoalitionPlan("pool", 8, 1, 250)
+    plan = plan_coalitions(30, 1000, n_coalitions=8, max_evaluations=1)
+    assert plan == CoalitionPlan("pool", 8, 1, _fastshap.MIN_ROWS)
 
 
 @pytest.mark.parametrize("source", ["pool", "fresh"])

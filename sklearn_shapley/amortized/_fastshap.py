@@ -97,11 +97,15 @@ class CoalitionPlan:
     n_copies : int
         Augmented copies of each training row evaluated before training; for
         ``"fresh"`` the most epochs the budget pays for.
+    n_rows : int
+        Training rows used: all of them, or as many as the budget pays for when
+        one copy of every row's sampled coalitions would exceed it.
     """
 
     source: str
     n_coalitions: int
     n_copies: int
+    n_rows: int
 
 
 def plan_coalitions(
@@ -124,7 +128,8 @@ def plan_coalitions(
     before training, when it fits ``MAX_POOL_BYTES``; else fresh coalitions for
     every batch. The copies of the rows (augmented, to generalise beyond them) are
     as many as the budget pays for, at most ``MAX_COPIES`` and ``MAX_ROW_COPIES``
-    in all.
+    in all; when one copy of every row's sampled coalitions exceeds the budget,
+    fewer rows (at least ``MIN_ROWS``).
 
     Parameters
     ----------
@@ -163,15 +168,16 @@ def plan_coalitions(
         per_copy = n_rows * max(per_row, 1) * max(float(shared_evaluation_cost), 1e-9)
         copies = int(max_evaluations // per_copy)
         if copies >= 1:
-            return CoalitionPlan("all", n_all, min(copies, max_copies))
+            return CoalitionPlan("all", n_all, min(copies, max_copies), n_rows)
     m = int(n_coalitions)
-    per_copy = n_rows * (m + extra_per_row) * per_value
-    copies = max(1, int(max_evaluations // per_copy))
-    bytes_per_copy = n_rows * m * (n_players + 4 * n_outputs)
+    per_row = (m + extra_per_row) * per_value
+    rows = min(n_rows, max(MIN_ROWS, int(max_evaluations // per_row)))
+    copies = max(1, int(max_evaluations // (rows * per_row)))
+    bytes_per_copy = rows * m * (n_players + 4 * n_outputs)
     pooled = min(copies, max_copies, MAX_POOL_BYTES // max(bytes_per_copy, 1))
     if pooled >= 1:
-        return CoalitionPlan("pool", m, int(pooled))
-    return CoalitionPlan("fresh", m, copies)
+        return CoalitionPlan("pool", m, int(pooled), rows)
+    return CoalitionPlan("fresh", m, copies, rows)
 
 
 class FastSHAPExplainer(GameExplainer):
@@ -530,6 +536,7 @@ class FastSHAPExplainer(GameExplainer):
             n_outputs=K,
             exact_statistics=game.exact_kernel_statistics,
         )
+        train = train[: plan.n_rows]  # a random subset: train is shuffled
         if self.verbose:
             print(
                 f"FastSHAP: {plan.source} coalitions ({plan.n_coalitions} per row), "
