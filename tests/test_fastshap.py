@@ -369,8 +369,8 @@ def test_history_and_verbose_progress(data, capsys):
     "params, message",
     [
         ({"value_function": "kernel"}, "value_function must be one of"),
-        ({"value_function": 3}, "value_function must be one of"),
-        ({"link": "probit"}, "link must be one of"),
+        ({"value_function": 3}, "value_function"),
+        ({"link": "probit"}, "link"),
         ({"normalization": "scaled"}, "normalization"),
         ({"validation_fraction": 1.5}, "validation_fraction"),
         ({"swap_probability": 1.5}, "swap_probability"),
