@@ -1,7 +1,7 @@
 """``BaseExplainer``: what every explainer shares.
 
-Estimator resolution (clone-and-fit, frozen or callable), input validation, output
-selection, ``transform`` / ``explain`` / ``get_feature_names_out``. Subclasses implement
+Estimator resolution (clone-and-fit, frozen or callable), parameter and input
+validation, output selection, ``transform`` / ``explain`` / ``get_feature_names_out``. Subclasses implement
 ``_fit_explainer(X, y)``, ``_explain_values(X) -> (values (n, d, K), base (n, K))`` and
 ``score``.
 """
@@ -13,7 +13,7 @@ import sys
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -106,6 +106,21 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
 
     _accepts_callables = False
     _allow_nan = False
+    _parameter_constraints: dict = {
+        "estimator": "no_validation",  # resolved, with its own errors, in fit
+        "output": "no_validation",  # any output label
+    }
+
+    def __init_subclass__(cls, **kwargs):
+        """Merge the constraints a class declares for the parameters it adds with
+        its bases', keeping those of its own parameters: ``fit`` checks them all."""
+        super().__init_subclass__(**kwargs)
+        merged = {}
+        for base in reversed(cls.__mro__[1:]):
+            merged.update(getattr(base, "_parameter_constraints", {}))
+        merged.update(cls.__dict__.get("_parameter_constraints", {}))
+        names = cls._get_param_names()
+        cls._parameter_constraints = {k: v for k, v in merged.items() if k in names}
 
     # -- estimator -----------------------------------------------------------------
     def _needs_target(self):
@@ -161,8 +176,11 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
             ensure_all_finite="allow-nan" if self._allow_nan else True,
         )
 
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Fit the model if needed, then prepare the explainer.
+
+        The parameters are checked first against ``_parameter_constraints``.
 
         Parameters
         ----------

@@ -7,11 +7,15 @@ of that game (exactly, by KernelSHAP, by permutations, or by a trained network).
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseExplainer
 from .games import (
+    LINKS,
     BaselineGame,
     Game,
     MarginalGame,
@@ -31,6 +35,14 @@ class GameExplainer(BaseExplainer):
     """
 
     _accepts_callables = True
+    _parameter_constraints: dict = {
+        "value_function": [str, Game],  # the names each explainer knows: _make_game
+        "background": ["array-like", None],
+        "n_background": [Interval(Integral, 1, None, closed="left")],
+        "link": [StrOptions(set(LINKS)), callable],
+        "players": ["array-like", None],
+        "random_state": ["random_state"],
+    }
 
     def __init__(
         self,

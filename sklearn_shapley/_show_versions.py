@@ -48,7 +48,6 @@ def show_versions():
         "lightgbm",
         "shap",
         "shapiq",
-        "cupy",
     ):
         try:
             module = importlib.import_module(name)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from math import factorial
+from numbers import Integral
 
 import numpy as np
+from sklearn.utils._param_validation import Interval
 
 from ._explanation import ShapleyValues
 from ._game_explainer import GameExplainer
@@ -165,6 +167,10 @@ class ExactExplainer(GameExplainer):
     game_ : Game
     n_features_in_, feature_names_in_, output_names_
     """
+
+    _parameter_constraints: dict = {
+        "max_players": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(
         self,

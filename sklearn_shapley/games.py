@@ -30,6 +30,8 @@ __all__ = [
 
 LINKS = ("identity", "logit", "log", "log_softmax")
 _EPS = 1e-12
+#: Rounding slack of a probability (float32 softmax) before a link refuses it.
+_PROBABILITY_TOL = 1e-6
 
 
 def apply_link(values, link):
@@ -37,12 +39,23 @@ def apply_link(values, link):
 
     ``"identity"`` leaves them; ``"logit"`` maps probabilities to log-odds;
     ``"log"`` to log-probabilities; ``"log_softmax"`` to log-probabilities normalised
-    over the outputs; a callable is applied as is.
+    over the outputs; a callable is applied as is. The three probability links
+    refuse values outside ``[0, 1]`` (a regressor's predictions, a margin) rather
+    than clip them into a different model.
     """
     if callable(link):
         return np.asarray(link(values), dtype=np.float64)
     if link == "identity":
         return values
+    with np.errstate(invalid="ignore"):
+        outside = (values < -_PROBABILITY_TOL) | (values > 1.0 + _PROBABILITY_TOL)
+    if np.any(outside):
+        bad = np.asarray(values)[outside].flat[0]
+        raise ValueError(
+            f"link={link!r} maps probabilities, but the model output {bad:.6g}, "
+            "outside [0, 1]. Use link='identity' for a regressor or a model's "
+            "margin, or explain the model's predict_proba."
+        )
     clipped = np.clip(values, _EPS, 1.0 - _EPS)
     if link == "logit":
         return np.log(clipped) - np.log1p(-clipped)

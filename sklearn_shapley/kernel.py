@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval
 
 from ._explanation import ShapleyValues
 from ._game_explainer import GameExplainer
@@ -276,6 +278,12 @@ class KernelExplainer(GameExplainer):
     random_state : int, RandomState or None, default=None
         Seeds the background sample and, with each row's values, its coalitions.
     """
+
+    _parameter_constraints: dict = {
+        "max_evaluations": [Interval(Integral, 1, None, closed="left")],
+        "paired_sampling": ["boolean"],
+        "convergence_threshold": [Interval(Real, 0, None, closed="neither"), None],
+    }
 
     def __init__(
         self,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
+from sklearn.utils._param_validation import Interval
 
 from ._explanation import ShapleyValues
 from ._game_explainer import GameExplainer
@@ -79,6 +82,11 @@ class PermutationExplainer(GameExplainer):
         Pair every permutation with its reverse.
     random_state : int, RandomState or None, default=None
     """
+
+    _parameter_constraints: dict = {
+        "max_evaluations": [Interval(Integral, 1, None, closed="left")],
+        "antithetic": ["boolean"],
+    }
 
     def __init__(
         self,

@@ -11,6 +11,9 @@ from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import Ridge
+from sklearn.tree import DecisionTreeRegressor
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import check_param_validation
 
 from sklearn_shapley import (
     ExactExplainer,
@@ -241,3 +244,57 @@ def test_kernel_explainer_on_2000_features_checks_memory(half_gib_address_space)
     game = BaselineGame(lambda Z: Z.sum(axis=1), np.zeros(d))
     with pytest.raises(MemoryError, match=r"KernelSHAP's work arrays.*players="):
         kernel_shap(game, np.ones((1, d)), max_evaluations=6000)
+
+
+# -- parameters, checked once in the shared fit ----------------------------------------
+def _all_explainers():
+    from test_common import _explainers
+
+    return _explainers()
+
+
+@pytest.mark.parametrize("explainer", _all_explainers(), ids=lambda e: type(e).__name__)
+def test_every_parameter_has_a_constraint_checked_at_fit(explainer):
+    # scikit-learn's own check: one constraint per parameter, and fit refuses a value
+    # of a wrong type or out of range with InvalidParameterError naming it.
+    check_param_validation(type(explainer).__name__, explainer)
+
+
+@pytest.mark.parametrize(
+    "explainer, message",
+    [
+        (PermutationExplainer(Ridge(), max_evaluations=-5), "'max_evaluations'"),
+        (KernelExplainer(Ridge(), max_evaluations=0), "'max_evaluations'"),
+        (QuadratureTreeExplainer(DecisionTreeRegressor(), n_jobs="two"), "'n_jobs'"),
+        (QuadratureTreeExplainer(DecisionTreeRegressor(), interaction_order=3), "'in"),
+        (ExactExplainer(Ridge(), link="logistic"), "'link'"),
+    ],
+)
+def test_invalid_parameters_are_refused_at_fit(data, explainer, message):
+    with pytest.raises(InvalidParameterError, match=message):
+        explainer.fit(data, data[:, 0])
+
+
+def test_interactions_refuse_a_fractional_order(data):
+    model = DecisionTreeRegressor(max_depth=3, random_state=0).fit(data, data[:, 0])
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(data)
+    with pytest.raises(TypeError, match="order must be an instance of"):
+        explainer.interactions(data[:2], order=2.7)
+    with pytest.raises(ValueError, match="order == 0, must be >= 1"):
+        explainer.interactions(data[:2], order=0)
+
+
+def test_a_probability_link_refuses_a_regressor_instead_of_clipping(data):
+    model = FrozenEstimator(Ridge().fit(data, 3 + 2 * data[:, 0]))
+    for explainer in (ExactExplainer(model, link="logit"), KernelExplainer(model)):
+        explainer.set_params(link="logit")
+        with pytest.raises(ValueError, match="link='logit' maps probabilities"):
+            explainer.fit(data)
+
+
+def test_no_dtype_parameter_and_no_gpu_promise():
+    assert "dtype" not in QuadratureTreeExplainer().get_params()
+    with pytest.raises(ValueError, match="device='cuda' is not available"):
+        QuadratureTreeExplainer(DecisionTreeRegressor(), device="cuda").fit(
+            np.ones((4, 2)), np.arange(4.0)
+        )

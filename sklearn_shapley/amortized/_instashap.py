@@ -18,10 +18,12 @@ import itertools
 import numbers
 import warnings
 from math import comb
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.metrics import r2_score
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._game_explainer import GameExplainer
@@ -345,6 +347,31 @@ class InstaSHAPGAM(GameExplainer):
     [(0,), (1,), (2,), (0, 1), (0, 2), (1, 2)]
     """
 
+    _parameter_constraints: dict = {
+        "max_order": [Interval(Integral, 1, None, closed="left")],
+        "interactions": [StrOptions({"auto"}), "array-like"],
+        "max_interactions": [Interval(Integral, 0, None, closed="left")],
+        "surrogate_params": [dict, None],
+        "hidden_layer_sizes": ["array-like"],
+        "n_coalitions": [Interval(Integral, 1, None, closed="left")],
+        "coalition_sampling": [StrOptions({"shapley", "uniform"})],
+        "unmasked_fraction": [Interval(Real, 0, 1, closed="both")],
+        "loss": [StrOptions(set(LOSSES))],
+        "normalization": [StrOptions({"additive"}), None],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="both")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "device": [str],
+        "n_jobs": [
+            Interval(Integral, None, -1, closed="right"),
+            Interval(Integral, 1, None, closed="left"),
+            None,
+        ],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
         estimator=None,
@@ -434,59 +461,13 @@ class InstaSHAPGAM(GameExplainer):
             f"{self.value_function!r}."
         )
 
-    def _check_params(self):
-        def integer(name, low):
-            value = getattr(self, name)
-            if (
-                not isinstance(value, numbers.Integral)
-                or isinstance(value, bool)
-                or value < low
-            ):
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
-
-        for name, low in [
-            ("max_order", 1),
-            ("max_interactions", 0),
-            ("n_coalitions", 1),
-            ("max_epochs", 1),
-            ("batch_size", 1),
-            ("n_iter_no_change", 1),
-        ]:
-            integer(name, low)
-        for name in ("unmasked_fraction", "validation_fraction"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value!r}.")
-        if self.coalition_sampling not in ("shapley", "uniform"):
-            raise ValueError(
-                "coalition_sampling must be 'shapley' or 'uniform', got "
-                f"{self.coalition_sampling!r}."
-            )
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+    # -- fitting --------------------------------------------------------------------
+    def _fit_explainer(self, X, y):
         if self.loss == "kl" and self.link not in KL_LINKS:
             raise ValueError(
                 "loss='kl' compares probabilities through the link: it needs link in "
                 f"{KL_LINKS}, got {self.link!r}; use loss='mse'."
             )
-        if self.normalization not in (None, "additive"):
-            raise ValueError(
-                f"normalization must be None or 'additive', got {self.normalization!r}."
-            )
-        if self.n_jobs is not None and (
-            not isinstance(self.n_jobs, numbers.Integral) or self.n_jobs == 0
-        ):
-            raise ValueError(
-                f"n_jobs must be None or a nonzero integer, got {self.n_jobs!r}."
-            )
-        if not self.learning_rate > 0:
-            raise ValueError(
-                f"learning_rate must be positive, got {self.learning_rate!r}."
-            )
-
-    # -- fitting --------------------------------------------------------------------
-    def _fit_explainer(self, X, y):
-        self._check_params()
         super()._fit_explainer(X, y)
 
     def _fit_estimator(self, X, y):
@@ -547,11 +528,6 @@ class InstaSHAPGAM(GameExplainer):
                 if len(T) > 1 and T not in chosen:
                     chosen.append(T)
             return singles + sorted(chosen, key=lambda T: (len(T), T))
-        if self.interactions != "auto":
-            raise ValueError(
-                "interactions must be 'auto' or a list of tuples of players, got "
-                f"{self.interactions!r}."
-            )
         orders = range(2, min(self.max_order, n_players) + 1)
         cap = self.max_interactions
         if any(comb(n_players, k) > cap for k in orders):

@@ -6,6 +6,8 @@ import numbers
 
 import numpy as np
 from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_scalar
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import BaseExplainer
@@ -47,10 +49,9 @@ class QuadratureTreeExplainer(BaseExplainer):
     n_jobs : int or None, default=None
         OpenMP threads over rows (``None``: all available; ``-1`` all CPUs). Results
         are bit-identical for any ``n_jobs``.
-    dtype : {"float64"}, default="float64"
-        Precision of the computation (float64: exact to rounding).
-    device : {"cpu"}, default="cpu"
-        ``"cuda"`` needs CuPy and a GPU and is not available in this version.
+    device : {"cpu", "cuda"}, default="cpu"
+        Where the kernel runs; ``"cuda"`` (a CuPy kernel) is not available in this
+        version and raises an error.
 
     Attributes
     ----------
@@ -64,6 +65,15 @@ class QuadratureTreeExplainer(BaseExplainer):
     """
 
     _allow_nan = True
+    _parameter_constraints: dict = {
+        "interaction_order": [Interval(numbers.Integral, 1, 2, closed="both")],
+        "n_quadrature": [
+            StrOptions({"auto"}),
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
+        "n_jobs": [numbers.Integral, None],
+        "device": [StrOptions({"cpu", "cuda"})],
+    }
 
     def __init__(
         self,
@@ -73,7 +83,6 @@ class QuadratureTreeExplainer(BaseExplainer):
         n_quadrature="auto",
         output=None,
         n_jobs=None,
-        dtype="float64",
         device="cpu",
     ):
         self.estimator = estimator
@@ -81,32 +90,14 @@ class QuadratureTreeExplainer(BaseExplainer):
         self.n_quadrature = n_quadrature
         self.output = output
         self.n_jobs = n_jobs
-        self.dtype = dtype
         self.device = device
 
-    def _check_params(self):
-        if self.interaction_order not in (1, 2):
-            raise ValueError(
-                f"interaction_order must be 1 or 2 for transform, got "
-                f"{self.interaction_order!r}; use interactions(X, order=k) for k >= 3."
-            )
-        q = self.n_quadrature
-        if not (q == "auto" or (isinstance(q, numbers.Integral) and q >= 1)):
-            raise ValueError(
-                f"n_quadrature must be 'auto' or a positive int, got {q!r}."
-            )
-        if self.dtype != "float64":
-            raise ValueError(f"dtype must be 'float64', got {self.dtype!r}.")
+    def _fit_explainer(self, X, y):
         if self.device == "cuda":
             raise ValueError(
                 "device='cuda' is not available in this version of sklearn_shapley "
                 "(the CuPy kernel is not built); use device='cpu'."
             )
-        if self.device != "cpu":
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}.")
-
-    def _fit_explainer(self, X, y):
-        self._check_params()
         model = self.estimator_
         if isinstance(model, FrozenEstimator):
             model = model.estimator
@@ -185,8 +176,8 @@ class QuadratureTreeExplainer(BaseExplainer):
         ``(n, m, K)``.
         """
         check_is_fitted(self)
+        check_scalar(order, "order", numbers.Integral, min_val=1)
         X = self._validate(X, reset=False)
-        order = int(order)
         n, d, K = len(X), self.n_features_in_, self.ensemble_.n_outputs
         squeeze = K == 1
         if order == 1:
@@ -201,8 +192,6 @@ class QuadratureTreeExplainer(BaseExplainer):
                 prepared=self._kernel_data(2),
             )
             return values[..., 0] if squeeze else values
-        if order < 1:
-            raise ValueError(f"order must be >= 1, got {order}.")
         kernel_data = self._kernel_data(order)
         subsets = kernel_data.subsets
         check_fits_in_memory(

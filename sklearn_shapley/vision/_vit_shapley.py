@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import copy
 import math
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 from torch.nn import functional as F
@@ -468,6 +470,26 @@ class UNetShapleyModule(nn.Module):
 class _ImageShapleyExplainer(GameExplainer):
     """Shared machinery of the image explainers (parameters: see subclasses)."""
 
+    _parameter_constraints: dict = {
+        "image_shape": ["array-like", None],
+        "patch_size": [Interval(Integral, 1, None, closed="left"), "array-like", None],
+        "removal": [StrOptions(set(REMOVALS))],
+        "vit_params": [dict, None],
+        "normalization": [StrOptions(set(NORMALIZATIONS))],
+        "paired_sampling": ["boolean"],
+        "n_coalitions": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "surrogate_params": [dict, None],
+        "device": [str],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
         estimator=None,
@@ -637,26 +659,7 @@ class _ImageShapleyExplainer(GameExplainer):
         return full, np.broadcast_to(self._empty_value, full.shape), 1
 
     # -- training --------------------------------------------------------------------
-    def _check_params(self):
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"normalization must be one of {NORMALIZATIONS}, got "
-                f"{self.normalization!r}."
-            )
-        if self.removal not in REMOVALS:
-            raise ValueError(
-                f"removal must be one of {REMOVALS}, got {self.removal!r}."
-            )
-        if int(self.n_coalitions) < 1:
-            raise ValueError(f"n_coalitions must be >= 1, got {self.n_coalitions}.")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(
-                "validation_fraction must be in [0, 1), got "
-                f"{self.validation_fraction}."
-            )
-
     def _fit_explainer(self, X, y):
-        self._check_params()
         self._seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         self.grid_ = self._make_grid()
         self.n_patches_ = self.grid_.n_patches
@@ -936,6 +939,10 @@ class ViTShapleyExplainer(_ImageShapleyExplainer):
     (2, 8, 8)
     """
 
+    _parameter_constraints: dict = {
+        "init": [StrOptions({"surrogate", "model", "scratch"})],
+    }
+
     def __init__(
         self,
         estimator=None,
@@ -988,13 +995,6 @@ class ViTShapleyExplainer(_ImageShapleyExplainer):
             verbose=verbose,
         )
         self.init = init
-
-    def _check_params(self):
-        super()._check_params()
-        if self.init not in ("surrogate", "model", "scratch"):
-            raise ValueError(
-                f"init must be 'surrogate', 'model' or 'scratch', got {self.init!r}."
-            )
 
     def _make_module(self, n_outputs, images):
         backbone = None
@@ -1059,6 +1059,10 @@ class UNetShapleyExplainer(_ImageShapleyExplainer):
     >>> explainer.explain(X[:2]).values.shape
     (2, 16, 10)
     """
+
+    _parameter_constraints: dict = {
+        "channels": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(
         self,
