@@ -462,7 +462,6 @@ class FastSHAPExplainer(GameExplainer):
 
     # -- training -------------------------------------------------------------------
     def _fit_explainer(self, X, y):
-        self._validate_params()
         for name in ("hidden_layer_sizes", "playerwise_layer_sizes"):
             sizes = getattr(self, name)
             if (
