@@ -368,7 +368,7 @@ def test_history_and_verbose_progress(data, capsys):
 
 def test_large_data_is_subsampled(data, monkeypatch):
     X, _ = data
-    monkeypatch.setattr(_fastshap, "MAX_ROW_COPIES", 200)
+    monkeypatch.setattr(_fastshap, "MAX_ROWS", 200)
     seen = []
     game = BaselineGame(additive_model, X.mean(axis=0))
     monkeypatch.setattr(

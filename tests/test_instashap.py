@@ -350,3 +350,13 @@ def test_uniform_coalitions_and_marginal_game():
     assert isinstance(gam.game_, MarginalGame)
     truth = exact_shapley(gam.game_, X[:100]).values[:, :, 0]
     assert r2_score(truth.ravel(), gam.transform(X[:100]).ravel()) >= 0.95
+
+
+def test_large_data_is_subsampled(monkeypatch):
+    from sklearn_shapley.amortized import _instashap
+
+    monkeypatch.setattr(_instashap, "MAX_ROWS", 120)
+    X = np.random.default_rng(3).normal(size=(300, 3))
+    gam = InstaSHAPGAM(synthetic_three, max_order=1, random_state=0, **FAST).fit(X)
+    assert len(gam._teacher["x"]) == 120  # the teacher's rows: a subsample
+    assert gam.transform(X[:5]).shape == (5, 3)

@@ -43,6 +43,7 @@ from ._nets import (
 )
 from ._surrogate import fit_surrogate
 from ._training import (
+    MAX_ROWS,
     BatchIterator,
     fit_net,
     inference_threads,
@@ -63,8 +64,8 @@ MAX_EVALUATIONS = 10_000_000
 MAX_ENUMERATED_PLAYERS = 10
 #: Most augmented copies of a training row (more add little but memory).
 MAX_COPIES = 64
-#: Most row copies in all, and most rows ``fit`` uses (a random subsample beyond):
-#: an epoch's optimizer steps, hence the fit time, grow with them.
+#: Most row copies in all (an epoch's optimizer steps, hence the fit time, grow
+#: with them).
 MAX_ROW_COPIES = 10_000
 #: Seconds of evaluating the game for the targets past which ``fit`` warns.
 SLOW_TARGETS = 30
@@ -484,7 +485,7 @@ class FastSHAPExplainer(GameExplainer):
                 f"n_samples = {len(X)}; explain so few rows with KernelExplainer or "
                 "ExactExplainer instead."
             )
-        super()._fit_explainer(subsample(X, MAX_ROW_COPIES, self.random_state), y)
+        super()._fit_explainer(subsample(X, MAX_ROWS, self.random_state), y)
 
     def _fit_estimator(self, X, y):
         game = self.game_

@@ -39,9 +39,11 @@ from ..games import (
 from ..sampling import CoalitionSampler
 from ._instashap_nets import KL_LINKS, GroupedGAM, MaskedGAMNet
 from ._training import (
+    MAX_ROWS,
     fit_net,
     split_rows,
     standardizer,
+    subsample,
     torch_threads,
     training_callbacks,
 )
@@ -468,7 +470,8 @@ class InstaSHAPGAM(GameExplainer):
                 "loss='kl' compares probabilities through the link: it needs link in "
                 f"{KL_LINKS}, got {self.link!r}; use loss='mse'."
             )
-        super()._fit_explainer(X, y)
+        # at most MAX_ROWS rows: the teacher's values and an epoch stay bounded
+        super()._fit_explainer(subsample(X, MAX_ROWS, self.random_state), y)
 
     def _fit_estimator(self, X, y):
         rng = np.random.default_rng(self._rng_seed(4))

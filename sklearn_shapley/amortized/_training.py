@@ -30,6 +30,7 @@ from skorch.helper import predefined_split
 from skorch.utils import to_tensor
 
 __all__ = [
+    "MAX_ROWS",
     "BatchIterator",
     "fit_net",
     "inference_threads",
@@ -49,6 +50,11 @@ def split_rows(n, validation_fraction, rng):
     if n_valid < 1 or n - n_valid < 1:
         return order, order[:0]
     return order[n_valid:], order[:n_valid]
+
+
+#: Most rows an amortized explainer trains on (a random subsample beyond), so that
+#: an epoch, hence the fit, stays short on large data.
+MAX_ROWS = 10_000
 
 
 def subsample(X, max_rows, random_state):
