@@ -36,6 +36,8 @@ EXTRA_MISSING = ["?"]
 DELIMITERS = ",;\t|"
 #: Most categories a HistGradientBoosting categorical feature takes (its max_bins).
 MAX_CATEGORIES = 255
+#: Most features for ExactExplainer, which evaluates all 2^d coalitions per row.
+EXACT_MAX_FEATURES = 12
 #: First characters that make a spreadsheet read a cell as a formula.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -324,7 +326,7 @@ def available_explainers(n_features, random_state):
         return lambda m, bg: cls(m, background=bg, random_state=random_state, **params)
 
     factories = [("QuadratureTree", False, lambda m, bg: ss.QuadratureTreeExplainer(m))]
-    if n_features <= 16:
+    if n_features <= EXACT_MAX_FEATURES:
         factories.append(("Exact", True, game(ss.ExactExplainer)))
     factories += [
         ("Kernel@1000", True, game(ss.KernelExplainer)),
