@@ -102,6 +102,13 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
     of the explained output); an int selects that output column, any other value
     (e.g. a class label) is looked up in ``output_names``, and ``"predicted"`` forces
     the per-row predicted class.
+
+    For shap users: an explainer is callable like shap's, ``explainer(X)`` returning
+    the :class:`~sklearn_shapley.Explanation` of ``explain(X)``. shap's
+    ``explainer.expected_value`` (the base value every row's attributions start from)
+    is ``expected_value_`` on :class:`~sklearn_shapley.QuadratureTreeExplainer`, one
+    value per output; for every explainer it is ``explain(X).base_values``, per row
+    (the same for every row of a baseline or marginal game).
     """
 
     _accepts_callables = False
@@ -356,6 +363,10 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
             output_names=output_names,
             **extra,
         )
+
+    def __call__(self, X):
+        """Explain rows like shap's ``explainer(X)``: the same as :meth:`explain`."""
+        return self.explain(X)
 
     def _finite_values(self, X):
         """``_explain_values(X)``, refused when a value is not finite: a NaN or an

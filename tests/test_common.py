@@ -101,3 +101,14 @@ def test_set_output_pandas_names_columns():
     explainer = ExactExplainer(Ridge()).set_output(transform="pandas").fit(frame, y)
     out = explainer.transform(frame)
     assert list(out.columns) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("explainer", _explainers(), ids=lambda e: type(e).__name__)
+def test_explainer_is_callable_like_shap(explainer):
+    X, y = make_regression(n_samples=40, n_features=4, random_state=0)
+    if "random_state" in explainer.get_params():
+        explainer = clone(explainer).set_params(random_state=0)
+    explainer.fit(X, y)
+    called, explained = explainer(X[:3]), explainer.explain(X[:3])
+    np.testing.assert_array_equal(called.values, explained.values)
+    np.testing.assert_array_equal(called.base_values, explained.base_values)
