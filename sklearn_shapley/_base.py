@@ -18,6 +18,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _dask
 from ._explanation import Explanation
 
 
@@ -345,9 +346,12 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
 
         ``values`` is ``(n, n_players)`` for single-output models and
         ``(n, n_players, n_outputs)`` otherwise; ``base_values + values.sum(axis=1)``
-        equals the explained output.
+        equals the explained output. A Dask collection is refused: use
+        ``transform``, which returns one lazily.
         """
         check_is_fitted(self)
+        if _dask.is_dask_collection(X):
+            raise _dask.refuse_explain(self)
         X = self._validate(X, reset=False)
         values, base, extra = self._finite_values(X)
         if values.shape[2] == 1:
@@ -390,8 +394,14 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         return values, base, extra
 
     def transform(self, X):
-        """Attributions ``(n_samples, n_players)`` for the selected ``output``."""
+        """Attributions ``(n_samples, n_players)`` for the selected ``output``.
+
+        A Dask array or DataFrame gives the same kind back, computed lazily block by
+        block (see :mod:`sklearn_shapley._dask`).
+        """
         check_is_fitted(self)
+        if _dask.is_dask_collection(X):
+            return _dask.transform(self, X)
         X = self._validate(X, reset=False)
         values, base, _ = self._finite_values(X)
         idx = self._output_index(values, base)

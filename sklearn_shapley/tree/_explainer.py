@@ -10,6 +10,7 @@ from sklearn.utils import check_scalar
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .. import _dask
 from .._base import BaseExplainer
 from .._memory import check_fits_in_memory
 from . import _kernel
@@ -173,10 +174,13 @@ class QuadratureTreeExplainer(BaseExplainer):
         -------
         ndarray, or for ``k >= 3`` and ``dense=False`` a pair ``(subsets, values)``:
         ``subsets`` int ``(m, k)`` of sorted feature indices, ``values`` ``(n, m)`` or
-        ``(n, m, K)``.
+        ``(n, m, K)``. A Dask array ``X`` gives a Dask array chunked by rows (the
+        memory check applies to each chunk), for ``k <= 2`` or ``dense=True``.
         """
         check_is_fitted(self)
         check_scalar(order, "order", numbers.Integral, min_val=1)
+        if _dask.is_dask_collection(X):
+            return self._dask_interactions(X, int(order), dense)
         X = self._validate(X, reset=False)
         n, d, K = len(X), self.n_features_in_, self.ensemble_.n_outputs
         squeeze = K == 1
@@ -219,9 +223,25 @@ class QuadratureTreeExplainer(BaseExplainer):
             out[(slice(None),) + index] = values
         return out[..., 0] if squeeze else out
 
+    def _dask_interactions(self, X, order, dense):
+        if hasattr(X, "map_partitions"):
+            raise TypeError(
+                "interactions takes a Dask array, not a Dask DataFrame: pass "
+                "X.to_dask_array(lengths=True)."
+            )
+        if order >= 3 and not dense:
+            raise ValueError(
+                f"interactions(order={order}) on a Dask array returns the dense "
+                "array only: pass dense=True (or explain in-memory rows for the "
+                "sparse (subsets, values) pair)."
+            )
+        K = self.ensemble_.n_outputs
+        tail = (self.n_features_in_,) * order + ((K,) if K > 1 else ())
+        return _dask.map_rows(self, "interactions", X, tail, order=order, dense=dense)
+
     def transform(self, X):
         """Shapley values ``(n, d)``, or with ``interaction_order=2`` ``(n, d * d)``."""
-        if self.interaction_order == 1:
+        if self.interaction_order == 1 or _dask.is_dask_collection(X):
             return super().transform(X)
         check_is_fitted(self)
         X = self._validate(X, reset=False)
