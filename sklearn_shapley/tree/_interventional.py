@@ -109,6 +109,10 @@ class InterventionalTrees:
         self._rule_at, self._rule_t, self._rule_w = _rules(largest, index)
         self._cache = {}
 
+    def __getstate__(self):
+        # the tables are a cache, rebuilt on first use
+        return {**self.__dict__, "_cache": {}}
+
     def _arrays(self):
         flat = self.flat
         bitsets = np.ascontiguousarray(flat.cat_bitsets, dtype=np.uint32)
@@ -157,7 +161,10 @@ class InterventionalTrees:
         return runs, table_at, int(table_at[-1])
 
     def _tables(self, arrays, first, last, table_at, order, n_threads):
-        begin, end = table_at[self._tree_leaves[first]], table_at[self._tree_leaves[last]]
+        begin, end = (
+            table_at[self._tree_leaves[first]],
+            table_at[self._tree_leaves[last]],
+        )
         tables = np.empty(int(end - begin), dtype=np.float64)
         _kernel.leaf_tables(
             *arrays,
@@ -201,9 +208,7 @@ class InterventionalTrees:
             X = X.astype(np.float64)
         X = np.ascontiguousarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_columns:
-            raise ValueError(
-                f"X must have shape (n, {self.n_columns}), got {X.shape}."
-            )
+            raise ValueError(f"X must have shape (n, {self.n_columns}), got {X.shape}.")
         n, d, K = len(X), self.n_players, self.flat.n_outputs
         shape = (n, d, K) if interaction_order == 1 else (n, d, d, K)
         check_fits_in_memory(shape, "The interventional values")
