@@ -20,11 +20,17 @@ from sklearn.frozen import FrozenEstimator
 from test_tree_kernel import game as path_dependent_game
 from test_tree_kernel import random_ensemble, random_X
 
-from sklearn_shapley import QuadratureTreeExplainer, _memory
-from sklearn_shapley.games import MarginalGame
-from sklearn_shapley.tree import _kernel
+from sklearn_shapley import (
+    ExactExplainer,
+    QuadratureTreeExplainer,
+    _memory,
+    exact_shapley,
+)
+from sklearn_shapley.games import MarginalGame, resolve_game
+from sklearn_shapley.tree import _kernel, flatten_ensemble
 from sklearn_shapley.tree._ensemble import predict_raw
 from sklearn_shapley.tree._interventional import InterventionalTrees
+from sklearn_shapley.tree._marginal import TreeShapleyMarginalGame
 
 
 # ----------------------------------------------------------------------------------
@@ -348,3 +354,33 @@ def test_errors_are_clear():
         ).fit(X)
     with pytest.raises(ValueError, match="index"):
         QuadratureTreeExplainer(FrozenEstimator(model), index="owen").fit(X)
+
+
+# ----------------------------------------------------------------------------------
+# the games layer
+# ----------------------------------------------------------------------------------
+def test_games_layer_uses_the_kernel_for_deep_trees():
+    X, y = make_regression(n_samples=600, n_features=20, random_state=0)
+    deep = GradientBoostingRegressor(n_estimators=10, max_depth=10).fit(X, y)
+    game = MarginalGame(FrozenEstimator(deep), X[:30])
+    # the leaves test too many players for TreeMarginalGame's tables
+    resolved = resolve_game(game, X)
+    assert isinstance(resolved, TreeShapleyMarginalGame)
+    explainer = ExactExplainer(
+        FrozenEstimator(deep), value_function="marginal", background=X[:30]
+    ).fit(X)
+    exp = explainer.explain(X[:5])
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), deep.predict(X[:5]), atol=1e-9
+    )
+    # against enumeration, on a model of few features
+    Xs, ys = make_regression(n_samples=200, n_features=5, random_state=1)
+    small = GradientBoostingRegressor(n_estimators=5, max_depth=6).fit(Xs, ys)
+    game = MarginalGame(small, Xs[:15])
+    wrapped = TreeShapleyMarginalGame(game, flatten_ensemble(small), np.eye(1))
+    np.testing.assert_allclose(
+        wrapped.shapley_values(Xs[:4]), exact_shapley(game, Xs[:4]).values, atol=1e-10
+    )
+    np.testing.assert_array_equal(
+        wrapped(Xs[:4], _coalitions(5)), game(Xs[:4], _coalitions(5))
+    )

@@ -63,7 +63,7 @@ cdef struct Trees:
     const int64_t* cat_len
     const uint32_t* cat_bitsets
     const int32_t* node_bit      # slot of the split's player on the node's path
-    const int64_t* order         # each tree's nodes in pre-order
+    const int64_t* order         # each tree's reachable nodes in pre-order, then -1
     const int64_t* leaf_of_node  # index among leaves, -1 at internal nodes
     const int64_t* leaf_node
     const int32_t* leaf_k
@@ -102,6 +102,8 @@ cdef inline void _fail_patterns(const Trees* T, Py_ssize_t t, const floating_t* 
     fail[0] = 0
     for i in range(first, last):
         n = T.order[i]
+        if n < 0:
+            break
         local = n - first
         here = fail[local]
         if T.left[n] < 0:
@@ -450,7 +452,7 @@ def layout(const int64_t[::1] offsets, const int64_t[::1] left,
     """
     cdef Py_ssize_t n_trees = offsets.shape[0] - 1, n_nodes = left.shape[0]
     cdef Py_ssize_t t, top, i, n, depth, j, p, n_leaves = 0, n_slots = 0
-    order_ = np.empty(n_nodes, dtype=np.int64)
+    order_ = np.full(n_nodes, -1, dtype=np.int64)  # -1: unreachable, after the rest
     node_bit_ = np.zeros(n_nodes, dtype=np.int32)
     leaf_of_node_ = np.full(n_nodes, -1, dtype=np.int64)
     tree_leaves_ = np.zeros(n_trees + 1, dtype=np.int64)
