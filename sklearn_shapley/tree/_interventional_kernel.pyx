@@ -317,19 +317,27 @@ cdef void _add_leaf(const double* tab, int k, const int64_t* players,
     cdef const double* P2 = tab + 7 * size
     cdef Py_ssize_t r, s, u, g
     cdef uint32_t U, bs, bu
-    cdef double o, dv, sii
+    cdef double o, dv, sii, failed
     cdef double phi[32]
     cdef double rest[32]
     cdef double* row
     for r in range(n_rows):
         U = fails[r]
         o = OUT[U]
+        if U and o == 0.0:
+            # no background row passes every player x fails: every term is zero
+            continue
         dv = D[U]
         for s in range(k):
-            bs = (<uint32_t> 1) << s
-            phi[s] = o if (U & bs) else dv - E[U | bs]
+            # branch-free: a row's fails are as good as random
+            failed = (U >> s) & 1
+            phi[s] = failed * o + (1.0 - failed) * (dv - E[U | (<uint32_t> 1) << s])
         row = out + r * row_stride
         if order == 1:
+            if g1 - g0 == 1:
+                for s in range(k):
+                    row[players[s] * K + g0] += value[g0] * phi[s]
+                continue
             for s in range(k):
                 for g in range(g0, g1):
                     row[players[s] * K + g] += value[g] * phi[s]
