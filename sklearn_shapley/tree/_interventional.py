@@ -21,6 +21,7 @@ from .._memory import check_fits_in_memory
 from .._openmp import effective_n_threads
 from . import _interventional_kernel as _kernel
 from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT
+from ._kernel import _structure
 
 __all__ = ["InterventionalTrees"]
 
@@ -79,7 +80,7 @@ class InterventionalTrees:
         membership = player_membership(players, self.n_columns)
         self.n_players = membership.shape[0]
         self.background = np.ascontiguousarray(background)
-        depth = _max_depth(flat)
+        depth = int(_structure(flat)[0].max(initial=0))  # edges
         (
             self._order,
             self._node_bit,
@@ -247,24 +248,6 @@ class InterventionalTrees:
                 threads,
             )
         return out
-
-
-def _max_depth(flat):
-    """The deepest leaf's depth over all trees."""
-    left, right = flat.children_left, flat.children_right
-    depth = np.zeros(flat.n_nodes, dtype=np.int64)
-    best = 0
-    for t in range(flat.n_trees):
-        nodes = np.arange(flat.tree_offsets[t], flat.tree_offsets[t + 1])
-        frontier = nodes[:1]
-        level = 0
-        while frontier.size:
-            depth[frontier] = level
-            best = max(best, level)
-            inner = frontier[left[frontier] >= 0]
-            frontier = np.concatenate([left[inner], right[inner]])
-            level += 1
-    return best
 
 
 def _rules(largest, index):

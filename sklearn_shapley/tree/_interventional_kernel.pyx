@@ -201,7 +201,7 @@ def leaf_tables(
     ``first_tree:last_tree`` over ``background`` (each leaf's at ``table_at``, its
     ``k``-point rule ``rule_t/w[rule_at[k]:rule_at[k + 1]]``)."""
     cdef Trees T
-    cdef Py_ssize_t n_bg = background.shape[0], n_features = background.shape[1]
+    cdef Py_ssize_t n_bg = background.shape[0]
     cdef Py_ssize_t t, r, li, lo, hi, max_nodes = 1, max_leaves = 1, max_size = 1
     cdef int k, tid
     cdef uint32_t* fail
@@ -264,7 +264,6 @@ def leaf_tables(
         free(fail)
         free(pattern)
         free(scratch)
-    return n_features
 
 
 cdef Trees _trees(
