@@ -135,7 +135,9 @@ def exact_shapley(game, X, *, max_players=MAX_EXACT_PLAYERS, max_values=2**24):
 
 
 class ExactExplainer(GameExplainer):
-    """Exact Shapley values by enumeration of all ``2^d`` coalitions (small ``d``).
+    """Exact Shapley values by enumeration of all ``2^d`` coalitions (small ``d``), or
+    from the game's own exact form where it has one (a tree ensemble's marginal game,
+    see :meth:`~sklearn_shapley.games.Game.shapley_values`: any ``d``).
 
     Parameters
     ----------
@@ -198,4 +200,10 @@ class ExactExplainer(GameExplainer):
         self.max_players = max_players
 
     def _estimate(self, X):
-        return exact_shapley(self.game_, X, max_players=self.max_players)
+        values = self.game_.shapley_values(X) if len(X) else None
+        if values is None:
+            return exact_shapley(self.game_, X, max_players=self.max_players)
+        # the game's exact form: no coalition evaluated, beyond v(∅)
+        empty = self.game_.grand_and_empty(X[:1])[1]
+        base = np.broadcast_to(empty, (len(X), values.shape[2])).copy()
+        return ShapleyValues(values, base, np.ones(len(X), dtype=np.int64))

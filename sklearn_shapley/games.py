@@ -257,6 +257,12 @@ class Game:
         """The game on :func:`first_last_masks`: ``(n_rows, 2 d + 2, n_outputs)``."""
         return self(X, first_last_masks(self.n_players))
 
+    def shapley_values(self, X):
+        """Exact Shapley values ``(n_rows, n_players, n_outputs)`` from the game's own
+        exact form (a tree ensemble's marginal game has one), or None when it has
+        none: then they are enumerated or estimated from the game's values."""
+        return None
+
     def proxy(self):
         """A game with the same ``v(full)``, at most one model evaluation a value.
 

@@ -1,4 +1,5 @@
-"""``QuadratureTreeExplainer``: exact Path-Dependent TreeSHAP and Shapley interactions."""
+"""``QuadratureTreeExplainer``: exact TreeSHAP (path-dependent or interventional),
+Banzhaf values and interactions."""
 
 from __future__ import annotations
 
@@ -8,21 +9,32 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_scalar
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from .. import _dask
 from .._base import BaseExplainer
 from .._memory import check_fits_in_memory
+from ..games import default_background
 from . import _kernel
 from ._ensemble import flatten_ensemble, predict_raw
+from ._interventional import InterventionalTrees
 
 
 class QuadratureTreeExplainer(BaseExplainer):
-    """Exact Path-Dependent TreeSHAP and any-order Shapley interactions for tree ensembles.
+    """Exact TreeSHAP, Banzhaf values and interactions for tree ensembles.
 
-    The ensemble is read once into flat arrays; a Cython + OpenMP kernel evaluates the
-    Shapley integral ``∫₀¹`` of each leaf's weighted-Banzhaf polynomial with
-    Gauss–Legendre quadrature, choosing per tree the fewest points that make it exact.
+    The ensemble is read once into flat arrays. ``feature_perturbation=
+    "tree_path_dependent"`` (the default) explains the game in which a held-out
+    feature follows both branches of its splits, weighted by cover: a Cython +
+    OpenMP kernel evaluates the Shapley integral ``∫₀¹`` of each leaf's
+    weighted-Banzhaf polynomial with Gauss–Legendre quadrature, choosing per tree the
+    fewest points that make it exact. ``"interventional"`` explains
+    ``v_x(S) = mean_b f(x_S, b_¬S)`` over background rows ``b`` (shap's
+    ``TreeExplainer(model, data)``), "true to the model": each leaf folds the
+    background into a table over its path features' pass / fail patterns once, and
+    a row's values are a few look-ups per leaf, so the cost grows as rows plus
+    background rows, not their product. ``index="banzhaf"`` gives Banzhaf values
+    (uniform weights over coalitions) in either mode.
 
     Parameters
     ----------
@@ -33,6 +45,21 @@ class QuadratureTreeExplainer(BaseExplainer):
         ``XGBClassifier`` / ``XGBRanker``; a LightGBM ``Booster`` / ``LGBM*``. Unfitted
         scikit-learn-style models are cloned and fitted on ``(X, y)``; pass a fitted
         one as ``FrozenEstimator(model)`` (or bare, with ``fit(X)`` and no ``y``).
+    feature_perturbation : {"tree_path_dependent", "interventional"}, \
+            default="tree_path_dependent"
+        How a held-out feature is removed: following both branches weighted by the
+        training cover (path-dependent TreeSHAP), or taking it from background rows
+        (interventional).
+    background : array-like of shape (n_background, n_features), default=None
+        Interventional only: the rows held-out features are taken from. ``None``
+        uses the rows passed to ``fit``, at most ``n_background`` of them drawn
+        with ``random_state``.
+    n_background : int, default=1000
+        The most rows of ``fit``'s ``X`` used as the background when ``background``
+        is None.
+    index : {"shapley", "banzhaf"}, default="shapley"
+        Shapley values, or Banzhaf values (each coalition of the other features
+        weighted equally; they do not sum to the output minus the base value).
     interaction_order : {1, 2}, default=1
         What ``transform`` returns: Shapley values ``(n, d)``, or with 2 the flattened
         ``(n, d * d)`` SHAP interaction matrix (columns named ``"a*b"``).
@@ -47,6 +74,14 @@ class QuadratureTreeExplainer(BaseExplainer):
         regression and binary classification, ``K`` for ``K`` classes) and the class
         probabilities for scikit-learn forests and trees (the positive class, column 1,
         of a binary classifier by default; the predicted class per row for more).
+    model_output : {"raw", "probability"}, default="raw"
+        The explained quantity. ``"probability"`` is exact only where the raw output
+        is the class probabilities (scikit-learn trees and forests) and is refused
+        elsewhere: the game on a margin's sigmoid or softmax does not split over
+        leaves (explain ``predict_proba`` with ``PermutationExplainer`` or
+        ``ExactExplainer`` instead).
+    random_state : int, RandomState instance or None, default=None
+        Draws the default background.
     n_jobs : int or None, default=None
         OpenMP threads over rows (``None``: all available; ``-1`` all CPUs). Results
         are bit-identical for any ``n_jobs``.
@@ -60,9 +95,26 @@ class QuadratureTreeExplainer(BaseExplainer):
     ensemble_ : FlatEnsemble
         The flat arrays the kernel reads.
     expected_value_ : ndarray of shape (n_outputs,)
-        The base value: the cover-weighted mean output.
+        The base value: the cover-weighted mean output (path-dependent), the
+        background's mean raw output (interventional).
+    background_ : ndarray of shape (n_background, n_features) or None
+        The background rows (interventional), else None.
     output_names_ : list of str
     n_features_in_, feature_names_in_
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_regression
+    >>> from sklearn.ensemble import GradientBoostingRegressor
+    >>> from sklearn.frozen import FrozenEstimator
+    >>> X, y = make_regression(n_samples=200, n_features=5, random_state=0)
+    >>> model = GradientBoostingRegressor(n_estimators=20).fit(X, y)
+    >>> path = QuadratureTreeExplainer(FrozenEstimator(model)).fit(X)
+    >>> inter = QuadratureTreeExplainer(
+    ...     FrozenEstimator(model), feature_perturbation="interventional"
+    ... ).fit(X)
+    >>> path.transform(X[:3]).shape, inter.transform(X[:3]).shape
+    ((3, 5), (3, 5))
     """
 
     _allow_nan = True
@@ -74,22 +126,40 @@ class QuadratureTreeExplainer(BaseExplainer):
         ],
         "n_jobs": [numbers.Integral, None],
         "device": [StrOptions({"cpu", "cuda"})],
+        "feature_perturbation": [StrOptions({"tree_path_dependent", "interventional"})],
+        "background": ["array-like", None],
+        "n_background": [Interval(numbers.Integral, 1, None, closed="left")],
+        "index": [StrOptions({"shapley", "banzhaf"})],
+        "model_output": [StrOptions({"raw", "probability"})],
+        "random_state": ["random_state"],
     }
 
     def __init__(
         self,
         estimator=None,
         *,
+        feature_perturbation="tree_path_dependent",
+        background=None,
+        n_background=1000,
+        index="shapley",
         interaction_order=1,
         n_quadrature="auto",
         output=None,
+        model_output="raw",
+        random_state=None,
         n_jobs=None,
         device="cpu",
     ):
         self.estimator = estimator
+        self.feature_perturbation = feature_perturbation
+        self.background = background
+        self.n_background = n_background
+        self.index = index
         self.interaction_order = interaction_order
         self.n_quadrature = n_quadrature
         self.output = output
+        self.model_output = model_output
+        self.random_state = random_state
         self.n_jobs = n_jobs
         self.device = device
 
@@ -109,7 +179,8 @@ class QuadratureTreeExplainer(BaseExplainer):
                 f"X has {X.shape[1]} features, but the model was trained on "
                 f"{self.ensemble_.n_features}."
             )
-        self.expected_value_ = _kernel.expected_value(self.ensemble_)
+        if self.model_output == "probability":
+            self._check_raw_is_probability(model, X)
         K = self.ensemble_.n_outputs
         names = self.ensemble_.output_names
         self.output_names_ = (
@@ -118,15 +189,56 @@ class QuadratureTreeExplainer(BaseExplainer):
             else [f"output_{k}" for k in range(K)]
         )
         self._is_binary_classifier = K == 2
+        if self.feature_perturbation == "tree_path_dependent":
+            self.background_ = None
+            self._interventional = None
+            self.expected_value_ = _kernel.expected_value(self.ensemble_)
+            return
+        if self.background is None:
+            background = default_background(X, self.n_background, self.random_state)
+        else:
+            background = check_array(
+                self.background, dtype=np.float64, ensure_all_finite="allow-nan"
+            )
+            if background.shape[1] != X.shape[1]:
+                raise ValueError(
+                    f"background has {background.shape[1]} features, X has "
+                    f"{X.shape[1]}: pass background rows of the model's features."
+                )
+        self.background_ = background
+        self._interventional = InterventionalTrees(
+            self.ensemble_, background, index=self.index
+        )
+        self.expected_value_ = predict_raw(self.ensemble_, background).mean(axis=0)
+
+    def _check_raw_is_probability(self, model, X):
+        """Refuse ``model_output="probability"`` unless the raw output the kernels
+        explain is the model's ``predict_proba`` (then both are the same game)."""
+        rows = X[:100]
+        if hasattr(model, "predict_proba"):
+            proba = np.asarray(model.predict_proba(rows), dtype=np.float64)
+            raw = predict_raw(self.ensemble_, rows)
+            if proba.shape == raw.shape and np.allclose(proba, raw, atol=1e-12):
+                return
+        raise ValueError(
+            f'model_output="probability" is exact only where the trees\' raw output is '
+            f"the class probabilities (scikit-learn trees and forests); "
+            f"{type(model).__name__}'s is a margin, whose sigmoid / softmax does not "
+            'split over leaves. Use model_output="raw" (the margin), or explain '
+            "predict_proba with PermutationExplainer or ExactExplainer."
+        )
 
     def _explain_values(self, X):
-        values = _kernel.shap_values(
-            self.ensemble_,
-            X,
-            n_quadrature=self.n_quadrature,
-            n_threads=self.n_jobs,
-            prepared=self._kernel_data(1),
-        )
+        if self._interventional is not None:
+            values = self._interventional.values(X, 1, n_threads=self.n_jobs)
+        else:
+            values = _kernel.shap_values(
+                self.ensemble_,
+                X,
+                n_quadrature=self.n_quadrature,
+                n_threads=self.n_jobs,
+                prepared=self._kernel_data(1),
+            )
         base = np.broadcast_to(
             self.expected_value_, (len(X), len(self.expected_value_))
         )
@@ -142,11 +254,13 @@ class QuadratureTreeExplainer(BaseExplainer):
         """The kernel's data for ``order``, built on first use and kept
         until the ensemble or ``n_quadrature`` changes (``fit`` starts afresh)."""
         cache = self.__dict__.setdefault("_prepared", {})
-        key = (order, repr(self.n_quadrature))
+        key = (order, repr(self.n_quadrature), self.index)
         if key not in cache:
-            for stale in [k for k in cache if k[1] != key[1]]:
+            for stale in [k for k in cache if k[1:] != key[1:]]:
                 del cache[stale]
-            cache[key] = _kernel.prepare(self.ensemble_, order, self.n_quadrature)
+            cache[key] = _kernel.prepare(
+                self.ensemble_, order, self.n_quadrature, self.index
+            )
         return cache[key]
 
     def _explained_output(self, X):
@@ -154,7 +268,8 @@ class QuadratureTreeExplainer(BaseExplainer):
 
     # -- interactions -----------------------------------------------------------------
     def interactions(self, X, order=2, *, dense=False):
-        """Shapley interaction values of order ``order``.
+        """Shapley (or, with ``index="banzhaf"``, Banzhaf) interactions of order
+        ``order``.
 
         Parameters
         ----------
@@ -165,7 +280,7 @@ class QuadratureTreeExplainer(BaseExplainer):
             ``SII / 2``, diagonal the main effect, rows summing to ``φ``), shape
             ``(n, d, d)`` or ``(n, d, d, K)``. ``k >= 3``: the Shapley interaction
             index of every ``k``-subset of features that co-occur on some root-to-leaf
-            path.
+            path (path-dependent only).
         dense : bool, default=False
             For ``k >= 3``: return the full ``(n, d, ..., d)`` array (symmetric, zero
             on repeated indices) instead of the sparse pair.
@@ -188,6 +303,9 @@ class QuadratureTreeExplainer(BaseExplainer):
             return self.explain(X).values
         if order == 2:
             check_fits_in_memory((n, d, d, K), "The interaction matrix")
+            if self._interventional is not None:
+                values = self._interventional.values(X, 2, n_threads=self.n_jobs)
+                return values[..., 0] if squeeze else values
             values = _kernel.shap_interaction_values(
                 self.ensemble_,
                 X,
@@ -196,6 +314,12 @@ class QuadratureTreeExplainer(BaseExplainer):
                 prepared=self._kernel_data(2),
             )
             return values[..., 0] if squeeze else values
+        if self._interventional is not None:
+            raise ValueError(
+                f"order={order}: interventional interactions are computed up to "
+                "order 2; use feature_perturbation='tree_path_dependent' for higher "
+                "orders."
+            )
         kernel_data = self._kernel_data(order)
         subsets = kernel_data.subsets
         check_fits_in_memory(
@@ -263,8 +387,9 @@ class QuadratureTreeExplainer(BaseExplainer):
     def score(self, X, y=None):
         """Minus the mean absolute efficiency gap ``|base + Σφ − raw output|``.
 
-        Zero (the best) when the values are exact; usable in ``GridSearchCV``, e.g.
-        over ``n_quadrature``. ``y`` is ignored.
+        Zero (the best) when Shapley values are exact; usable in ``GridSearchCV``,
+        e.g. over ``n_quadrature``. Banzhaf values are not efficient: their gap
+        measures how far they are from summing to the output. ``y`` is ignored.
         """
         exp = self.explain(X)
         X = self._validate(X, reset=False)

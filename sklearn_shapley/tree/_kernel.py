@@ -217,12 +217,17 @@ def _n_threads(n_threads, n_rows):
     return int(max(1, min(effective_n_threads(n_threads), max(n_rows, 1))))
 
 
-def _prepare(flat, qs, max_depth, leaves=None, lanes=None):
+def _prepare(flat, qs, max_depth, leaves=None, lanes=None, index="shapley"):
     """Bundle the ensemble, cover ratios and per-tree quadrature for the kernel.
 
     ``lanes``: each tree's rule is padded to a multiple of it (default: the lane
     width of the single-row kernel of orders >= 3; orders 1 and 2 need none).
+    ``index="banzhaf"``: every tree's rule is the one point ``t = 1/2`` of weight 1,
+    which turns the Shapley integral into the Banzhaf values (the integrand is the
+    weighted-Banzhaf polynomial at participation probability ``t``).
     """
+    if index == "banzhaf":
+        qs = np.ones(len(qs), dtype=np.int64)
     n_nodes = flat.n_nodes
     left = _i64(flat.children_left)
     right = _i64(flat.children_right)
@@ -263,6 +268,8 @@ def _prepare(flat, qs, max_depth, leaves=None, lanes=None):
     rules = {}
     for q, qp in set(zip(np.asarray(qs).tolist(), padded.tolist())):
         t, w = _gauss_legendre_01_cached(q)
+        if index == "banzhaf":
+            t, w = np.array([0.5]), np.array([1.0])
         rules[q] = (
             np.concatenate([t, np.full(qp - q, 0.5)]),
             np.concatenate([w, np.zeros(qp - q)]),
@@ -303,7 +310,7 @@ def _prepare(flat, qs, max_depth, leaves=None, lanes=None):
     )
 
 
-def prepare(flat, order=1, n_quadrature="auto"):
+def prepare(flat, order=1, n_quadrature="auto", index="shapley"):
     """The kernel's data for :func:`shap_values` (``order=1``),
     :func:`shap_interaction_values` (``order=2``) or :func:`shapley_interactions`
     (``order >= 3``), to build once and pass as ``prepared=`` to later calls on the
@@ -312,18 +319,20 @@ def prepare(flat, order=1, n_quadrature="auto"):
     Orders 1 and 2 use the first-order rule (exact for the pairs too) and walk several
     rows at once. Order ``k >= 3`` adds each leaf's ``k``-subsets of its path features
     and their columns among :func:`interaction_subsets` (its ``subsets`` attribute).
+    ``index="banzhaf"`` gives Banzhaf values and interactions instead of Shapley's
+    (``n_quadrature`` is then ignored: one point is exact).
     """
     order = int(order)
     if order < 1:
         raise ValueError(f"order must be >= 1, got {order}")
     if order >= 3:
-        return _prepare_leaves(flat, order, n_quadrature)
+        return _prepare_leaves(flat, order, n_quadrature, index)
     max_depth, distinct = _structure(flat)
     qs = _q_from_distinct(distinct, 1, n_quadrature)
-    return _prepare(flat, qs, max_depth, lanes=1)
+    return _prepare(flat, qs, max_depth, lanes=1, index=index)
 
 
-def _prepare_leaves(flat, order, n_quadrature):
+def _prepare_leaves(flat, order, n_quadrature, index="shapley"):
     """The kernel's data for leaf extraction at ``order``: each leaf's subsets and
     their columns among ``interaction_subsets(flat, order)`` (``subsets``)."""
     (max_depth, distinct), leaf_index, fptr, feats, cptr, leaf_sub = _leaf_subsets(
@@ -332,7 +341,11 @@ def _prepare_leaves(flat, order, n_quadrature):
     subsets, cols = _distinct_subsets(leaf_sub, flat.n_features)
     qs = _q_from_distinct(distinct, order, n_quadrature)
     kd = _prepare(
-        flat, qs, max_depth, leaves=(leaf_index, fptr, feats, cptr, cols, order)
+        flat,
+        qs,
+        max_depth,
+        leaves=(leaf_index, fptr, feats, cptr, cols, order),
+        index=index,
     )
     kd.subsets = subsets
     return kd

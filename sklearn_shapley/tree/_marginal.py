@@ -12,13 +12,14 @@ The hybrid row ``(x_S, b_{¬S})`` reaches ``L`` when ``x`` is inside on ``S ∩ 
 
 where ``I_L(x) ⊆ P_L`` is the set of path players on which ``x`` is inside. Each leaf
 is a game on its ``k = |P_L|`` players that depends on ``x`` only through the pattern
-``I_L(x)``, one of ``2^k``: its first and last marginal contributions, its Shapley
-values and the Shapley-kernel statistic that FastSHAP trains on are tables over the
-patterns, built once from ``q_L`` by subset-sum (zeta) transforms. The tables of a
-small tree's leaves are summed into one table indexed by the row's decisions at the
-tree's nodes. Evaluating a row is then one table look-up per small tree, or per leaf
-of a larger one, whatever the background's size: this is interventional TreeSHAP, with
-the background folded into the tables.
+``I_L(x)``, one of ``2^k``: its first and last marginal contributions and the
+Shapley-kernel statistic that FastSHAP trains on are tables over the patterns, built
+once from ``q_L`` by subset-sum (zeta) transforms. The tables of a small tree's leaves
+are summed into one table indexed by the row's decisions at the tree's nodes.
+Evaluating a row is then one table look-up per small tree, or per leaf of a larger
+one, whatever the background's size. The exact Shapley values come from the
+interventional kernel (:mod:`._interventional`), which needs no such tables and so
+also serves ensembles too deep for them (:class:`TreeShapleyMarginalGame`).
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ from ..games import (
 )
 from ..sampling import shapley_kernel_size_weights
 from ._ensemble import flatten_ensemble, goes_left, predict_raw
+from ._interventional import InterventionalTrees
 
-__all__ = ["TreeMarginalGame", "tree_marginal_game"]
+__all__ = ["TreeMarginalGame", "TreeShapleyMarginalGame", "tree_marginal_game"]
 
 #: Most table entries (float64) a :class:`TreeMarginalGame` may hold: a leaf on ``k``
-#: path players holds ``2^k (4d + 1) K`` (``d`` players, ``K`` outputs).
+#: path players holds ``2^k (3d + 1) K`` (``d`` players, ``K`` outputs).
 MAX_TABLE_ENTRIES = 2**24
 #: Most rows of a tree's table indexed by its decisions (at most 8 internal nodes).
 TREE_UNIT_ROWS = 256
@@ -150,7 +152,7 @@ class TreeMarginalGame(Game):
             )
             by_k.setdefault(len(players), []).append((players, value, path, tree))
         K = self.n_outputs
-        entries = sum(len(g) * 2**k for k, g in by_k.items()) * (4 * d + 1) * K
+        entries = sum(len(g) * 2**k for k, g in by_k.items()) * (3 * d + 1) * K
         if entries > max_table_entries:
             raise TablesTooLargeError(
                 f"This ensemble's leaves would need {entries} table entries "
@@ -186,7 +188,7 @@ class TreeMarginalGame(Game):
         # per leaf, a block of 2^k rows (one per pattern), group after group
         weights = _kernel_size_probabilities(d)
         tables = [g.tables(weights) for g in self._groups]
-        tables = np.concatenate(tables) if tables else np.zeros((0, (4 * d + 1) * K))
+        tables = np.concatenate(tables) if tables else np.zeros((0, (3 * d + 1) * K))
         self._build_units(leaves, tables, column)
 
     def _build_units(self, leaves, tables, column):
@@ -247,10 +249,9 @@ class TreeMarginalGame(Game):
         tables = np.concatenate(parts) if parts else np.zeros((0, tables.shape[1]))
         self._n_table_rows = len(tables)
         d, K = self.n_players, self.n_outputs
-        split = np.cumsum([K, d * K, d * K, d * K])
-        self._first_last = np.ascontiguousarray(tables[:, : split[2]])
-        self._phi = np.ascontiguousarray(tables[:, split[2] : split[3]])
-        self._cross = np.ascontiguousarray(tables[:, split[3] :])
+        first_last = K + 2 * d * K
+        self._first_last = np.ascontiguousarray(tables[:, :first_last])
+        self._cross = np.ascontiguousarray(tables[:, first_last:])
 
     # -- rows to leaf patterns ---------------------------------------------------------
     def _check_X(self, X):
@@ -360,8 +361,14 @@ class TreeMarginalGame(Game):
         return out
 
     def shapley_values(self, X):
-        """Exact Shapley values of the game, ``(n, n_players, n_outputs)``."""
-        return self._table_sum(X, self._phi).reshape(-1, self.n_players, self.n_outputs)
+        """Exact Shapley values of the game, ``(n, n_players, n_outputs)``, from the
+        interventional kernel (:class:`~sklearn_shapley.tree._interventional.
+        InterventionalTrees`), built on first use."""
+        if getattr(self, "_interventional", None) is None:
+            self._interventional = InterventionalTrees(
+                self.flat, self.background, players=self.players
+            )
+        return self._interventional.values(self._check_X(X)) @ self.output_map
 
     def kernel_cross(self, X):
         """``Σ_S p_S 1_S (v_x(S) − v_x(∅))``, ``(n, n_players, n_outputs)``, over every
@@ -411,6 +418,50 @@ def _kernel_probabilities(masks):
     return _kernel_size_probabilities(masks.shape[1])[sizes]
 
 
+class TreeShapleyMarginalGame(Game):
+    """A tree ensemble's marginal game whose leaves test too many players for
+    :class:`TreeMarginalGame`'s tables: its values are the wrapped
+    :class:`~sklearn_shapley.games.MarginalGame`'s (the model evaluated on hybrid
+    rows), its exact Shapley values the interventional kernel's, whose cost does
+    not grow with the tables'.
+
+    Parameters
+    ----------
+    game : MarginalGame
+    flat : FlatEnsemble
+        The game's model, flattened.
+    output_map : ndarray of shape (n_raw_outputs, n_outputs)
+        The game's outputs as a linear map of the ensemble's raw outputs.
+    """
+
+    matches_model = False
+
+    def __init__(self, game, flat, output_map):
+        self.game, self.flat, self.output_map = game, flat, output_map
+        self.n_players, self.n_outputs = game.n_players, output_map.shape[1]
+        self.evaluation_cost = game.evaluation_cost
+        self._interventional = InterventionalTrees(
+            flat, game.background, players=game.players
+        )
+
+    def __call__(self, X, masks):
+        return self.game(X, masks)
+
+    def grand_and_empty(self, X):
+        return self.game.grand_and_empty(X)
+
+    def proxy(self):
+        return self.game.proxy()
+
+    def split_thresholds(self):
+        return self.game.split_thresholds()
+
+    def shapley_values(self, X):
+        """Exact Shapley values, ``(n, n_players, n_outputs)``."""
+        X = check_rows(X, self.game.n_features)
+        return self._interventional.values(X) @ self.output_map
+
+
 class _LeafGroup:
     """The leaves with ``k`` path players, and their tables over the ``2^k`` patterns.
 
@@ -433,9 +484,9 @@ class _LeafGroup:
         self.q /= len(background)
 
     def tables(self, weights):
-        """The leaves' tables ``(n_leaves 2^k, (4d + 1) K)``: per (leaf, pattern),
-        the leaf's share of ``v(N) − c``, ``v({j}) − v(∅)``, ``v(N ∖ {j}) − v(N)``,
-        the Shapley values and the kernel cross statistic (``weights``: ``ω(s)``)
+        """The leaves' tables ``(n_leaves 2^k, (3d + 1) K)``: per (leaf, pattern),
+        the leaf's share of ``v(N) − c``, ``v({j}) − v(∅)``, ``v(N ∖ {j}) − v(N)``
+        and the kernel cross statistic (``weights``: ``ω(s)``)
         on every (player, output), its value folded in."""
         k, d, q = self.k, self.d, self.q
         n_leaves, size = q.shape
@@ -452,16 +503,6 @@ class _LeafGroup:
             q[:, complement][:, None, :]
             * ((pattern[:, None] & complement) == complement)
             - grand[:, :, None]
-        )
-        # Shapley values of the leaf game g(A) = [A ⊆ I] q(A):
-        #   j ∈ I: Σ_{A ⊆ I∖j} w(|A|) (q(A ∪ j) − q(A)) = H'(I) − H'(I∖j) − H(I∖j)
-        #   j ∉ I: −Σ_{A ⊆ I} w(|A|) q(A) = −H(I)
-        # with H(I) = Σ_{A ⊆ I} w(|A|) q(A), H'(I) = Σ_{∅ ≠ A ⊆ I} w(|A| − 1) q(A)
-        w = np.array([_shapley_weight(s, k) for s in range(k + 1)])
-        H = _subset_sums(q * w[sizes])
-        H1 = _subset_sums(q * np.r_[0.0, w][sizes])
-        phi = np.where(
-            inside, H1[:, :, None] - H1[:, without] - H[:, without], -H[:, :, None]
         )
         # the kernel statistic Σ_S p_S [j ∈ S] (g(S ∩ P) − g(∅)), p_S = ω(|S|):
         #   j ∈ P: Σ_{A ∋ j} α(|A|) (g(A) − g(∅)),  α(a) = Σ_r C(d−k, r) ω(a + r)
@@ -492,7 +533,7 @@ class _LeafGroup:
         # over (leaf, pattern, player, output), the leaf's value folded in
         value = self.value[:, None, None, :]
         parts = [grand[:, :, None, None] * self.value[:, None, None, :]]
-        parts += [self._on_players(t) * value for t in (first, last, phi)]
+        parts += [self._on_players(t) * value for t in (first, last)]
         parts.append(cross * value)
         rows = n_leaves * size
         return np.concatenate([p.reshape(rows, -1) for p in parts], axis=1)
@@ -557,14 +598,6 @@ def _subset_sums(table, superset=False):
     return out
 
 
-def _shapley_weight(s, k):
-    """``s! (k − s − 1)! / k!``: a coalition of ``s`` of the other ``k − 1`` players
-    in a ``k``-player game (0 for ``s = k``)."""
-    if s >= k:
-        return 0.0
-    return math.factorial(s) * math.factorial(k - s - 1) / math.factorial(k)
-
-
 def _kernel_size_probabilities(d):
     """``ω(s)``, ``s = 0..d``: the Shapley-kernel probability of one coalition of
     size ``s`` among all but the empty and full ones (0 for those two)."""
@@ -589,7 +622,8 @@ def tree_marginal_game(game, rows=None):
     The two games then agree to the model's own float precision on every row and
     coalition (the tree game takes the log-odds from the trees, not back from the
     rounded probabilities): to float64's when its attribute ``matches_model`` is
-    true. Also None when the tables would be too large.
+    true. When the tables would be too large (deep trees), a
+    :class:`TreeShapleyMarginalGame`: the model's values, exact Shapley values.
     """
     from sklearn.frozen import FrozenEstimator
 
@@ -627,7 +661,7 @@ def tree_marginal_game(game, rows=None):
             flat, game.background, players=game.players, output_map=output_map
         )
     except TablesTooLargeError:
-        return None
+        tree_game = TreeShapleyMarginalGame(game, flat, output_map)
     tree_game.output_names = game.output_names
     # whether the explained outputs (after the link) are the trees' sums to float64
     # precision, or only to the model's rounding
