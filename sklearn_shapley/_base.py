@@ -19,6 +19,8 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._explanation import Explanation
+from ._frames import FrameCodec, is_frame, model_category_codes
+from ._pipelines import group_data
 
 
 def is_fitted_estimator(estimator):
@@ -151,15 +153,25 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
     def _validate(self, X, reset):
         if reset:
             self._model_fingerprint = None
+            named = is_frame(X) and all(isinstance(c, str) for c in X.columns)
+            self._frame_codec = FrameCodec(X) if named else None
         else:
             self._check_model_unchanged()
+        if is_frame(X) and getattr(self, "_frame_codec", None) is not None:
+            X = self._frame_codec.encode(X)  # category codes, fit's columns checked
         return validate_data(
             self,
             X,
             reset=reset,
             dtype=[np.float64, np.float32],
-            ensure_all_finite="allow-nan" if self._allow_nan else True,
+            ensure_all_finite="allow-nan" if self._takes_nan() else True,
         )
+
+    def _takes_nan(self):
+        """Whether rows may hold NaN: always for an explainer that handles missing
+        values itself; for the others when fitted on a DataFrame, whose model then
+        decides (HistGradientBoosting and Pipelines with imputers take NaN)."""
+        return self._allow_nan or getattr(self, "_frame_codec", None) is not None
 
     def fit(self, X, y=None):
         """Fit the model if needed, then prepare the explainer.
@@ -177,6 +189,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         """
         X = self._validate(X, reset=True)
         self.estimator_ = self._resolve_estimator(self._model_input(X), y)
+        X = self._use_model_codes(X)
         self._model_fingerprint = self._fingerprint(X)
         self._fit_explainer(X, y)
         return self
@@ -239,8 +252,22 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
                 "would explain the old model. Refit the explainer: explainer.fit(X)."
             )
 
+    def _use_model_codes(self, X):
+        """``X`` recoded with the category codes the model's own splits use (a tree
+        model's; see :func:`~sklearn_shapley._frames.model_category_codes`)."""
+        codec = getattr(self, "_frame_codec", None)
+        codes = {} if codec is None else model_category_codes(self.estimator_, codec)
+        if not codes:
+            return X
+        self._frame_codec = codec.with_codes(codes)
+        return self._frame_codec.encode(codec.decode(X)).to_numpy(dtype=X.dtype)
+
     def _model_input(self, X):
-        """What the model is fitted on: ``X`` with its column names when it had them."""
+        """What the model is fitted on: the DataFrame of fit (its columns, dtypes and
+        categories) when it had one, ``X`` with its column names when it had them."""
+        codec = getattr(self, "_frame_codec", None)
+        if codec is not None:
+            return codec.decode(X)
         names = getattr(self, "feature_names_in_", None)
         if names is None:
             return X
@@ -256,7 +283,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
                 [f"x{i}" for i in range(self.n_features_in_)], dtype=object
             )
         players = getattr(self, "players", None)
-        if players is None:
+        if players is None or isinstance(players, str):  # "auto": one per column
             return np.asarray(names, dtype=object)
         return np.array(
             [
@@ -328,11 +355,19 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         return Explanation(
             values,
             base,
-            data=X,
+            data=self._explanation_data(X),
             feature_names=list(self._player_names()),
             output_names=output_names,
             **extra,
         )
+
+    def _explanation_data(self, X):
+        """The data of each player shown beside its values: ``X``'s columns, or
+        with player groups one column per group (so that plots pair them)."""
+        players = getattr(self, "players", None)
+        if players is None or isinstance(players, str):
+            return X
+        return group_data(X, players)
 
     def _finite_values(self, X):
         """``_explain_values(X)``, refused when a value is not finite: a NaN or an

@@ -871,7 +871,8 @@ class InstaSHAPGAM(GameExplainer):
         if self.estimator_ is None:
             full = np.ones((1, self.game_.n_players), dtype=bool)
             return self.game_(X, full)[:, 0]
-        return apply_link(ModelFunction(self.estimator_)(X), self.link)
+        f = ModelFunction(self.estimator_, self._frame_codec)
+        return apply_link(f(X), self.link)
 
     def _accuracy(self, out, y):
         if _is_classifier(self.estimator_):

@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._base import BaseExplainer
 from .._memory import check_fits_in_memory
+from .._pipelines import input_column_groups, split_pipeline, transform_rows
 from . import _kernel
 from ._ensemble import flatten_ensemble, predict_raw
 
@@ -30,6 +31,16 @@ class QuadratureTreeExplainer(BaseExplainer):
         ``XGBClassifier`` / ``XGBRanker``; a LightGBM ``Booster`` / ``LGBM*``. Unfitted
         scikit-learn-style models are cloned and fitted on ``(X, y)``; pass a fitted
         one as ``FrozenEstimator(model)`` (or bare, with ``fit(X)`` and no ``y``).
+        A fitted ``Pipeline`` whose last step is one of these: that step is explained
+        on the features the steps before it make from ``X``, named by their
+        ``get_feature_names_out``.
+    players : {None, "auto"}, default=None
+        For a Pipeline: ``None`` attributes to each transformed feature; ``"auto"``
+        to each input column, the **sum** of the attributions of the features made
+        from it (a one-hot block of a ``ColumnTransformer`` / ``OneHotEncoder``; exact,
+        as Shapley values add up). The model-agnostic explainers instead explain the
+        whole Pipeline on its input columns, each column one player. Without a
+        Pipeline both are the same.
     interaction_order : {1, 2}, default=1
         What ``transform`` returns: Shapley values ``(n, d)``, or with 2 the flattened
         ``(n, d * d)`` SHAP interaction matrix (columns named ``"a*b"``).
@@ -69,6 +80,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         self,
         estimator=None,
         *,
+        players=None,
         interaction_order=1,
         n_quadrature="auto",
         output=None,
@@ -77,6 +89,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         device="cpu",
     ):
         self.estimator = estimator
+        self.players = players
         self.interaction_order = interaction_order
         self.n_quadrature = n_quadrature
         self.output = output
@@ -95,6 +108,11 @@ class QuadratureTreeExplainer(BaseExplainer):
             raise ValueError(
                 f"n_quadrature must be 'auto' or a positive int, got {q!r}."
             )
+        if self.players not in (None, "auto"):
+            raise ValueError(
+                f"players must be None or 'auto', got {self.players!r}; list groups "
+                "of columns in the model-agnostic explainers."
+            )
         if self.dtype != "float64":
             raise ValueError(f"dtype must be 'float64', got {self.dtype!r}.")
         if self.device == "cuda":
@@ -110,13 +128,18 @@ class QuadratureTreeExplainer(BaseExplainer):
         model = self.estimator_
         if isinstance(model, FrozenEstimator):
             model = model.estimator
+        self._preprocessing, model = split_pipeline(model)
         self.ensemble_ = flatten_ensemble(model)
         self._prepared = {}  # kernel data per order, see _kernel_data
-        if self.ensemble_.n_features != X.shape[1]:
+        n_features = self._tree_input(X[:1]).shape[1]
+        if self.ensemble_.n_features != n_features:
             raise ValueError(
-                f"X has {X.shape[1]} features, but the model was trained on "
+                f"X has {n_features} features, but the model was trained on "
                 f"{self.ensemble_.n_features}."
             )
+        self._groups = None
+        if self.players == "auto" and self._preprocessing is not None:
+            self._groups = input_column_groups(self._preprocessing, X.shape[1])
         self.expected_value_ = _kernel.expected_value(self.ensemble_)
         K = self.ensemble_.n_outputs
         names = self.ensemble_.output_names
@@ -127,10 +150,47 @@ class QuadratureTreeExplainer(BaseExplainer):
         )
         self._is_binary_classifier = K == 2
 
+    def _tree_input(self, X):
+        """The features the tree model reads: ``X``, or what a Pipeline's
+        preprocessing makes of it."""
+        if self._preprocessing is None:
+            return X
+        return transform_rows(self._preprocessing, self._model_input(X))
+
+    def _group_sum(self, values, n_axes=1):
+        """``values`` with the feature axes 1 .. n_axes summed over each input
+        column's group (``players="auto"``), or as they are."""
+        if self._groups is None:
+            return values
+        membership = np.zeros((len(self._groups), values.shape[1]))
+        for g, (_, cols) in enumerate(self._groups):
+            membership[g, cols] = 1.0
+        for axis in range(1, n_axes + 1):
+            values = np.moveaxis(
+                np.tensordot(membership, values, axes=([1], [axis])), 0, axis
+            )
+        return values
+
+    def _player_names(self):
+        if self._preprocessing is None:
+            return super()._player_names()
+        names_in = getattr(self, "feature_names_in_", None)
+        if self._groups is not None:
+            names = super()._player_names()
+            return np.array([names[j] for j, _ in self._groups], dtype=object)
+        return np.asarray(
+            self._preprocessing.get_feature_names_out(names_in), dtype=object
+        )
+
+    def _explanation_data(self, X):
+        if self._groups is not None:
+            return X[:, [j for j, _ in self._groups]]
+        return self._tree_input(X)
+
     def _explain_values(self, X):
         values = _kernel.shap_values(
             self.ensemble_,
-            X,
+            self._tree_input(X),
             n_quadrature=self.n_quadrature,
             n_threads=self.n_jobs,
             prepared=self._kernel_data(1),
@@ -138,7 +198,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         base = np.broadcast_to(
             self.expected_value_, (len(X), len(self.expected_value_))
         )
-        return values, np.array(base), {}
+        return self._group_sum(values), np.array(base), {}
 
     def __getstate__(self):
         # the prepared kernel data is a cache of compiled-module objects: not pickled
@@ -158,7 +218,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         return cache[key]
 
     def _explained_output(self, X):
-        return predict_raw(self.ensemble_, X)
+        return predict_raw(self.ensemble_, self._tree_input(X))
 
     # -- interactions -----------------------------------------------------------------
     def interactions(self, X, order=2, *, dense=False):
@@ -182,12 +242,19 @@ class QuadratureTreeExplainer(BaseExplainer):
         -------
         ndarray, or for ``k >= 3`` and ``dense=False`` a pair ``(subsets, values)``:
         ``subsets`` int ``(m, k)`` of sorted feature indices, ``values`` ``(n, m)`` or
-        ``(n, m, K)``.
+        ``(n, m, K)``. With ``players="auto"`` on a Pipeline, the order-2 matrix sums
+        the blocks of the input columns; higher orders are not grouped (refused).
         """
         check_is_fitted(self)
         X = self._validate(X, reset=False)
         order = int(order)
-        n, d, K = len(X), self.n_features_in_, self.ensemble_.n_outputs
+        if self._groups is not None and order >= 3:
+            raise ValueError(
+                f"Order-{order} interactions are not summed over players='auto' "
+                "groups; use players=None for them."
+            )
+        X = self._tree_input(X)
+        n, d, K = len(X), self.ensemble_.n_features, self.ensemble_.n_outputs
         squeeze = K == 1
         if order == 1:
             return self.explain(X).values
@@ -200,6 +267,7 @@ class QuadratureTreeExplainer(BaseExplainer):
                 n_threads=self.n_jobs,
                 prepared=self._kernel_data(2),
             )
+            values = self._group_sum(values, n_axes=2)
             return values[..., 0] if squeeze else values
         if order < 1:
             raise ValueError(f"order must be >= 1, got {order}.")
