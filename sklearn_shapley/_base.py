@@ -108,6 +108,9 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
 
     _accepts_callables = False
     _allow_nan = False
+    #: Whether rows from a DataFrame may hold NaN (for the model to handle); False
+    #: for explainers whose network reads the rows.
+    _nan_from_frames = True
 
     # -- estimator -----------------------------------------------------------------
     def _needs_target(self):
@@ -170,8 +173,10 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
     def _takes_nan(self):
         """Whether rows may hold NaN: always for an explainer that handles missing
         values itself; for the others when fitted on a DataFrame, whose model then
-        decides (HistGradientBoosting and Pipelines with imputers take NaN)."""
-        return self._allow_nan or getattr(self, "_frame_codec", None) is not None
+        decides (HistGradientBoosting and Pipelines with imputers take NaN), unless
+        a network of the explainer reads the rows."""
+        from_frame = getattr(self, "_frame_codec", None) is not None
+        return self._allow_nan or (from_frame and self._nan_from_frames)
 
     def fit(self, X, y=None):
         """Fit the model if needed, then prepare the explainer.

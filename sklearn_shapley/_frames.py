@@ -103,9 +103,7 @@ class FrameCodec:
                 out[name] = col
                 continue
             values, codes = self.categories[name]
-            position = pd.Categorical(
-                col.astype(object), categories=pd.Index(values, dtype=object)
-            ).codes
+            position = pd.Index(values, dtype=object).get_indexer(col.astype(object))
             unknown = (position < 0) & col.notna().to_numpy()
             if unknown.any():
                 raise ValueError(

@@ -319,6 +319,8 @@ class FastSHAPExplainer(GameExplainer):
     (3, 10)
     """
 
+    _nan_from_frames = False  # the explainer network reads the rows
+
     _parameter_constraints = {
         "normalization": [StrOptions(set(NORMALIZATIONS))],
         "paired_sampling": ["boolean"],
@@ -431,7 +433,8 @@ class FastSHAPExplainer(GameExplainer):
         params.update(self.surrogate_params or {})
         self.surrogate_ = _cached_surrogate(
             self.estimator_,
-            self._model_input(X),
+            X,
+            frame=self._frame_codec,
             link=self.link,
             players=self.players,
             random_state=self._rng_seed(4),
@@ -835,7 +838,7 @@ def _value_scale(total):
 _SURROGATES = {}
 
 
-def _cached_surrogate(model, X, **params):
+def _cached_surrogate(model, X, frame=None, **params):
     """:func:`fit_surrogate`, fitted once per model object, data and parameters.
 
     Explainers compared in a search (``GridSearchCV`` over a ``FrozenEstimator``)
@@ -848,11 +851,12 @@ def _cached_surrogate(model, X, **params):
         hashlib.sha1(rows.tobytes()).hexdigest(),
         rows.shape,
         repr(sorted(params.items(), key=lambda item: item[0])),
+        None if frame is None else repr((frame.columns, frame.categories)),
     )
     hit = _SURROGATES.get(key)
     if hit is not None and hit[0] is model:
         return hit[1]
-    surrogate = fit_surrogate(model, X, **params)
+    surrogate = fit_surrogate(model, X, frame=frame, **params)
     while len(_SURROGATES) >= 8:
         _SURROGATES.pop(next(iter(_SURROGATES)))
     _SURROGATES[key] = (model, surrogate)

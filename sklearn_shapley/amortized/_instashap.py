@@ -356,6 +356,8 @@ class InstaSHAPGAM(GameExplainer):
     [(0,), (1,), (2,), (0, 1), (0, 2), (1, 2)]
     """
 
+    _nan_from_frames = False  # the component networks read the rows
+
     def __init__(
         self,
         estimator=None,
@@ -433,6 +435,7 @@ class InstaSHAPGAM(GameExplainer):
                 random_state=self._rng_seed(3),
                 device=self.device,
                 verbose=self.verbose,
+                frame=self._frame_codec,
                 **(self.surrogate_params or {}),
             )
         if isinstance(self.value_function, Game) or self.value_function in (
