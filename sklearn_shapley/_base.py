@@ -98,6 +98,13 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
     - model-agnostic explainers also accept any callable ``f(X) -> array`` (a function,
       a torch module).
 
+    ``X`` may be a pandas DataFrame with numeric, ``category`` and string columns (and
+    NaN, for models that take it): the explainer computes on category codes (those a
+    tree model's own splits use), the model gets the DataFrame back with fit's dtypes,
+    the column names name the attributions, and ``transform`` / ``explain`` refuse a
+    DataFrame whose columns differ from fit's, naming them. ``Explanation.data``
+    holds the codes.
+
     ``output`` selects what ``transform`` returns for models with several outputs:
     ``None`` picks the only output, the positive class of a binary classifier (column
     1), and for multi-class models the class each row is predicted to be (the argmax

@@ -29,6 +29,7 @@ from sklearn_shapley import (
     QuadratureTreeExplainer,
     plotting,
 )
+from sklearn_shapley.tree import TreeMarginalGame
 
 matplotlib.use("Agg")
 
@@ -70,6 +71,16 @@ def _efficiency_gap(exp, explained):
     return np.abs(base + values.sum(axis=1) - explained.reshape(len(values), -1)).max()
 
 
+def _check_marginal_game(model, X, rows):
+    """The model-agnostic marginal game on the DataFrame: resolved to the tree
+    ensemble's exact form (its codes are the model's), efficient on the model."""
+    explainer = ExactExplainer(
+        FrozenEstimator(model), value_function="marginal", n_background=20
+    ).fit(X)
+    assert isinstance(explainer.game_, TreeMarginalGame)
+    assert _efficiency_gap(explainer.explain(rows), model.predict(rows)) < 1e-5
+
+
 def _reordered_categories(X):
     """The same rows with the category dtype's categories in another order."""
     X = X.copy()
@@ -93,6 +104,7 @@ def test_hist_gradient_boosting_from_dtype_in_the_tree_explainer(frame):
     assert _efficiency_gap(exp, model.predict(rows)) < 1e-10
     # the categorical column carries the model's attribution, not noise
     assert np.abs(exp.values[:, 1]).mean() > 0.5
+    _check_marginal_game(model, X, rows)
 
 
 def test_xgboost_categorical_matches_pred_contribs(frame):
@@ -109,6 +121,7 @@ def test_xgboost_categorical_matches_pred_contribs(frame):
     )
     np.testing.assert_allclose(exp.values, contribs[:, :-1], atol=1e-5)
     assert _efficiency_gap(exp, model.predict(rows, output_margin=True)) < 1e-5
+    _check_marginal_game(model, X, rows)
 
 
 def test_lightgbm_categorical_matches_pred_contrib(frame):
@@ -123,6 +136,7 @@ def test_lightgbm_categorical_matches_pred_contrib(frame):
     contribs = model.predict(rows, pred_contrib=True)
     np.testing.assert_allclose(exp.values, contribs[:, :-1], atol=1e-10)
     assert _efficiency_gap(exp, model.predict(rows, raw_score=True)) < 1e-10
+    _check_marginal_game(model, X, rows)
 
 
 def _enumerated_shapley(predict, row, held_out):

@@ -212,7 +212,13 @@ class FastSHAPExplainer(GameExplainer):
     link : {"identity", "logit", "log", "log_softmax"} or callable, default="identity"
         Applied to each prediction before the game averages or differences it.
     players : list of lists of int, default=None
-        Column groups (e.g. one-hot blocks) treated as one player each.
+        Column groups (e.g. one-hot blocks) treated as one player each; ``explain``'s data then has one
+        column per group (a one-hot block's: the position of its hot column). For
+        one player per original column of a Pipeline that one-hot encodes (what
+        ``players="auto"`` gives :class:`~sklearn_shapley.QuadratureTreeExplainer`),
+        pass the Pipeline as the model and its input DataFrame as ``X``: every
+        column is then one player, and a held-out categorical column takes
+        background categories, never a mean of one-hot columns.
     normalization : {"additive", "multiplicative", "none"}, default="additive"
         Efficiency layer of the training forward pass: ``φ + (v(full) − v(∅) −
         1ᵀφ)/d``, ``φ · (v(full) − v(∅)) / 1ᵀφ``, or none (see

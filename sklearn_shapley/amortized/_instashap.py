@@ -259,7 +259,13 @@ class InstaSHAPGAM(GameExplainer):
         Applied to the model's predictions before the game is formed; the GAM and its
         Shapley values live in this space.
     players : list of lists of int, default=None
-        Column groups treated as one player each.
+        Column groups treated as one player each; ``explain``'s data then has one
+        column per group (a one-hot block's: the position of its hot column). For
+        one player per original column of a Pipeline that one-hot encodes (what
+        ``players="auto"`` gives :class:`~sklearn_shapley.QuadratureTreeExplainer`),
+        pass the Pipeline as the model and its input DataFrame as ``X``: every
+        column is then one player, and a held-out categorical column takes
+        background categories, never a mean of one-hot columns.
     output : int, str or None, default=None
         Output ``transform`` returns: ``None`` picks the only output of a regressor,
         class 1 of a binary classifier and the predicted class (argmax of ``F``) of a
