@@ -90,17 +90,21 @@ def _reordered_categories(X):
     return X
 
 
-def test_hist_gradient_boosting_from_dtype_in_the_tree_explainer(frame):
+@pytest.mark.parametrize("categorical_features", ["from_dtype", ["colour", "shape"]])
+def test_hist_gradient_boosting_categories_in_the_tree_explainer(
+    frame, categorical_features
+):
     X, y = frame
-    X = _numeric_and_category(X)
+    if categorical_features == "from_dtype":  # category columns only
+        X = _numeric_and_category(X)
     model = HistGradientBoostingRegressor(
-        categorical_features="from_dtype", max_iter=15
+        categorical_features=categorical_features, max_iter=15
     ).fit(X, y)
     explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(X)
     rows = _reordered_categories(X[:30])
     exp = explainer.explain(rows)
-    assert exp.feature_names == ["size", "colour", "weight"]
-    assert list(explainer.get_feature_names_out()) == ["size", "colour", "weight"]
+    assert exp.feature_names == list(X.columns)
+    assert list(explainer.get_feature_names_out()) == list(X.columns)
     assert _efficiency_gap(exp, model.predict(rows)) < 1e-10
     # the categorical column carries the model's attribution, not noise
     assert np.abs(exp.values[:, 1]).mean() > 0.5
