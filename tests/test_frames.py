@@ -316,6 +316,7 @@ def test_players_auto_sums_each_columns_one_hot_block(frame):
     assert set(np.unique(exp.data[:, 2])) == {0.0, 1.0}
     interactions = grouped.interactions(X[:5])
     np.testing.assert_allclose(interactions.sum(axis=2), exp.values[:5], atol=1e-10)
+    np.testing.assert_array_equal(grouped.interactions(X[:5], order=1), exp.values[:5])
     for draw in (plotting.beeswarm, plotting.bar):
         ax = draw(exp)
         assert {t.get_text() for t in ax.get_yticklabels()} >= {"colour", "shape"}

@@ -253,11 +253,11 @@ class QuadratureTreeExplainer(BaseExplainer):
                 f"Order-{order} interactions are not summed over players='auto' "
                 "groups; use players=None for them."
             )
+        if order == 1:
+            return self.explain(X).values
         X = self._tree_input(X)
         n, d, K = len(X), self.ensemble_.n_features, self.ensemble_.n_outputs
         squeeze = K == 1
-        if order == 1:
-            return self.explain(X).values
         if order == 2:
             check_fits_in_memory((n, d, d, K), "The interaction matrix")
             values = _kernel.shap_interaction_values(
