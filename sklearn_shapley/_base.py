@@ -375,11 +375,13 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
 
     def _explanation_data(self, X):
         """The data of each player shown beside its values: ``X``'s columns, or
-        with player groups one column per group (so that plots pair them)."""
+        with player groups of one-hot blocks one column per group (so that plots
+        pair them); other groups (an image's patches) keep the rows whole."""
         players = getattr(self, "players", None)
-        if players is None or isinstance(players, str):
-            return X
-        return group_data(X, players)
+        grouped = None
+        if players is not None and not isinstance(players, str):
+            grouped = group_data(X, players)
+        return X if grouped is None else grouped
 
     def _finite_values(self, X):
         """``_explain_values(X)``, refused when a value is not finite: a NaN or an

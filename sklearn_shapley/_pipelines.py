@@ -85,14 +85,17 @@ def _origins(step, origin):
 
 def group_data(X, players):
     """The data shown for each player ``(n, n_players)``: a one-column player's
-    values; for a one-hot block (one 1 per row) the position of its hot column,
-    otherwise NaN (no one value stands for the group)."""
+    values, a one-hot block's (one 1 per row) the position of its hot column. None
+    when a group is no one-hot block (an image's patch of pixels): no one value
+    stands for it, and the rows are shown whole."""
     X = np.asarray(X, dtype=np.float64)
-    data = np.full((len(X), len(players)), np.nan)
+    data = np.empty((len(X), len(players)))
     for p, group in enumerate(players):
         block = X[:, np.atleast_1d(group)]
         if block.shape[1] == 1:
             data[:, p] = block[:, 0]
         elif np.isin(block, (0.0, 1.0)).all() and (block.sum(axis=1) == 1).all():
             data[:, p] = np.argmax(block, axis=1)
+        else:
+            return None
     return data

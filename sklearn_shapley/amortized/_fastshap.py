@@ -212,8 +212,9 @@ class FastSHAPExplainer(GameExplainer):
     link : {"identity", "logit", "log", "log_softmax"} or callable, default="identity"
         Applied to each prediction before the game averages or differences it.
     players : list of lists of int, default=None
-        Column groups (e.g. one-hot blocks) treated as one player each; ``explain``'s data then has one
-        column per group (a one-hot block's: the position of its hot column). For
+        Column groups (e.g. one-hot blocks) treated as one player each. When every
+        group is one column or a one-hot block, ``explain``'s data has one column per
+        group (a block's: the position of its hot column); otherwise the rows. For
         one player per original column of a Pipeline that one-hot encodes (what
         ``players="auto"`` gives :class:`~sklearn_shapley.QuadratureTreeExplainer`),
         pass the Pipeline as the model and its input DataFrame as ``X``: every
