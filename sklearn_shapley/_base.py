@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._explanation import Explanation
 from ._frames import FrameCodec, is_frame, model_category_codes
-from ._pipelines import group_data
+from ._pipelines import group_data, group_name
 
 
 def is_fitted_estimator(estimator):
@@ -297,11 +297,10 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         players = getattr(self, "players", None)
         if players is None or isinstance(players, str):  # "auto": one per column
             return np.asarray(names, dtype=object)
-        return np.array(
-            [
-                "+".join(str(names[c]) for c in np.atleast_1d(group))
-                for group in players
-            ],
+        members = [[str(names[c]) for c in np.atleast_1d(g)] for g in players]
+        short = [group_name(m) for m in members]
+        return np.array(  # a name two groups would share: their columns, joined
+            [n if short.count(n) == 1 else "+".join(m) for n, m in zip(short, members)],
             dtype=object,
         )
 

@@ -3,8 +3,8 @@ output columns comes from (a one-hot block belongs to the column it encodes).
 
 A tree explainer explains a Pipeline's last step on the features its preprocessing
 makes; :func:`input_column_groups` lets it report one attribution per original column
-(the sum over the column's block). The data shown for a group of columns is
-:func:`group_data`.
+(the sum over the column's block). The name and the data shown for a group of
+columns are :func:`group_name` and :func:`group_data`.
 """
 
 from __future__ import annotations
@@ -81,6 +81,22 @@ def _origins(step, origin):
         f"{type(step).__name__} comes from ({len(origin)} columns in, {n_out} out); "
         "pass players=None to explain the transformed features."
     )
+
+
+def group_name(names):
+    """The name of a group of columns: the column a one-hot block encodes, read from
+    its columns' names (``cat__species_Adelie``, ``cat__species_Gentoo`` ->
+    ``species``: their common prefix up to its last ``_``, less a
+    ColumnTransformer's ``name__``), or the names joined by ``+``."""
+    names = [str(name) for name in names]
+    if len(names) == 1:
+        return names[0]
+    prefix = names[0]
+    for name in names[1:]:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    prefix = prefix[: prefix.rfind("_")].rstrip("_").rsplit("__", 1)[-1]
+    return prefix if prefix else "+".join(names)
 
 
 def group_data(X, players):

@@ -325,6 +325,28 @@ def test_players_auto_sums_each_columns_one_hot_block(frame):
     matplotlib.pyplot.close("all")
 
 
+def test_one_hot_groups_are_named_by_the_column_they_encode(frame):
+    X, y = frame
+    encode = _pipeline(X, y)[:-1]
+    encoded = pd.DataFrame(encode.transform(X), columns=encode.get_feature_names_out())
+    model = HistGradientBoostingRegressor(max_iter=5).fit(encoded, y)
+    players = [[0, 1, 2, 3], [4, 5], [6], [7]]
+    explainer = ExactExplainer(FrozenEstimator(model), players=players).fit(encoded)
+    assert list(explainer.get_feature_names_out()) == [
+        "colour",
+        "shape",
+        "simpleimputer__size",
+        "simpleimputer__weight",
+    ]
+    shared = ExactExplainer(
+        FrozenEstimator(model), players=[[0, 1], [2, 3], [4, 5, 6, 7]]
+    )
+    assert list(shared.fit(encoded).get_feature_names_out())[:2] == [
+        "onehotencoder__colour_blue+onehotencoder__colour_green",
+        "onehotencoder__colour_red+onehotencoder__colour_nan",
+    ]
+
+
 def test_player_groups_give_one_data_column_per_group(frame):
     X, y = frame
     encoded = _pipeline(X, y)[:-1].transform(X)  # colour: 4 columns (NaN), shape: 2
@@ -337,6 +359,7 @@ def test_player_groups_give_one_data_column_per_group(frame):
         .explain(encoded[:10])
     )
     assert exp.values.shape == exp.data.shape == (10, 4)
+    assert exp.feature_names == ["f0+f1+f2+f3", "f4+f5", "f6", "f7"]
     np.testing.assert_array_equal(
         exp.data[:, 0], np.argmax(encoded.to_numpy()[:10, :4], axis=1)
     )
