@@ -34,32 +34,29 @@ class FrameCodec:
     Parameters
     ----------
     X : pandas.DataFrame
-        The rows ``fit`` got; its column names must be strings.
-    categories : dict, default=None
-        ``{column: (values, codes)}`` overriding a column's categories (the values)
-        and their codes: the ones a model's own splits use. By default the
-        categories of a ``category`` column are its dtype's, in order, and those of a
-        string or object column its sorted distinct values; codes are their positions.
+        The rows ``fit`` got; its column names must be strings. The categories of a
+        ``category`` column are its dtype's, in order, and those of a string or
+        object column its sorted distinct values; their codes are their positions
+        until :meth:`with_codes` gives the model's.
     """
 
-    def __init__(self, X, categories=None):
+    def __init__(self, X):
         self.columns = [str(c) for c in X.columns]
         self.dtypes = dict(zip(self.columns, X.dtypes))
         self.categories = {}
         for name in self.columns:
             dtype = self.dtypes[name]
-            if _is_numeric(dtype):
-                continue
-            if categories is not None and name in categories:
-                values, codes = categories[name]
-            else:
+            if not _is_numeric(dtype):
                 values = _default_categories(X[name])
-                codes = np.arange(len(values))
-            self.categories[name] = (np.asarray(values, dtype=object), codes)
+                self.categories[name] = (
+                    np.asarray(values, dtype=object),
+                    np.arange(len(values), dtype=np.float64),
+                )
 
     def with_codes(self, categories):
-        """A codec for the same columns whose categories and codes are ``categories``
-        where it gives them (see the class docstring)."""
+        """A codec for the same columns with ``categories``, ``{column: (values,
+        codes)}``, where it gives them: the categories and codes a model's own
+        splits use (:func:`model_category_codes`)."""
         codec = FrameCodec.__new__(FrameCodec)
         codec.columns, codec.dtypes = self.columns, self.dtypes
         codec.categories = dict(self.categories)

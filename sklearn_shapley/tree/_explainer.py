@@ -246,15 +246,15 @@ class QuadratureTreeExplainer(BaseExplainer):
         the blocks of the input columns; higher orders are not grouped (refused).
         """
         check_is_fitted(self)
-        X = self._validate(X, reset=False)
         order = int(order)
+        if order == 1:
+            return self.explain(X).values
+        X = self._validate(X, reset=False)
         if self._groups is not None and order >= 3:
             raise ValueError(
                 f"Order-{order} interactions are not summed over players='auto' "
                 "groups; use players=None for them."
             )
-        if order == 1:
-            return self.explain(X).values
         X = self._tree_input(X)
         n, d, K = len(X), self.ensemble_.n_features, self.ensemble_.n_outputs
         squeeze = K == 1
