@@ -20,6 +20,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _dask
 from ._explanation import Explanation
+from ._frames import FrameCodec, is_frame, model_category_codes
+from ._pipelines import group_data, group_name
 
 
 def is_fitted_estimator(estimator):
@@ -97,6 +99,13 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
     - model-agnostic explainers also accept any callable ``f(X) -> array`` (a function,
       a torch module).
 
+    ``X`` may be a pandas DataFrame with numeric, ``category`` and string columns (and
+    NaN, for models that take it): the explainer computes on category codes (those a
+    tree model's own splits use), the model gets the DataFrame back with fit's dtypes,
+    the column names name the attributions, and ``transform`` / ``explain`` refuse a
+    DataFrame whose columns differ from fit's, naming them. ``Explanation.data``
+    holds the codes.
+
     ``output`` selects what ``transform`` returns for models with several outputs:
     ``None`` picks the only output, the positive class of a binary classifier (column
     1), and for multi-class models the class each row is predicted to be (the argmax
@@ -129,6 +138,10 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         merged.update(cls.__dict__.get("_parameter_constraints", {}))
         names = cls._get_param_names()
         cls._parameter_constraints = {k: v for k, v in merged.items() if k in names}
+
+    #: Whether rows from a DataFrame may hold NaN (for the model to handle); False
+    #: for explainers whose network reads the rows.
+    _nan_from_frames = True
 
     # -- estimator -----------------------------------------------------------------
     def _needs_target(self):
@@ -174,15 +187,27 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
     def _validate(self, X, reset):
         if reset:
             self._model_fingerprint = None
+            named = is_frame(X) and all(isinstance(c, str) for c in X.columns)
+            self._frame_codec = FrameCodec(X) if named else None
         else:
             self._check_model_unchanged()
+        if is_frame(X) and getattr(self, "_frame_codec", None) is not None:
+            X = self._frame_codec.encode(X)  # category codes, fit's columns checked
         return validate_data(
             self,
             X,
             reset=reset,
             dtype=[np.float64, np.float32],
-            ensure_all_finite="allow-nan" if self._allow_nan else True,
+            ensure_all_finite="allow-nan" if self._takes_nan() else True,
         )
+
+    def _takes_nan(self):
+        """Whether rows may hold NaN: always for an explainer that handles missing
+        values itself; for the others when fitted on a DataFrame, whose model then
+        decides (HistGradientBoosting and Pipelines with imputers take NaN), unless
+        a network of the explainer reads the rows."""
+        from_frame = getattr(self, "_frame_codec", None) is not None
+        return self._allow_nan or (from_frame and self._nan_from_frames)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
@@ -204,6 +229,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         X = self._validate(X, reset=True)
         self._prepare_fit(X)
         self.estimator_ = self._resolve_estimator(self._model_input(X), y)
+        X = self._use_model_codes(X)
         self._model_fingerprint = self._fingerprint(X)
         self._fit_explainer(X, y)
         return self
@@ -270,8 +296,22 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
                 "would explain the old model. Refit the explainer: explainer.fit(X)."
             )
 
+    def _use_model_codes(self, X):
+        """``X`` recoded with the category codes the model's own splits use (a tree
+        model's; see :func:`~sklearn_shapley._frames.model_category_codes`)."""
+        codec = getattr(self, "_frame_codec", None)
+        codes = {} if codec is None else model_category_codes(self.estimator_, codec)
+        if not codes:
+            return X
+        self._frame_codec = codec.with_codes(codes)
+        return self._frame_codec.encode(codec.decode(X)).to_numpy(dtype=X.dtype)
+
     def _model_input(self, X):
-        """What the model is fitted on: ``X`` with its column names when it had them."""
+        """What the model is fitted on: the DataFrame of fit (its columns, dtypes and
+        categories) when it had one, ``X`` with its column names when it had them."""
+        codec = getattr(self, "_frame_codec", None)
+        if codec is not None:
+            return codec.decode(X)
         names = getattr(self, "feature_names_in_", None)
         if names is None:
             return X
@@ -287,13 +327,12 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
                 [f"x{i}" for i in range(self.n_features_in_)], dtype=object
             )
         players = getattr(self, "players", None)
-        if players is None:
+        if players is None or isinstance(players, str):  # "auto": one per column
             return np.asarray(names, dtype=object)
-        return np.array(
-            [
-                "+".join(str(names[c]) for c in np.atleast_1d(group))
-                for group in players
-            ],
+        members = [[str(names[c]) for c in np.atleast_1d(g)] for g in players]
+        short = [group_name(m) for m in members]
+        return np.array(  # a name two groups would share: their columns, joined
+            [n if short.count(n) == 1 else "+".join(m) for n, m in zip(short, members)],
             dtype=object,
         )
 
@@ -362,7 +401,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         return Explanation(
             values,
             base,
-            data=X,
+            data=self._explanation_data(X),
             feature_names=list(self._player_names()),
             output_names=output_names,
             **extra,
@@ -371,6 +410,16 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
     def __call__(self, X):
         """Explain rows like shap's ``explainer(X)``: the same as :meth:`explain`."""
         return self.explain(X)
+
+    def _explanation_data(self, X):
+        """The data of each player shown beside its values: ``X``'s columns, or
+        with player groups of one-hot blocks one column per group (so that plots
+        pair them); other groups (an image's patches) keep the rows whole."""
+        players = getattr(self, "players", None)
+        grouped = None
+        if players is not None and not isinstance(players, str):
+            grouped = group_data(X, players)
+        return X if grouped is None else grouped
 
     def _finite_values(self, X):
         """``_explain_values(X)``, refused when a value is not finite: a NaN or an

@@ -14,12 +14,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseExplainer
+from ._frames import is_frame
 from .games import (
     LINKS,
     BaselineGame,
     Game,
     MarginalGame,
     _is_classifier,
+    baseline_values,
     default_background,
     resolve_game,
 )
@@ -75,26 +77,30 @@ class GameExplainer(BaseExplainer):
 
         The marginal game is resolved to its fast exact form where the model has
         one (:func:`~sklearn_shapley.games.resolve_game`): the same values, faster.
+        Fitted on a DataFrame, a held-out categorical column takes the background's
+        values (marginal) or its most frequent category (baseline), never a mean.
         """
         vf = self.value_function
         if isinstance(vf, Game):
             return vf
+        frame = self._frame_codec
         if vf == "baseline":
-            if self.background is None:
-                baseline = X.mean(axis=0)
-            else:
-                bg = np.asarray(self.background, dtype=np.float64)
-                baseline = bg if bg.ndim == 1 else bg.mean(axis=0)
+            bg = X if self.background is None else self._background_rows()
+            baseline = bg if bg.ndim == 1 else baseline_values(bg, frame)
             if baseline.shape != (X.shape[1],):
                 raise ValueError(
                     f"background gives {baseline.shape[0]} baseline values; X has "
                     f"{X.shape[1]} features."
                 )
             return BaselineGame(
-                self.estimator_, baseline, link=self.link, players=self.players
+                self.estimator_,
+                baseline,
+                link=self.link,
+                players=self.players,
+                frame=frame,
             )
         if vf == "marginal":
-            bg = X if self.background is None else np.asarray(self.background, float)
+            bg = X if self.background is None else self._background_rows()
             if bg.ndim != 2 or bg.shape[1] != X.shape[1]:
                 raise ValueError(
                     f"background must be a 2-D array with {X.shape[1]} columns for the "
@@ -102,13 +108,19 @@ class GameExplainer(BaseExplainer):
                 )
             bg = default_background(bg, self.n_background, self._rng_seed(1))
             game = MarginalGame(
-                self.estimator_, bg, link=self.link, players=self.players
+                self.estimator_, bg, link=self.link, players=self.players, frame=frame
             )
             return resolve_game(game, X)
         raise ValueError(
             f"value_function must be one of {VALUE_FUNCTIONS} or a Game instance, got "
             f"{vf!r}."
         )
+
+    def _background_rows(self):
+        """``background`` as float rows: a DataFrame in the codes of fit's."""
+        if self._frame_codec is not None and is_frame(self.background):
+            return self._frame_codec.encode(self.background).to_numpy(np.float64)
+        return np.asarray(self.background, dtype=np.float64)
 
     def _rng_seed(self, offset=0):
         """A reproducible integer seed derived from ``random_state`` at ``fit``."""

@@ -145,17 +145,25 @@ class ExactExplainer(GameExplainer):
         The model to explain (see :class:`~sklearn_shapley.BaseExplainer`).
     value_function : {"baseline", "marginal"} or Game, default="baseline"
         How held-out features are removed: replaced by ``background``'s column means
-        (or the fixed values given), averaged over a background sample, or a game
-        object from :mod:`sklearn_shapley.games`.
-    background : array-like, default=None
-        Fixed values ``(n_features,)`` or rows ``(n, n_features)``; default: from the
-        training rows.
+        (the most frequent category of a categorical DataFrame column; or the fixed
+        values given), averaged over a background sample (whose categories a held-out
+        categorical column takes), or a game object from :mod:`sklearn_shapley.games`.
+    background : array-like or DataFrame, default=None
+        Fixed values ``(n_features,)`` or rows ``(n, n_features)``, a DataFrame with
+        fit's columns when ``X`` was one; default: from the training rows.
     n_background : int, default=100
         Rows kept for the marginal value function.
     link : {"identity", "logit", "log", "log_softmax"} or callable, default="identity"
         Applied to each prediction before averaging.
     players : list of lists of int, default=None
-        Column groups treated as one player each.
+        Column groups treated as one player each. When every group is one column or
+        a one-hot block, ``explain``'s data has one column per group (a block's: the
+        position of its hot column); otherwise (an image's patches) the rows. For
+        one player per original column of a Pipeline that one-hot encodes (what
+        ``players="auto"`` gives :class:`~sklearn_shapley.QuadratureTreeExplainer`),
+        pass the Pipeline as the model and its input DataFrame as ``X``: every
+        column is then one player, and a held-out categorical column takes
+        background categories, never a mean of one-hot columns.
     output : int, str or None, default=None
         Output ``transform`` returns (see :class:`~sklearn_shapley.BaseExplainer`).
     max_players : int, default=20

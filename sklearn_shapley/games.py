@@ -12,6 +12,8 @@ interface. Games know nothing of explainers.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import is_classifier
 from sklearn.utils import check_random_state
@@ -72,11 +74,14 @@ class ModelFunction:
 
     Classifiers are explained through ``predict_proba`` (all classes), regressors through
     ``predict``; a torch module or any other callable is called on the array. A model
-    fitted on a DataFrame gets a DataFrame with its column names.
+    fitted on a DataFrame gets a DataFrame with its column names, or with ``frame`` (a
+    :class:`~sklearn_shapley._frames.FrameCodec`) the DataFrame it decodes from the
+    rows: its dtypes, and its categories from their codes.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, frame=None):
         self.model = model
+        self.frame = frame
         self.names_in = getattr(model, "feature_names_in_", None)
         if _is_classifier(model) and hasattr(model, "predict_proba"):
             self.method = "predict_proba"
@@ -101,7 +106,9 @@ class ModelFunction:
         elif self.method == "call":
             out = self.model(X)
         else:
-            if self.names_in is not None:
+            if self.frame is not None:
+                X = self.frame.decode(X)
+            elif self.names_in is not None:
                 import pandas as pd
 
                 X = pd.DataFrame(X, columns=self.names_in)
@@ -143,9 +150,9 @@ class ModelFunction:
         return out.detach().cpu().double().numpy()
 
 
-def model_function(model):
+def model_function(model, frame=None):
     """Return ``(f, output_names)`` with ``f`` a :class:`ModelFunction` of ``model``."""
-    f = ModelFunction(model)
+    f = ModelFunction(model, frame)
     return f, f.output_names
 
 
@@ -296,10 +303,13 @@ class Game:
 class _ModelGame(Game):
     """Common machinery: model function, link, player groups, batching."""
 
-    def __init__(self, model, *, link="identity", players=None, batch_size=65536):
+    def __init__(
+        self, model, *, link="identity", players=None, batch_size=65536, frame=None
+    ):
         self.model = model
         self.link = link
-        self._f, self.output_names = model_function(model)
+        self.frame = frame
+        self._f, self.output_names = model_function(model, frame)
         self.players = players
         self.batch_size = int(batch_size)
         self._membership = None
@@ -369,12 +379,24 @@ class BaselineGame(_ModelGame):
         Column groups treated as one player each.
     batch_size : int, default=65536
         Most rows sent to the model in one call.
+    frame : FrameCodec, default=None
+        The DataFrame the model takes (see :class:`ModelFunction`): its categorical
+        columns are category codes in the rows, and a baseline holds a code.
     """
 
     def __init__(
-        self, model, baseline, *, link="identity", players=None, batch_size=65536
+        self,
+        model,
+        baseline,
+        *,
+        link="identity",
+        players=None,
+        batch_size=65536,
+        frame=None,
     ):
-        super().__init__(model, link=link, players=players, batch_size=batch_size)
+        super().__init__(
+            model, link=link, players=players, batch_size=batch_size, frame=frame
+        )
         self.baseline = np.asarray(baseline, dtype=np.float64).reshape(-1)
         self._setup(len(self.baseline))
 
@@ -395,13 +417,22 @@ class MarginalGame(_ModelGame):
     ----------
     model : estimator or callable
     background : array-like of shape (n_background, n_features)
-    link, players, batch_size : see :class:`BaselineGame`.
+    link, players, batch_size, frame : see :class:`BaselineGame`.
     """
 
     def __init__(
-        self, model, background, *, link="identity", players=None, batch_size=65536
+        self,
+        model,
+        background,
+        *,
+        link="identity",
+        players=None,
+        batch_size=65536,
+        frame=None,
     ):
-        super().__init__(model, link=link, players=players, batch_size=batch_size)
+        super().__init__(
+            model, link=link, players=players, batch_size=batch_size, frame=frame
+        )
         self.background = np.asarray(background, dtype=np.float64)
         if self.background.ndim != 2 or len(self.background) == 0:
             raise ValueError("background must be a non-empty 2-D array.")
@@ -442,15 +473,31 @@ class MarginalGame(_ModelGame):
         return full, np.broadcast_to(self._empty, full.shape).copy()
 
     def proxy(self):
-        """The baseline game at the background's mean: the same ``v(full)``, one
-        model evaluation a value instead of ``n_background``."""
+        """The baseline game at the background's mean (its mode in a categorical
+        column): the same ``v(full)``, one model evaluation a value instead of
+        ``n_background``."""
         return BaselineGame(
             self.model,
-            self.background.mean(axis=0),
+            baseline_values(self.background, self.frame),
             link=self.link,
             players=self.players,
             batch_size=self.batch_size,
+            frame=self.frame,
         )
+
+
+def baseline_values(rows, frame=None):
+    """The values a baseline holds: the column means of ``rows``; with ``frame``
+    (rows from a DataFrame) the means of the values present, and the most frequent
+    code of a categorical column (a mean of codes is no category)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
+        baseline = np.nanmean(rows, axis=0) if frame is not None else rows.mean(0)
+    if frame is not None:
+        modes = frame.mode(rows)
+        baseline = np.where(np.isnan(modes), baseline, modes)
+    return baseline
 
 
 def ensemble_thresholds(flat, n_features):

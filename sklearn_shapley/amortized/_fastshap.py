@@ -234,7 +234,14 @@ class FastSHAPExplainer(GameExplainer):
     link : {"identity", "logit", "log", "log_softmax"} or callable, default="identity"
         Applied to each prediction before the game averages or differences it.
     players : list of lists of int, default=None
-        Column groups (e.g. one-hot blocks) treated as one player each.
+        Column groups (e.g. one-hot blocks) treated as one player each. When every
+        group is one column or a one-hot block, ``explain``'s data has one column per
+        group (a block's: the position of its hot column); otherwise the rows. For
+        one player per original column of a Pipeline that one-hot encodes (what
+        ``players="auto"`` gives :class:`~sklearn_shapley.QuadratureTreeExplainer`),
+        pass the Pipeline as the model and its input DataFrame as ``X``: every
+        column is then one player, and a held-out categorical column takes
+        background categories, never a mean of one-hot columns.
     normalization : {"additive", "multiplicative", "none"}, default="additive"
         Efficiency layer of the training forward pass: ``φ + (v(full) − v(∅) −
         1ᵀφ)/d``, ``φ · (v(full) − v(∅)) / 1ᵀφ``, or none (see
@@ -340,6 +347,8 @@ class FastSHAPExplainer(GameExplainer):
     >>> explainer.transform(X[:3]).shape
     (3, 10)
     """
+
+    _nan_from_frames = False  # the explainer network reads the rows
 
     _parameter_constraints = {
         "normalization": [StrOptions(set(NORMALIZATIONS))],
@@ -453,7 +462,8 @@ class FastSHAPExplainer(GameExplainer):
         params.update(self.surrogate_params or {})
         self.surrogate_ = _cached_surrogate(
             self.estimator_,
-            self._model_input(X),
+            X,
+            frame=self._frame_codec,
             link=self.link,
             players=self.players,
             random_state=self._rng_seed(4),
@@ -868,7 +878,7 @@ def _value_scale(total):
 _SURROGATES = {}
 
 
-def _cached_surrogate(model, X, **params):
+def _cached_surrogate(model, X, frame=None, **params):
     """:func:`fit_surrogate`, fitted once per model object, data and parameters.
 
     Explainers compared in a search (``GridSearchCV`` over a ``FrozenEstimator``)
@@ -881,11 +891,12 @@ def _cached_surrogate(model, X, **params):
         hashlib.sha1(rows.tobytes()).hexdigest(),
         rows.shape,
         repr(sorted(params.items(), key=lambda item: item[0])),
+        None if frame is None else repr((frame.columns, frame.categories)),
     )
     hit = _SURROGATES.get(key)
     if hit is not None and hit[0] is model:
         return hit[1]
-    surrogate = fit_surrogate(model, X, **params)
+    surrogate = fit_surrogate(model, X, frame=frame, **params)
     while len(_SURROGATES) >= 8:
         _SURROGATES.pop(next(iter(_SURROGATES)))
     _SURROGATES[key] = (model, surrogate)

@@ -252,7 +252,14 @@ class InstaSHAPGAM(GameExplainer):
         Applied to the model's predictions before the game is formed; the GAM and its
         Shapley values live in this space.
     players : list of lists of int, default=None
-        Column groups treated as one player each.
+        Column groups treated as one player each. When every group is one column or
+        a one-hot block, ``explain``'s data has one column per group (a block's: the
+        position of its hot column); otherwise (an image's patches) the rows. For
+        one player per original column of a Pipeline that one-hot encodes (what
+        ``players="auto"`` gives :class:`~sklearn_shapley.QuadratureTreeExplainer`),
+        pass the Pipeline as the model and its input DataFrame as ``X``: every
+        column is then one player, and a held-out categorical column takes
+        background categories, never a mean of one-hot columns.
     output : int, str or None, default=None
         Output ``transform`` returns: ``None`` picks the only output of a regressor,
         class 1 of a binary classifier and the predicted class (argmax of ``F``) of a
@@ -374,6 +381,8 @@ class InstaSHAPGAM(GameExplainer):
         "verbose": ["verbose"],
     }
 
+    _nan_from_frames = False  # the component networks read the rows
+
     def __init__(
         self,
         estimator=None,
@@ -451,6 +460,7 @@ class InstaSHAPGAM(GameExplainer):
                 random_state=self._rng_seed(3),
                 device=self.device,
                 verbose=self.verbose,
+                frame=self._frame_codec,
                 **(self.surrogate_params or {}),
             )
         if isinstance(self.value_function, Game) or self.value_function in (
@@ -818,7 +828,8 @@ class InstaSHAPGAM(GameExplainer):
         if self.estimator_ is None:
             full = np.ones((1, self.game_.n_players), dtype=bool)
             return self.game_(X, full)[:, 0]
-        return apply_link(ModelFunction(self.estimator_)(X), self.link)
+        f = ModelFunction(self.estimator_, self._frame_codec)
+        return apply_link(f(X), self.link)
 
     def _accuracy(self, out, y):
         if _is_classifier(self.estimator_):

@@ -222,6 +222,7 @@ def fit_surrogate(
     random_state=None,
     device="cpu",
     verbose=0,
+    frame=None,
 ):
     """Train a surrogate ``g(x ⊙ S, S)`` of ``model`` and return it as a game.
 
@@ -267,12 +268,15 @@ def fit_surrogate(
     device : str, default="cpu"
     verbose : int, default=0
         Print skorch's per-epoch log.
+    frame : FrameCodec, default=None
+        With rows from a DataFrame: ``X`` holds its category codes, and the model
+        gets the DataFrame it decodes (see :class:`~sklearn_shapley.games.ModelFunction`).
 
     Returns
     -------
     SurrogateGame
     """
-    f, output_names = model_function(model)
+    f, output_names = model_function(model, frame)
     task = "classification" if f.method == "predict_proba" else "regression"
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:

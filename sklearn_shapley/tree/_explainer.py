@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from .. import _dask
 from .._base import BaseExplainer
 from .._memory import check_fits_in_memory
+from .._pipelines import input_column_groups, split_pipeline, transform_rows
 from ..games import default_background
 from . import _kernel
 from ._ensemble import flatten_ensemble, predict_raw
@@ -45,6 +46,9 @@ class QuadratureTreeExplainer(BaseExplainer):
         ``XGBClassifier`` / ``XGBRanker``; a LightGBM ``Booster`` / ``LGBM*``. Unfitted
         scikit-learn-style models are cloned and fitted on ``(X, y)``; pass a fitted
         one as ``FrozenEstimator(model)`` (or bare, with ``fit(X)`` and no ``y``).
+        A fitted ``Pipeline`` whose last step is one of these: that step is explained
+        on the features the steps before it make from ``X``, named by their
+        ``get_feature_names_out``.
     feature_perturbation : {"tree_path_dependent", "interventional"}, \
             default="tree_path_dependent"
         How a held-out feature is removed: following both branches weighted by the
@@ -60,6 +64,13 @@ class QuadratureTreeExplainer(BaseExplainer):
     index : {"shapley", "banzhaf"}, default="shapley"
         Shapley values, or Banzhaf values (each coalition of the other features
         weighted equally; they do not sum to the output minus the base value).
+    players : {None, "auto"}, default=None
+        For a Pipeline: ``None`` attributes to each transformed feature; ``"auto"``
+        to each input column, the **sum** of the attributions of the features made
+        from it (a one-hot block of a ``ColumnTransformer`` / ``OneHotEncoder``; exact,
+        as Shapley values add up). The model-agnostic explainers instead explain the
+        whole Pipeline on its input columns, each column one player. Without a
+        Pipeline both are the same.
     interaction_order : {1, 2}, default=1
         What ``transform`` returns: Shapley values ``(n, d)``, or with 2 the flattened
         ``(n, d * d)`` SHAP interaction matrix (columns named ``"a*b"``).
@@ -130,6 +141,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         "background": ["array-like", None],
         "n_background": [Interval(numbers.Integral, 1, None, closed="left")],
         "index": [StrOptions({"shapley", "banzhaf"})],
+        "players": [StrOptions({"auto"}), None],
         "model_output": [StrOptions({"raw", "probability"})],
         "random_state": ["random_state"],
     }
@@ -142,6 +154,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         background=None,
         n_background=1000,
         index="shapley",
+        players=None,
         interaction_order=1,
         n_quadrature="auto",
         output=None,
@@ -155,6 +168,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         self.background = background
         self.n_background = n_background
         self.index = index
+        self.players = players
         self.interaction_order = interaction_order
         self.n_quadrature = n_quadrature
         self.output = output
@@ -172,15 +186,20 @@ class QuadratureTreeExplainer(BaseExplainer):
         model = self.estimator_
         if isinstance(model, FrozenEstimator):
             model = model.estimator
+        self._preprocessing, model = split_pipeline(model)
         self.ensemble_ = flatten_ensemble(model)
         self._prepared = {}  # kernel data per order, see _kernel_data
-        if self.ensemble_.n_features != X.shape[1]:
+        n_features = self._tree_input(X[:1]).shape[1]
+        if self.ensemble_.n_features != n_features:
             raise ValueError(
-                f"X has {X.shape[1]} features, but the model was trained on "
+                f"X has {n_features} features, but the model was trained on "
                 f"{self.ensemble_.n_features}."
             )
         if self.model_output == "probability":
             self._check_raw_is_probability(model, X)
+        self._groups = None
+        if self.players == "auto" and self._preprocessing is not None:
+            self._groups = input_column_groups(self._preprocessing, X.shape[1])
         K = self.ensemble_.n_outputs
         names = self.ensemble_.output_names
         self.output_names_ = (
@@ -206,6 +225,7 @@ class QuadratureTreeExplainer(BaseExplainer):
                     f"{X.shape[1]}: pass background rows of the model's features."
                 )
         self.background_ = background
+        background = self._tree_input(background)  # a Pipeline's features
         self._interventional = InterventionalTrees(
             self.ensemble_, background, index=self.index
         )
@@ -214,7 +234,7 @@ class QuadratureTreeExplainer(BaseExplainer):
     def _check_raw_is_probability(self, model, X):
         """Refuse ``model_output="probability"`` unless the raw output the kernels
         explain is the model's ``predict_proba`` (then both are the same game)."""
-        rows = X[:100]
+        rows = self._tree_input(X[:100])
         if hasattr(model, "predict_proba"):
             proba = np.asarray(model.predict_proba(rows), dtype=np.float64)
             raw = predict_raw(self.ensemble_, rows)
@@ -228,13 +248,51 @@ class QuadratureTreeExplainer(BaseExplainer):
             "predict_proba with PermutationExplainer or ExactExplainer."
         )
 
+    def _tree_input(self, X):
+        """The features the tree model reads: ``X``, or what a Pipeline's
+        preprocessing makes of it."""
+        if self._preprocessing is None:
+            return X
+        return transform_rows(self._preprocessing, self._model_input(X))
+
+    def _group_sum(self, values, n_axes=1):
+        """``values`` with the feature axes 1 .. n_axes summed over each input
+        column's group (``players="auto"``), or as they are."""
+        if self._groups is None:
+            return values
+        membership = np.zeros((len(self._groups), values.shape[1]))
+        for g, (_, cols) in enumerate(self._groups):
+            membership[g, cols] = 1.0
+        for axis in range(1, n_axes + 1):
+            values = np.moveaxis(
+                np.tensordot(membership, values, axes=([1], [axis])), 0, axis
+            )
+        return values
+
+    def _player_names(self):
+        if self._preprocessing is None:
+            return super()._player_names()
+        names_in = getattr(self, "feature_names_in_", None)
+        if self._groups is not None:
+            names = super()._player_names()
+            return np.array([names[j] for j, _ in self._groups], dtype=object)
+        return np.asarray(
+            self._preprocessing.get_feature_names_out(names_in), dtype=object
+        )
+
+    def _explanation_data(self, X):
+        if self._groups is not None:
+            return X[:, [j for j, _ in self._groups]]
+        return self._tree_input(X)
+
     def _explain_values(self, X):
+        tree_X = self._tree_input(X)
         if self._interventional is not None:
-            values = self._interventional.values(X, 1, n_threads=self.n_jobs)
+            values = self._interventional.values(tree_X, 1, n_threads=self.n_jobs)
         else:
             values = _kernel.shap_values(
                 self.ensemble_,
-                X,
+                tree_X,
                 n_quadrature=self.n_quadrature,
                 n_threads=self.n_jobs,
                 prepared=self._kernel_data(1),
@@ -242,7 +300,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         base = np.broadcast_to(
             self.expected_value_, (len(X), len(self.expected_value_))
         )
-        return values, np.array(base), {}
+        return self._group_sum(values), np.array(base), {}
 
     def __getstate__(self):
         # the prepared kernel data is a cache of compiled-module objects: not pickled
@@ -264,7 +322,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         return cache[key]
 
     def _explained_output(self, X):
-        return predict_raw(self.ensemble_, X)
+        return predict_raw(self.ensemble_, self._tree_input(X))
 
     # -- interactions -----------------------------------------------------------------
     def interactions(self, X, order=2, *, dense=False):
@@ -289,18 +347,26 @@ class QuadratureTreeExplainer(BaseExplainer):
         -------
         ndarray, or for ``k >= 3`` and ``dense=False`` a pair ``(subsets, values)``:
         ``subsets`` int ``(m, k)`` of sorted feature indices, ``values`` ``(n, m)`` or
-        ``(n, m, K)``. A Dask array ``X`` gives a Dask array chunked by rows (the
-        memory check applies to each chunk), for ``k <= 2`` or ``dense=True``.
+        ``(n, m, K)``. With ``players="auto"`` on a Pipeline, the order-2 matrix sums
+        the blocks of the input columns; higher orders are not grouped (refused). A
+        Dask array ``X`` gives a Dask array chunked by rows (the memory check
+        applies to each chunk), for ``k <= 2`` or ``dense=True``.
         """
         check_is_fitted(self)
         check_scalar(order, "order", numbers.Integral, min_val=1)
         if _dask.is_dask_collection(X):
             return self._dask_interactions(X, int(order), dense)
-        X = self._validate(X, reset=False)
-        n, d, K = len(X), self.n_features_in_, self.ensemble_.n_outputs
-        squeeze = K == 1
         if order == 1:
             return self.explain(X).values
+        X = self._validate(X, reset=False)
+        if self._groups is not None and order >= 3:
+            raise ValueError(
+                f"Order-{order} interactions are not summed over players='auto' "
+                "groups; use players=None for them."
+            )
+        X = self._tree_input(X)
+        n, d, K = len(X), self.ensemble_.n_features, self.ensemble_.n_outputs
+        squeeze = K == 1
         if order == 2:
             check_fits_in_memory((n, d, d, K), "The interaction matrix")
             if self._interventional is not None:
@@ -313,6 +379,7 @@ class QuadratureTreeExplainer(BaseExplainer):
                 n_threads=self.n_jobs,
                 prepared=self._kernel_data(2),
             )
+            values = self._group_sum(values, n_axes=2)
             return values[..., 0] if squeeze else values
         if self._interventional is not None:
             raise ValueError(
