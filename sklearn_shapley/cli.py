@@ -61,7 +61,12 @@ def _decode(path, encoding):
             f"unknown --encoding {encoding!r}; give a Python codec name such as "
             "utf-8 or latin-1"
         ) from None
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CLIError(
+            f"cannot read {path} ({exc.strerror}); give a file you can read"
+        ) from None
     try:
         return raw.decode("utf-8-sig" if codec == "utf-8" else codec)
     except UnicodeDecodeError as exc:
@@ -447,7 +452,8 @@ def run_explain(args):
         names = [str(n) for n in frame.columns]
         source = f"{Path(args.data).name} ({X.shape[0]} rows, {X.shape[1]} features)"
         _progress(
-            f"Read {args.data} (delimiter {sep!r}): text columns as categories: "
+            f"Read {args.data} (delimiter {sep!r}), target {target.name!r}: text "
+            "columns as categories: "
             f"{', '.join(np.array(names)[categorical]) or 'none'}; "
             f"{int(np.isnan(X).sum())} missing cells kept as missing",
             quiet,

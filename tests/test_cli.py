@@ -182,6 +182,16 @@ def test_delimiter_is_sniffed_and_bom_dropped(tmp_path, sep, prefix):
     assert header[:2] == ["a b", "c"]
 
 
+def test_target_is_matched_ignoring_case_when_only_one_column_fits(tmp_path):
+    data = tmp_path / "penguins_raw.csv"
+    rows = [[r[0], *r[2:6]] for r in _penguins_rows()]
+    _write_csv(data, ["Species", "a", "b", "c", "d"], rows)
+    args = ["--target", "species", "--explainers", "quadraturetree", "--rows", "3"]
+    assert _explain(data, tmp_path, *args) == 0
+    header, _, _ = _read_attributions(tmp_path / "attributions_quadraturetree.csv")
+    assert header[:4] == ["a", "b", "c", "d"]
+
+
 def test_latin1_file_runs_with_its_encoding(tmp_path, capsys):
     data = tmp_path / "data.csv"
     rows = [[["café", "thé"][k % 2], k, k % 2] for k in range(30)]
