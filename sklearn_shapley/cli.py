@@ -264,10 +264,11 @@ def _sentinels(X, categorical):
     return sentinels
 
 
-def _baseline(X, categorical):
-    """The baseline row of the baseline game: each column's mean, the most frequent
-    category for text columns (a mean of category codes is no category)."""
-    row = np.zeros(X.shape[1])
+def _baseline(X, categorical, sentinels):
+    """The baseline row of the baseline game: each column's mean over its present
+    cells, the most frequent category for text columns (a mean of category codes is
+    no category), the missing cell's sentinel for a column with none present."""
+    row = sentinels.copy()
     for j in range(X.shape[1]):
         observed = X[~np.isnan(X[:, j]), j]
         if len(observed) == 0:
@@ -489,7 +490,7 @@ def run_explain(args):
     )
     game_X_train = np.where(np.isnan(X_train), sentinels, X_train)
     game_rows = np.where(np.isnan(rows), sentinels, rows)
-    baseline = _baseline(game_X_train, categorical)
+    baseline = _baseline(X_train, categorical, sentinels)
     factories = available_explainers(X.shape[1], args.random_state)
     if args.explainers:
         wanted = {w.strip().lower() for w in args.explainers.split(",")}

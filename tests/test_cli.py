@@ -168,6 +168,18 @@ def test_missing_cells_reach_the_model_as_nan():
     )
 
 
+def test_baseline_row_is_mean_or_mode_of_present_cells():
+    from sklearn_shapley.cli import _baseline, _sentinels
+
+    nan = np.nan
+    X = np.array([[0, 1.0, nan], [2, 3.0, nan], [2, nan, nan], [nan, 8.0, nan]])
+    categorical = np.array([True, False, False])
+    sentinels = _sentinels(X, categorical)
+    np.testing.assert_array_equal(
+        _baseline(X, categorical, sentinels), [2.0, 4.0, sentinels[2]]
+    )
+
+
 @pytest.mark.parametrize(
     "sep, prefix", [(";", ""), ("\t", ""), ("|", ""), (",", "\ufeff")]
 )
