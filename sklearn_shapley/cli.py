@@ -61,7 +61,12 @@ def _decode(path, encoding):
             f"unknown --encoding {encoding!r}; give a Python codec name such as "
             "utf-8 or latin-1"
         ) from None
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CLIError(
+            f"cannot read {path} ({exc.strerror}); give a file you can read"
+        ) from None
     try:
         return raw.decode("utf-8-sig" if codec == "utf-8" else codec)
     except UnicodeDecodeError as exc:
@@ -259,10 +264,11 @@ def _sentinels(X, categorical):
     return sentinels
 
 
-def _baseline(X, categorical):
-    """The baseline row of the baseline game: each column's mean, the most frequent
-    category for text columns (a mean of category codes is no category)."""
-    row = np.zeros(X.shape[1])
+def _baseline(X, categorical, sentinels):
+    """The baseline row of the baseline game: each column's mean over its present
+    cells, the most frequent category for text columns (a mean of category codes is
+    no category), the missing cell's sentinel for a column with none present."""
+    row = sentinels.copy()
     for j in range(X.shape[1]):
         observed = X[~np.isnan(X[:, j]), j]
         if len(observed) == 0:
@@ -447,7 +453,8 @@ def run_explain(args):
         names = [str(n) for n in frame.columns]
         source = f"{Path(args.data).name} ({X.shape[0]} rows, {X.shape[1]} features)"
         _progress(
-            f"Read {args.data} (delimiter {sep!r}): text columns as categories: "
+            f"Read {args.data} (delimiter {sep!r}), target {target.name!r}: text "
+            "columns as categories: "
             f"{', '.join(np.array(names)[categorical]) or 'none'}; "
             f"{int(np.isnan(X).sum())} missing cells kept as missing",
             quiet,
@@ -483,7 +490,7 @@ def run_explain(args):
     )
     game_X_train = np.where(np.isnan(X_train), sentinels, X_train)
     game_rows = np.where(np.isnan(rows), sentinels, rows)
-    baseline = _baseline(game_X_train, categorical)
+    baseline = _baseline(X_train, categorical, sentinels)
     factories = available_explainers(X.shape[1], args.random_state)
     if args.explainers:
         wanted = {w.strip().lower() for w in args.explainers.split(",")}

@@ -168,6 +168,18 @@ def test_missing_cells_reach_the_model_as_nan():
     )
 
 
+def test_baseline_row_is_mean_or_mode_of_present_cells():
+    from sklearn_shapley.cli import _baseline, _sentinels
+
+    nan = np.nan
+    X = np.array([[0, 1.0, nan], [2, 3.0, nan], [2, nan, nan], [nan, 8.0, nan]])
+    categorical = np.array([True, False, False])
+    sentinels = _sentinels(X, categorical)
+    np.testing.assert_array_equal(
+        _baseline(X, categorical, sentinels), [2.0, 4.0, sentinels[2]]
+    )
+
+
 @pytest.mark.parametrize(
     "sep, prefix", [(";", ""), ("\t", ""), ("|", ""), (",", "\ufeff")]
 )
@@ -180,6 +192,16 @@ def test_delimiter_is_sniffed_and_bom_dropped(tmp_path, sep, prefix):
     assert _explain(data, tmp_path, *args) == 0
     header, _, _ = _read_attributions(tmp_path / "attributions_quadraturetree.csv")
     assert header[:2] == ["a b", "c"]
+
+
+def test_target_is_matched_ignoring_case_when_only_one_column_fits(tmp_path):
+    data = tmp_path / "penguins_raw.csv"
+    rows = [[r[0], *r[2:6]] for r in _penguins_rows()]
+    _write_csv(data, ["Species", "a", "b", "c", "d"], rows)
+    args = ["--target", "species", "--explainers", "quadraturetree", "--rows", "3"]
+    assert _explain(data, tmp_path, *args) == 0
+    header, _, _ = _read_attributions(tmp_path / "attributions_quadraturetree.csv")
+    assert header[:4] == ["a", "b", "c", "d"]
 
 
 def test_latin1_file_runs_with_its_encoding(tmp_path, capsys):
