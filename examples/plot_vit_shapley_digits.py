@@ -46,7 +46,7 @@ clf = ViTClassifier(
     n_heads=4,
     learning_rate=2e-3,
     batch_size=32,
-    max_epochs=20,
+    max_epochs=12,
     random_state=0,
 ).fit(X_train, y_train)
 print(f"test accuracy of the ViT: {clf.score(X_test, y_test):.3f}")
@@ -59,8 +59,8 @@ print(f"test accuracy of the ViT: {clf.score(X_test, y_test):.3f}")
 explainer = ViTShapleyExplainer(
     FrozenEstimator(clf),
     n_coalitions=16,
-    max_epochs=10,
-    surrogate_params={"max_epochs": 10},
+    max_epochs=6,
+    surrogate_params={"max_epochs": 6},
     random_state=0,
 ).fit(X_train)
 
