@@ -15,9 +15,6 @@ the first-order GAM beside it and finds that first-order SHAP cannot represent t
 
 import warnings
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.neural_network import MLPRegressor
@@ -94,5 +91,4 @@ axes[1, 3].bar(
 axes[1, 3].set(title="audit: fidelity to the black box (R²)", ylim=(0, 1.05))
 axes[1, 3].tick_params(axis="x", rotation=20)
 fig.suptitle(f"InstaSHAP — {audit.verdict.split(':')[0]}")
-fig.savefig("plot_instashap.png", dpi=100)
-print("saved plot_instashap.png")
+plt.show()

@@ -22,9 +22,6 @@ patches are added to an empty image / removed from the full one).
 # %%
 # Train the classifier
 # --------------------
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -49,7 +46,7 @@ clf = ViTClassifier(
     n_heads=4,
     learning_rate=2e-3,
     batch_size=32,
-    max_epochs=20,
+    max_epochs=12,
     random_state=0,
 ).fit(X_train, y_train)
 print(f"test accuracy of the ViT: {clf.score(X_test, y_test):.3f}")
@@ -62,8 +59,8 @@ print(f"test accuracy of the ViT: {clf.score(X_test, y_test):.3f}")
 explainer = ViTShapleyExplainer(
     FrozenEstimator(clf),
     n_coalitions=16,
-    max_epochs=10,
-    surrogate_params={"max_epochs": 10},
+    max_epochs=6,
+    surrogate_params={"max_epochs": 6},
     random_state=0,
 ).fit(X_train)
 
@@ -102,7 +99,7 @@ for row in range(6):
     for col, (name, maps) in enumerate(columns.items(), start=1):
         image_heatmap(maps[row], ax=axes[row, col], title=name)
 fig.tight_layout()
-fig.savefig("vit_shapley_digits.png", dpi=100)
+plt.show()
 
 # %%
 # Insertion and deletion
@@ -137,4 +134,4 @@ for ax, title in [(ax_in, "insertion"), (ax_del, "deletion")]:
     ax.set_title(f"{title} (AUC in the legend)")
     ax.legend(fontsize="small")
 fig.tight_layout()
-fig.savefig("vit_shapley_digits_curves.png", dpi=100)
+plt.show()

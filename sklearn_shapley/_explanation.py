@@ -22,7 +22,7 @@ class Explanation:
     ``n_evaluations`` follow the selection; an axis indexed by a single integer or
     name is dropped, and its name becomes a ``str`` (``e[:, "bmi"].feature_names``
     is ``"bmi"``). ``e.abs``, ``e.mean(0)`` and ``e.sum(0)`` give the Explanations
-    that ``shap.plots`` builds on (``e.abs.mean(0)`` is the mean |φ| per feature).
+    that ``shap.plots`` builds on (``e.abs.mean(0)`` is the mean ``|φ|`` per feature).
 
     Parameters
     ----------
@@ -274,7 +274,7 @@ class Explanation:
         )
 
     def mean(self, axis):
-        """Mean over one axis: ``e.abs.mean(0)`` is the mean |φ| per feature.
+        """Mean over one axis: ``e.abs.mean(0)`` is the mean ``|φ|`` per feature.
 
         Over rows the base values are averaged too (efficiency holds on average) and
         ``data`` is left out (a mean of rows is no row); over features or outputs the

@@ -4,7 +4,7 @@ Each plot takes an :class:`~sklearn_shapley.Explanation` (slice it as in shap fi
 ``e[0]`` for one row, ``e[:, :, k]`` for one output) and an optional ``ax=``, and
 returns the matplotlib Axes it drew on:
 
-- :func:`bar`: mean |φ| per feature (or one row's φ), sorted.
+- :func:`bar`: mean ``|φ|`` per feature (or one row's φ), sorted.
 - :func:`beeswarm`: every row's φ per feature, coloured by the feature's value.
 - :func:`waterfall`: one row, from the base value E[f(X)] to the output f(x).
 - :func:`scatter`: dependence of one feature's φ on its value, optionally coloured by
@@ -59,7 +59,7 @@ def _pyplot():
 def importance_bars(
     importances, feature_names, *, max_features=10, title=None, ax=None
 ):
-    """Horizontal bars of mean |φ| per feature, one group of bars per explainer.
+    """Horizontal bars of mean ``|φ|`` per feature, one group of bars per explainer.
 
     Parameters
     ----------
@@ -277,7 +277,7 @@ def _feature_colorbar(ax, label="Feature value"):
 def bar(e, *, max_display=10, ax=None):
     """Bars of feature importance, largest at the top, as ``shap.plots.bar``.
 
-    For the Explanation of several rows each bar is the mean |φ| of a feature over
+    For the Explanation of several rows each bar is the mean ``|φ|`` of a feature over
     the rows; for one row (``e[i]``) or an aggregate (``e.abs.mean(0)``) the bars are
     the values themselves, red when positive and blue when negative, and a single
     row's labels carry the feature values. Past ``max_display`` features the rest are
@@ -371,7 +371,7 @@ def _swarm_offsets(x, width=0.4, n_bins=100):
 def beeswarm(e, *, max_display=10, color_bar=True, ax=None):
     """One dot per row and feature at its φ, coloured by the feature's value.
 
-    As ``shap.plots.beeswarm``: features top to bottom by decreasing mean |φ|, dots
+    As ``shap.plots.beeswarm``: features top to bottom by decreasing mean ``|φ|``, dots
     of close φ stacked into a swarm, colour from blue (low feature value) to red
     (high) between the 5th and 95th percentiles, grey for missing or non-numeric
     values. Past ``max_display`` the remaining features' φ are summed into one row.
@@ -457,7 +457,7 @@ def waterfall(e, *, max_display=10, ax=None):
     As ``shap.plots.waterfall``: the bottom bar starts at the base value E[f(X)],
     each bar adds one feature's φ (red when it raises the output, blue when it
     lowers it), and the top bar ends at f(x) = E[f(X)] + Σφ. Features are sorted by
-    |φ|, the largest at the top; past ``max_display`` the rest are summed into an
+    ``|φ|``, the largest at the top; past ``max_display`` the rest are summed into an
     "N other features" bar at the bottom. Labels read ``value = name``.
 
     Parameters
@@ -569,7 +569,7 @@ def strongest_interaction(e, feature):
 
     Rows are sorted by the value of ``feature`` and cut into bins of about √n rows;
     within each bin the φ of ``feature`` is correlated with every other feature's
-    value, and the feature of the largest size-weighted mean |correlation| wins
+    value, and the feature of the largest size-weighted mean ``|correlation|`` wins
     (the colouring ``scatter(..., color="auto")`` uses, in the spirit of shap's
     ``approximate_interactions``).
 
@@ -755,9 +755,9 @@ def heatmap(e, *, order="hclust", max_display=10, ax=None):
     """Rows x features matrix of φ, with the model output f(x) above it.
 
     As ``shap.plots.heatmap``: one column per explained row, one row per feature
-    (top to bottom by decreasing mean |φ|, the rest summed into one row past
+    (top to bottom by decreasing mean ``|φ|``, the rest summed into one row past
     ``max_display``), red for positive and blue for negative φ on a symmetric scale
-    (99.9th percentile of |φ|). A line above the matrix traces f(x) = base + Σφ of
+    (99.9th percentile of ``|φ|``). A line above the matrix traces f(x) = base + Σφ of
     each column, with the mean base value dashed. Blue-white-red, as shap's.
 
     Parameters
@@ -825,18 +825,18 @@ def interaction(values, feature_names=None, *, max_display=None, ax=None):
         E.g. ``QuadratureTreeExplainer.interactions(X)`` (TreeSHAP convention:
         diagonal the main effects, off-diagonal half the pair's interaction). A
         ``(d, d)`` matrix is drawn as given, signed, blue-white-red around 0; for
-        ``(n, d, d)`` the mean |value| over the rows, white to red. Select one output
+        ``(n, d, d)`` the mean ``|value|`` over the rows, white to red. Select one output
         of ``(n, d, d, K)`` first (``values[..., k]``).
     feature_names : list of str or Explanation, default=None
         Names of the ``d`` features (an Explanation gives its ``feature_names``).
     max_display : int, default=None
-        Keep the features of largest total |interaction| (row sums); all when None.
+        Keep the features of largest total ``|interaction|`` (row sums); all when None.
     ax : matplotlib Axes, default=None
 
     Returns
     -------
     matplotlib Axes
-        Features ordered by decreasing total |interaction| on both axes; the
+        Features ordered by decreasing total ``|interaction|`` on both axes; the
         matrix is ``ax.images[0]``, cells annotated when at most 12 features.
     """
     array = np.asarray(values, dtype=float)

@@ -24,6 +24,5 @@ __all__ = [
     "ViTShapleyExplainer",
     "VisionTransformer",
     "fit_image_surrogate",
-    "metrics",
     "patches_to_heatmap",
 ]

@@ -771,8 +771,7 @@ class _ImageShapleyExplainer(GameExplainer):
 
         Parameters
         ----------
-        values : array-like of shape (..., n_patches) or (..., n_patches, n_outputs),
-                or Explanation
+        values : array-like of shape (..., n_patches) or (..., n_patches, n_outputs), or Explanation
             E.g. ``transform(X)`` or ``explain(X)``.
 
         Returns

@@ -244,7 +244,7 @@ def sensitivity_n(
 
 # -- the loss certificate ----------------------------------------------------------------
 def harmonic_number(n):
-    """``H_n = 1 + 1/2 + ... + 1/n`` (0 for ``n < 1``)."""
+    """The harmonic number ``H_n = Σ_{k=1}^n 1/k`` (0 for ``n < 1``)."""
     return float(np.sum(1.0 / np.arange(1, int(n) + 1))) if n >= 1 else 0.0
 
 
