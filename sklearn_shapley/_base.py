@@ -106,6 +106,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
 
     _accepts_callables = False
     _allow_nan = False
+    _allow_inf = False
     _parameter_constraints: dict = {
         "estimator": "no_validation",  # resolved, with its own errors, in fit
         "output": "no_validation",  # any output label
@@ -168,12 +169,16 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
             self._model_fingerprint = None
         else:
             self._check_model_unchanged()
+        # an explainer that allows inf checks what its model takes itself
+        finite = (
+            False if self._allow_inf else ("allow-nan" if self._allow_nan else True)
+        )
         return validate_data(
             self,
             X,
             reset=reset,
             dtype=[np.float64, np.float32],
-            ensure_all_finite="allow-nan" if self._allow_nan else True,
+            ensure_all_finite=finite,
         )
 
     @_fit_context(prefer_skip_nested_validation=False)

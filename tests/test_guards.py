@@ -7,7 +7,11 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.ensemble import (
+    GradientBoostingRegressor,
+    HistGradientBoostingRegressor,
+    RandomForestRegressor,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import Ridge
@@ -298,3 +302,64 @@ def test_no_dtype_parameter_and_no_gpu_promise():
         QuadratureTreeExplainer(DecisionTreeRegressor(), device="cuda").fit(
             np.ones((4, 2)), np.arange(4.0)
         )
+
+
+# -- the tree explainer takes exactly the inputs the model takes ------------------------
+def _with(X, value):
+    X = X[:4].copy()
+    X[0, 1] = value
+    return X
+
+
+@pytest.mark.parametrize(
+    "model, value, message",
+    [
+        (GradientBoostingRegressor(n_estimators=5), np.nan, "does not accept missing"),
+        (GradientBoostingRegressor(n_estimators=5), 1e39, "too large for dtype"),
+        (RandomForestRegressor(n_estimators=3), -1e39, "too large for dtype"),
+        (DecisionTreeRegressor(max_depth=3), np.inf, "too large for dtype"),
+    ],
+)
+def test_tree_explainer_refuses_what_the_sklearn_model_refuses(
+    data, model, value, message
+):
+    model.set_params(random_state=0).fit(data, data[:, 1])
+    X = _with(data, value)
+    with pytest.raises(ValueError, match=message):
+        model.predict(X)  # the model's own refusal ...
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(data)
+    with pytest.raises(ValueError, match=message):  # ... is the explainer's
+        explainer.transform(X)
+    with pytest.raises(ValueError, match=message):
+        QuadratureTreeExplainer(FrozenEstimator(model)).fit(X)
+
+
+@pytest.mark.parametrize(
+    "model, values",
+    [
+        (HistGradientBoostingRegressor(max_iter=5), (np.nan, 1e39, -np.inf)),
+        (DecisionTreeRegressor(max_depth=3), (np.nan,)),
+        (RandomForestRegressor(n_estimators=3), (np.nan,)),
+    ],
+)
+def test_tree_explainer_explains_what_the_model_takes(data, model, values):
+    model.set_params(random_state=0).fit(data, data[:, 1])
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(data)
+    for value in values:
+        X = _with(data, value)
+        exp = explainer.explain(X)
+        np.testing.assert_allclose(
+            exp.base_values + exp.values.sum(axis=1), model.predict(X), atol=1e-9
+        )
+
+
+def test_tree_explainer_refuses_what_xgboost_refuses(data):
+    xgboost = pytest.importorskip("xgboost")
+    model = xgboost.XGBRegressor(n_estimators=3).fit(data, data[:, 1])
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(data)
+    for value in (1e39, np.inf):
+        X = _with(data, value)
+        with pytest.raises(xgboost.core.XGBoostError, match="inf"):
+            model.get_booster().predict(xgboost.DMatrix(X))
+        with pytest.raises(ValueError, match="inf.*XGBoost"):
+            explainer.transform(X)

@@ -6,14 +6,46 @@ import numbers
 
 import numpy as np
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils import check_scalar
+from sklearn.utils import check_array, check_scalar, get_tags
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._base import BaseExplainer
+from .._base import BaseExplainer, _unwrap
 from .._memory import check_fits_in_memory
 from . import _kernel
 from ._ensemble import flatten_ensemble, predict_raw
+
+
+def check_model_accepts(model, flat, X):
+    """Refuse the rows that ``model`` itself refuses at predict, with its message.
+
+    The kernel would explain any float64 row; a model that refuses one has no output
+    to explain there. scikit-learn's trees, forests, gradient boosting and isolation
+    forest compare in float32 and take NaN only where their tags say so (their own
+    check); HistGradientBoosting and LightGBM take any value; XGBoost's ``DMatrix``
+    refuses infinite values and values beyond float32.
+    """
+    if flat.model_type.startswith("sklearn.") and "HistGradient" not in (
+        flat.model_type
+    ):
+        nan = "allow-nan" if get_tags(model).input_tags.allow_nan else True
+        with np.errstate(over="ignore"):  # the overflow is refused just below
+            check_array(
+                X,
+                dtype=np.float32,
+                ensure_all_finite=nan,
+                estimator=model,
+                input_name="X",
+            )
+    elif flat.model_type.startswith("xgboost."):
+        with np.errstate(over="ignore"):
+            if np.isinf(X.astype(np.float32)).any():
+                raise ValueError(
+                    "Input data contains `inf` or a value too large (beyond float32, "
+                    "|x| >= 3.4e38), which the XGBoost model refuses (its DMatrix "
+                    "check, while `missing` is not set to `inf`): clip them, or set "
+                    "them to NaN to mark them missing."
+                )
 
 
 class QuadratureTreeExplainer(BaseExplainer):
@@ -65,6 +97,7 @@ class QuadratureTreeExplainer(BaseExplainer):
     """
 
     _allow_nan = True
+    _allow_inf = True  # where the model takes them: check_model_accepts
     _parameter_constraints: dict = {
         "interaction_order": [Interval(numbers.Integral, 1, 2, closed="both")],
         "n_quadrature": [
@@ -102,6 +135,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         if isinstance(model, FrozenEstimator):
             model = model.estimator
         self.ensemble_ = flatten_ensemble(model)
+        check_model_accepts(model, self.ensemble_, X)
         self._prepared = {}  # kernel data per order, see _kernel_data
         if self.ensemble_.n_features != X.shape[1]:
             raise ValueError(
@@ -117,6 +151,12 @@ class QuadratureTreeExplainer(BaseExplainer):
             else [f"output_{k}" for k in range(K)]
         )
         self._is_binary_classifier = K == 2
+
+    def _validate(self, X, reset):
+        X = super()._validate(X, reset)
+        if not reset:  # at fit, once the model is read (_fit_explainer)
+            check_model_accepts(_unwrap(self.estimator_), self.ensemble_, X)
+        return X
 
     def _explain_values(self, X):
         values = _kernel.shap_values(
