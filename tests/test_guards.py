@@ -363,3 +363,27 @@ def test_tree_explainer_refuses_what_xgboost_refuses(data):
             model.get_booster().predict(xgboost.DMatrix(X))
         with pytest.raises(ValueError, match="inf.*XGBoost"):
             explainer.transform(X)
+
+
+# -- HistGradientBoosting's own rule for categorical values ----------------------------
+@pytest.mark.parametrize("offset", [0.0, 0.5], ids=["integer", "fractional"])
+def test_hist_gradient_boosting_categories_follow_the_model(offset):
+    # The model's ordinal encoder takes a value only when it equals a training
+    # category exactly; any other (2.5, -0.5, an unseen 7) is missing. offset=0.5
+    # trains on fractional categories (0.5, 1.5, ...), which it encodes in order.
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.integers(0, 6, 400) + offset, rng.normal(size=400)])
+    y = 3 * np.sin(1.3 * X[:, 0]) + X[:, 1]
+    model = HistGradientBoostingRegressor(
+        max_iter=20, categorical_features=[0], random_state=0
+    ).fit(X, y)
+    Z = np.tile(X[:1], (9, 1))
+    Z[:, 0] = np.array([2.5, -0.5, 0.5, 5.9, 3, 7, 1.5, 0, np.nan])
+    expected = model.predict(Z)  # model's raw output
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(X)
+    exp = explainer.explain(Z)
+    np.testing.assert_allclose(exp.base_values + exp.values.sum(axis=1), expected)
+    np.testing.assert_allclose(explainer.explained_output(Z)[:, 0], expected)
+    marginal = ExactExplainer(FrozenEstimator(model), value_function="marginal")
+    exp = marginal.fit(X[:50]).explain(Z[:-1])  # the tree's marginal game (no NaN)
+    np.testing.assert_allclose(exp.base_values + exp.values.sum(axis=1), expected[:-1])
