@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import (
     GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
     RandomForestRegressor,
 )
@@ -387,3 +388,14 @@ def test_hist_gradient_boosting_categories_follow_the_model(offset):
     marginal = ExactExplainer(FrozenEstimator(model), value_function="marginal")
     exp = marginal.fit(X[:50]).explain(Z[:-1])  # the tree's marginal game (no NaN)
     np.testing.assert_allclose(exp.base_values + exp.values.sum(axis=1), expected[:-1])
+
+
+def test_hist_gradient_boosting_trained_on_one_class(data):
+    model = HistGradientBoostingClassifier(max_iter=5).fit(data, np.zeros(len(data)))
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(data)
+    exp = explainer.explain(data[:5])
+    assert explainer.output_names_ == ["decision_function"]
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), model.decision_function(data[:5])
+    )
+    np.testing.assert_array_equal(exp.values, 0.0)  # every tree is a single leaf

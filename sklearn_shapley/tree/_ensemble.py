@@ -745,9 +745,13 @@ def read_sklearn_hist_gradient_boosting(model) -> FlatEnsemble:
                     if encoding is not None:
                         category_values[int(perm[sl.start + j])] = encoding
     if K == 1:
-        names = (
-            [str(model.classes_[1])] if hasattr(model, "classes_") else ["prediction"]
-        )
+        classes = getattr(model, "classes_", None)
+        if classes is None:
+            names = ["prediction"]
+        elif len(classes) == 1:  # trained on one class: its decision_function
+            names = ["decision_function"]
+        else:
+            names = [str(classes[1])]
     else:
         names = [str(c) for c in model.classes_]
     asm = _Assembler(K)
