@@ -123,6 +123,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
 
     _accepts_callables = False
     _allow_nan = False
+    _allow_inf = False
     _parameter_constraints: dict = {
         "estimator": "no_validation",  # resolved, with its own errors, in fit
         "output": "no_validation",  # any output label
@@ -193,12 +194,16 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
             self._check_model_unchanged()
         if is_frame(X) and getattr(self, "_frame_codec", None) is not None:
             X = self._frame_codec.encode(X)  # category codes, fit's columns checked
+        # an explainer that allows inf checks what its model takes itself
+        finite = (
+            False if self._allow_inf else ("allow-nan" if self._takes_nan() else True)
+        )
         return validate_data(
             self,
             X,
             reset=reset,
             dtype=[np.float64, np.float32],
-            ensure_all_finite="allow-nan" if self._takes_nan() else True,
+            ensure_all_finite=finite,
         )
 
     def _takes_nan(self):

@@ -7,7 +7,12 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.ensemble import (
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestRegressor,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import Ridge
@@ -298,3 +303,99 @@ def test_no_dtype_parameter_and_no_gpu_promise():
         QuadratureTreeExplainer(DecisionTreeRegressor(), device="cuda").fit(
             np.ones((4, 2)), np.arange(4.0)
         )
+
+
+# -- the tree explainer takes exactly the inputs the model takes ------------------------
+def _with(X, value):
+    X = X[:4].copy()
+    X[0, 1] = value
+    return X
+
+
+@pytest.mark.parametrize(
+    "model, value, message",
+    [
+        (GradientBoostingRegressor(n_estimators=5), np.nan, "does not accept missing"),
+        (GradientBoostingRegressor(n_estimators=5), 1e39, "too large for dtype"),
+        (RandomForestRegressor(n_estimators=3), -1e39, "too large for dtype"),
+        (DecisionTreeRegressor(max_depth=3), np.inf, "too large for dtype"),
+    ],
+)
+def test_tree_explainer_refuses_what_the_sklearn_model_refuses(
+    data, model, value, message
+):
+    model.set_params(random_state=0).fit(data, data[:, 1])
+    X = _with(data, value)
+    with pytest.raises(ValueError, match=message):
+        model.predict(X)  # the model's own refusal ...
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(data)
+    with pytest.raises(ValueError, match=message):  # ... is the explainer's
+        explainer.transform(X)
+    with pytest.raises(ValueError, match=message):
+        QuadratureTreeExplainer(FrozenEstimator(model)).fit(X)
+
+
+@pytest.mark.parametrize(
+    "model, values",
+    [
+        (HistGradientBoostingRegressor(max_iter=5), (np.nan, 1e39, -np.inf)),
+        (DecisionTreeRegressor(max_depth=3), (np.nan,)),
+        (RandomForestRegressor(n_estimators=3), (np.nan,)),
+    ],
+)
+def test_tree_explainer_explains_what_the_model_takes(data, model, values):
+    model.set_params(random_state=0).fit(data, data[:, 1])
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(data)
+    for value in values:
+        X = _with(data, value)
+        exp = explainer.explain(X)
+        np.testing.assert_allclose(
+            exp.base_values + exp.values.sum(axis=1), model.predict(X), atol=1e-9
+        )
+
+
+def test_tree_explainer_refuses_what_xgboost_refuses(data):
+    xgboost = pytest.importorskip("xgboost")
+    model = xgboost.XGBRegressor(n_estimators=3).fit(data, data[:, 1])
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(data)
+    for value in (1e39, np.inf):
+        X = _with(data, value)
+        with pytest.raises(xgboost.core.XGBoostError, match="inf"):
+            model.get_booster().predict(xgboost.DMatrix(X))
+        with pytest.raises(ValueError, match="inf.*XGBoost"):
+            explainer.transform(X)
+
+
+# -- HistGradientBoosting's own rule for categorical values ----------------------------
+@pytest.mark.parametrize("offset", [0.0, 0.5], ids=["integer", "fractional"])
+def test_hist_gradient_boosting_categories_follow_the_model(offset):
+    # The model's ordinal encoder takes a value only when it equals a training
+    # category exactly; any other (2.5, -0.5, an unseen 7) is missing. offset=0.5
+    # trains on fractional categories (0.5, 1.5, ...), which it encodes in order.
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.integers(0, 6, 400) + offset, rng.normal(size=400)])
+    y = 3 * np.sin(1.3 * X[:, 0]) + X[:, 1]
+    model = HistGradientBoostingRegressor(
+        max_iter=20, categorical_features=[0], random_state=0
+    ).fit(X, y)
+    Z = np.tile(X[:1], (9, 1))
+    Z[:, 0] = np.array([2.5, -0.5, 0.5, 5.9, 3, 7, 1.5, 0, np.nan])
+    expected = model.predict(Z)  # model's raw output
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(X)
+    exp = explainer.explain(Z)
+    np.testing.assert_allclose(exp.base_values + exp.values.sum(axis=1), expected)
+    np.testing.assert_allclose(explainer.explained_output(Z)[:, 0], expected)
+    marginal = ExactExplainer(FrozenEstimator(model), value_function="marginal")
+    exp = marginal.fit(X[:50]).explain(Z[:-1])  # the tree's marginal game (no NaN)
+    np.testing.assert_allclose(exp.base_values + exp.values.sum(axis=1), expected[:-1])
+
+
+def test_hist_gradient_boosting_trained_on_one_class(data):
+    model = HistGradientBoostingClassifier(max_iter=5).fit(data, np.zeros(len(data)))
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(data)
+    exp = explainer.explain(data[:5])
+    assert explainer.output_names_ == ["decision_function"]
+    np.testing.assert_allclose(
+        exp.base_values + exp.values.sum(axis=1), model.decision_function(data[:5])
+    )
+    np.testing.assert_array_equal(exp.values, 0.0)  # every tree is a single leaf

@@ -28,7 +28,12 @@ import math
 import numpy as np
 
 from . import _flat
-from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT, FlatEnsemble
+from ._flat import (
+    CATEGORICAL_SPLIT,
+    NUMERIC_SPLIT,
+    FlatEnsemble,
+    encode_categories,
+)
 
 __all__ = [
     "SUPPORTED_MODELS",
@@ -182,7 +187,13 @@ class _Assembler:
         self.groups.append(int(group))
 
     def build(
-        self, base_offset, n_features, decision_dtype, output_names, model_type
+        self,
+        base_offset,
+        n_features,
+        decision_dtype,
+        output_names,
+        model_type,
+        category_values=None,
     ) -> FlatEnsemble:
         """Concatenate the trees (global indices) and sanitise the covers."""
         sizes = np.array([t["left"].shape[0] for t in self.trees], dtype=np.int64)
@@ -229,6 +240,7 @@ class _Assembler:
             decision_dtype=decision_dtype,
             output_names=[str(name) for name in output_names],
             model_type=model_type,
+            category_values=category_values or {},
         )
 
 
@@ -295,7 +307,7 @@ def predict_raw(flat: FlatEnsemble, X, *, chunk_size: int = 4096) -> np.ndarray:
         The ensemble, as returned by :func:`flatten_ensemble`.
     X : array-like of shape (n_samples, n_features)
         Numeric input; NaN marks a missing value, categorical features hold the
-        category codes.
+        model's category values.
     chunk_size : int, default=4096
         Number of rows processed at once (bounds the memory use).
 
@@ -311,7 +323,7 @@ def predict_raw(flat: FlatEnsemble, X, *, chunk_size: int = 4096) -> np.ndarray:
         raise ValueError(
             f"X has {X.shape[1]} features, the ensemble uses {flat.n_features}."
         )
-    X = X.astype(flat.decision_dtype).astype(np.float64)
+    X = encode_categories(flat, X).astype(flat.decision_dtype).astype(np.float64)
     out = np.empty((X.shape[0], flat.n_outputs), dtype=np.float64)
     for start in range(0, X.shape[0], chunk_size):
         out[start : start + chunk_size] = _predict_chunk(
@@ -700,8 +712,10 @@ def read_sklearn_hist_gradient_boosting(model) -> FlatEnsemble:
         of the feature's training categories are non-negative integers, and
         otherwise the category's index in the model's ordinal encoder
         (``model._preprocessor.named_transformers_["encoder"].categories_``).
-        Missing, negative and unknown categories follow the missing-value branch,
-        as in the model.
+        Any other value (missing, negative, fractional, unseen) is an unknown
+        category following the missing-value branch, as in the model:
+        ``category_values`` holds the model's exact mapping
+        (:func:`~sklearn_shapley.tree._flat.encode_categories`).
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -714,6 +728,7 @@ def read_sklearn_hist_gradient_boosting(model) -> FlatEnsemble:
     # back to raw category values.
     perm = np.arange(n_features)
     code_to_raw = {}
+    category_values = {}
     pre = getattr(model, "_preprocessor", None)
     if pre is not None:
         perm = np.full(n_features, -1, dtype=np.int64)
@@ -726,10 +741,17 @@ def read_sklearn_hist_gradient_boosting(model) -> FlatEnsemble:
             if name == "encoder":
                 for j, cats in enumerate(trans.categories_):
                     code_to_raw[sl.start + j] = _raw_categories(cats)
+                    encoding = _category_encoding(cats, code_to_raw[sl.start + j])
+                    if encoding is not None:
+                        category_values[int(perm[sl.start + j])] = encoding
     if K == 1:
-        names = (
-            [str(model.classes_[1])] if hasattr(model, "classes_") else ["prediction"]
-        )
+        classes = getattr(model, "classes_", None)
+        if classes is None:
+            names = ["prediction"]
+        elif len(classes) == 1:  # trained on one class: its decision_function
+            names = ["decision_function"]
+        else:
+            names = [str(classes[1])]
     else:
         names = [str(c) for c in model.classes_]
     asm = _Assembler(K)
@@ -772,7 +794,25 @@ def read_sklearn_hist_gradient_boosting(model) -> FlatEnsemble:
                 group=k,
                 cat_nodes=cat_nodes,
             )
-    return asm.build(base, n_features, np.float64, names, _model_type(model))
+    return asm.build(
+        base, n_features, np.float64, names, _model_type(model), category_values
+    )
+
+
+def _category_encoding(categories, raw):
+    """``(known, codes)`` of a HistGradientBoosting categorical feature: its sorted
+    numeric training categories and the values its splits use for them (the raw
+    integers, or else the ordinal encoder's codes); None for non-numeric ones."""
+    cats = np.asarray(categories)
+    if cats.dtype.kind not in "biuf":
+        return None
+    cats = cats.astype(np.float64)
+    codes = np.arange(cats.size, dtype=np.float64)[~np.isnan(cats)]
+    cats = cats[~np.isnan(cats)]
+    if raw is not None:
+        codes = raw.astype(np.float64)
+    order = np.argsort(cats)
+    return cats[order], codes[order]
 
 
 def _raw_categories(categories):

@@ -7,18 +7,50 @@ import numbers
 
 import numpy as np
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils import check_scalar
+from sklearn.utils import check_array, check_scalar, get_tags
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from .. import _dask
-from .._base import BaseExplainer
+from .._base import BaseExplainer, _unwrap
 from .._memory import check_fits_in_memory
 from .._pipelines import input_column_groups, split_pipeline, transform_rows
 from ..games import default_background
 from . import _kernel
 from ._ensemble import flatten_ensemble, predict_raw
 from ._interventional import InterventionalTrees
+
+
+def check_model_accepts(model, flat, X):
+    """Refuse the rows that ``model`` itself refuses at predict, with its message.
+
+    The kernel would explain any float64 row; a model that refuses one has no output
+    to explain there. scikit-learn's trees, forests, gradient boosting and isolation
+    forest compare in float32 and take NaN only where their tags say so (their own
+    check); HistGradientBoosting and LightGBM take any value; XGBoost's ``DMatrix``
+    refuses infinite values and values beyond float32.
+    """
+    if flat.model_type.startswith("sklearn.") and "HistGradient" not in (
+        flat.model_type
+    ):
+        nan = "allow-nan" if get_tags(model).input_tags.allow_nan else True
+        with np.errstate(over="ignore"):  # the overflow is refused just below
+            check_array(
+                X,
+                dtype=np.float32,
+                ensure_all_finite=nan,
+                estimator=model,
+                input_name="X",
+            )
+    elif flat.model_type.startswith("xgboost."):
+        with np.errstate(over="ignore"):
+            if np.isinf(X.astype(np.float32)).any():
+                raise ValueError(
+                    "Input data contains `inf` or a value too large (beyond float32, "
+                    "|x| >= 3.4e38), which the XGBoost model refuses (its DMatrix "
+                    "check, while `missing` is not set to `inf`): clip them, or set "
+                    "them to NaN to mark them missing."
+                )
 
 
 class QuadratureTreeExplainer(BaseExplainer):
@@ -129,6 +161,7 @@ class QuadratureTreeExplainer(BaseExplainer):
     """
 
     _allow_nan = True
+    _allow_inf = True  # where the model takes them: check_model_accepts
     _parameter_constraints: dict = {
         "interaction_order": [Interval(numbers.Integral, 1, 2, closed="both")],
         "n_quadrature": [
@@ -188,6 +221,8 @@ class QuadratureTreeExplainer(BaseExplainer):
             model = model.estimator
         self._preprocessing, model = split_pipeline(model)
         self.ensemble_ = flatten_ensemble(model)
+        if self._preprocessing is None:  # else the Pipeline's steps check the rows
+            check_model_accepts(model, self.ensemble_, X)
         self._prepared = {}  # kernel data per order, see _kernel_data
         n_features = self._tree_input(X[:1]).shape[1]
         if self.ensemble_.n_features != n_features:
@@ -284,6 +319,12 @@ class QuadratureTreeExplainer(BaseExplainer):
         if self._groups is not None:
             return X[:, [j for j, _ in self._groups]]
         return self._tree_input(X)
+
+    def _validate(self, X, reset):
+        X = super()._validate(X, reset)
+        if not reset and self._preprocessing is None:  # at fit: _fit_explainer
+            check_model_accepts(_unwrap(self.estimator_), self.ensemble_, X)
+        return X
 
     def _explain_values(self, X):
         tree_X = self._tree_input(X)

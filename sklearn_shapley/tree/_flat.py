@@ -17,6 +17,12 @@ Decision rule at an internal node ``n`` for a row ``x`` (after ``x`` has been ca
   ``cat_bitsets[cat_start[n] : cat_start[n] + cat_len[n]]`` is set (word ``c // 32``,
   bit ``c % 32``); otherwise right.
 
+A model that maps raw categories to codes itself (scikit-learn's HistGradientBoosting:
+its ordinal encoder, exact matches only, anything else an unknown category treated as
+missing) has ``category_values[f] = (known, codes)`` for its categorical feature ``f``:
+:func:`encode_categories` replaces a value equal to ``known[i]`` by ``codes[i]`` and any
+other value by NaN before the rule above.
+
 ``cover`` is the training weight reaching each node (sum of hessians for xgboost), with
 ``0 < cover[child] <= cover[parent]``; ``value[n, k]`` is leaf ``n``'s contribution to
 raw output ``k`` (learning rate, tree weights and forest averaging already applied;
@@ -57,6 +63,7 @@ class FlatEnsemble:
     decision_dtype: type = np.float32
     output_names: list = field(default_factory=list)
     model_type: str = ""
+    category_values: dict = field(default_factory=dict)  # f -> (known, codes)
 
     @property
     def n_trees(self) -> int:
@@ -69,3 +76,16 @@ class FlatEnsemble:
     @property
     def n_outputs(self) -> int:
         return self.value.shape[1]
+
+
+def encode_categories(flat, X):
+    """``X`` with its categorical values as the model's codes (see the module
+    docstring); ``X`` itself when the model has no such mapping."""
+    if not flat.category_values:
+        return X
+    X = np.array(X, dtype=np.float64)
+    for f, (known, codes) in flat.category_values.items():
+        column = X[:, f]
+        index = np.minimum(np.searchsorted(known, column), len(known) - 1)
+        X[:, f] = np.where(known[index] == column, codes[index], np.nan)
+    return X

@@ -11,7 +11,7 @@
   ViT Shapley error certificate, and the baselines to compare against.
 """
 
-from . import metrics
+from . import metrics  # noqa: F401  (sklearn_shapley.vision.metrics)
 from ._image import ImageSurrogateGame, PatchGrid, patches_to_heatmap
 from ._vit import VisionTransformer, ViTClassifier
 from ._vit_shapley import UNetShapleyExplainer, ViTShapleyExplainer, fit_image_surrogate
