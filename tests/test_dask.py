@@ -104,6 +104,8 @@ def test_tree_interactions_on_dask_array_chunked_by_rows(client, data, tree_expl
     np.testing.assert_array_equal(
         dense3.compute(), tree_explainer.interactions(X[:50], order=3, dense=True)
     )
+    with pytest.raises(TypeError, match="to_dask_array"):
+        tree_explainer.interactions(dd.from_array(X))
 
 
 def test_interactions_memory_check_applies_per_chunk(monkeypatch, data, tree_explainer):
