@@ -5,8 +5,8 @@ collection to :func:`map_rows`, which returns the same kind of collection, lazil
 block of rows (or partition) becomes one task that calls the in-memory method on it.
 The fitted explainer is one key of the graph (``dask.delayed`` once) that every task
 depends on, so a ``distributed`` scheduler sends it to each worker once instead of
-pickling it into every task. Inside a task the kernel runs on one thread (OpenMP, BLAS
-and torch limited, ``n_jobs`` set to 1): a worker runs as many tasks at once as it has
+pickling it into every task. Inside a task the kernel runs on one thread (OpenMP and
+BLAS limited, ``n_jobs`` set to 1): a worker runs as many tasks at once as it has
 threads, so its thread count is the parallelism and the cores are not oversubscribed.
 """
 
@@ -44,8 +44,7 @@ def _import(name):
 def _run_block(block, explainer, method, kwargs):
     """``explainer.method(block, **kwargs)`` on one thread: the task of one block.
 
-    ``threadpool_limits`` sets the calling thread's OpenMP threads (the tree kernel's
-    and torch's) and BLAS's to 1.
+    ``threadpool_limits`` sets the calling thread's OpenMP threads and BLAS's to 1.
     """
     with threadpool_limits(limits=1):
         return getattr(explainer, method)(block, **kwargs)

@@ -456,11 +456,6 @@ class QuadratureTreeExplainer(BaseExplainer):
         return out[..., 0] if squeeze else out
 
     def _dask_interactions(self, X, order, dense):
-        if hasattr(X, "map_partitions"):
-            raise TypeError(
-                "interactions takes a Dask array, not a Dask DataFrame: pass "
-                "X.to_dask_array(lengths=True)."
-            )
         if order >= 3 and not dense:
             raise ValueError(
                 f"interactions(order={order}) on a Dask array returns the dense "
