@@ -388,6 +388,11 @@ def test_hist_gradient_boosting_categories_follow_the_model(offset):
     marginal = ExactExplainer(FrozenEstimator(model), value_function="marginal")
     exp = marginal.fit(X[:50]).explain(Z[:-1])  # the tree's marginal game (no NaN)
     np.testing.assert_allclose(exp.base_values + exp.values.sum(axis=1), expected[:-1])
+    interventional = QuadratureTreeExplainer(
+        FrozenEstimator(model), feature_perturbation="interventional", background=X[:50]
+    )
+    exp = interventional.fit(X).explain(Z)
+    np.testing.assert_allclose(exp.base_values + exp.values.sum(axis=1), expected)
 
 
 def test_hist_gradient_boosting_trained_on_one_class(data):

@@ -20,7 +20,7 @@ import numpy as np
 from .._memory import check_fits_in_memory
 from .._openmp import effective_n_threads
 from . import _interventional_kernel as _kernel
-from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT
+from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT, encode_categories
 from ._kernel import _structure
 
 __all__ = ["InterventionalTrees"]
@@ -61,7 +61,8 @@ class InterventionalTrees:
 
         if index not in INDICES:
             raise ValueError(f"index must be one of {INDICES}, got {index!r}.")
-        background = np.asarray(background, dtype=np.float64)
+        # categories as the model's codes (HistGradientBoosting's own rule)
+        background = encode_categories(flat, np.asarray(background, dtype=np.float64))
         if background.ndim != 2 or len(background) == 0:
             raise ValueError("background must be a non-empty 2-D array.")
         if background.shape[1] < flat.n_features:
@@ -207,9 +208,9 @@ class InterventionalTrees:
         X = np.asarray(X)
         if X.dtype not in (np.float32, np.float64):
             X = X.astype(np.float64)
-        X = np.ascontiguousarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_columns:
             raise ValueError(f"X must have shape (n, {self.n_columns}), got {X.shape}.")
+        X = np.ascontiguousarray(encode_categories(self.flat, X))
         n, d, K = len(X), self.n_players, self.flat.n_outputs
         shape = (n, d, K) if interaction_order == 1 else (n, d, d, K)
         check_fits_in_memory(shape, "The interventional values")
