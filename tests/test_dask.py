@@ -77,6 +77,18 @@ def test_tree_transform_on_dask_array_is_lazy_per_block_and_exact(
     np.testing.assert_array_equal(result.compute(), tree_explainer.transform(X))
 
 
+def test_interventional_tree_on_dask_equals_in_memory(client, data):
+    X, y = data
+    model = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(X, y)
+    explainer = QuadratureTreeExplainer(
+        FrozenEstimator(model), feature_perturbation="interventional", background=X[:50]
+    ).fit(X)
+    result = explainer.transform(da.from_array(X, chunks=(100, 6)))
+    np.testing.assert_array_equal(result.compute(), explainer.transform(X))
+    pairs = explainer.interactions(da.from_array(X, chunks=(200, 6)))
+    np.testing.assert_array_equal(pairs.compute(), explainer.interactions(X))
+
+
 def test_tree_transform_on_dask_dataframe_keeps_index_and_columns(client):
     X, y = make_regression(n_samples=300, n_features=4, random_state=0)
     frame = pd.DataFrame(X, columns=["age", "bmi", "bp", "s1"])
