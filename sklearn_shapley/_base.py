@@ -1,9 +1,9 @@
 """``BaseExplainer``: what every explainer shares.
 
 Estimator resolution (clone-and-fit, frozen or callable), parameter and input
-validation, output selection, ``transform`` / ``explain`` / ``get_feature_names_out``. Subclasses implement
-``_fit_explainer(X, y)``, ``_explain_values(X) -> (values (n, d, K), base (n, K))`` and
-``score``.
+validation, output selection, ``transform`` / ``explain`` /
+``get_feature_names_out``. Subclasses implement ``_fit_explainer(X, y)``,
+``_explain_values(X) -> (values (n, d, K), base (n, K))`` and ``score``.
 """
 
 from __future__ import annotations

@@ -160,13 +160,15 @@ def plan_coalitions(
     """
     n_rows = max(int(n_rows), 1)
     max_copies = min(MAX_COPIES, max(1, MAX_ROW_COPIES // n_rows))
-    per_value = max(float(evaluation_cost), 1e-9)
     if shared_evaluation_cost is None:
         shared_evaluation_cost = evaluation_cost
+    per_value, per_shared_value = (
+        max(float(cost), 1e-9) for cost in (evaluation_cost, shared_evaluation_cost)
+    )
     n_all = 2**n_players - 2
     if n_players <= MAX_ENUMERATED_PLAYERS:
         per_row = extra_per_row + (0 if exact_statistics else n_all)
-        per_copy = n_rows * max(per_row, 1) * max(float(shared_evaluation_cost), 1e-9)
+        per_copy = n_rows * max(per_row, 1) * per_shared_value
         copies = int(max_evaluations // per_copy)
         if copies >= 1:
             return CoalitionPlan("all", n_all, min(copies, max_copies), n_rows)
@@ -198,12 +200,12 @@ class FastSHAPExplainer(GameExplainer):
     before evaluations that will take long. The targets are, for a game of at most
     10 players, the expected loss over every coalition of augmented copies of the
     training rows (exact, no sampling noise); else ``n_coalitions`` paired
-    Shapley-kernel coalitions per copy. Copies are the rows with some players' values swapped
-    with other rows' (``swap_probability``) and Gaussian noise (``input_noise``),
-    the game evaluated at the new rows, so the network learns the Shapley values
-    around the data. Early stopping watches the same loss on held-out rows with
-    fixed seeded coalitions (``n_iter_no_change``, ``tol``); the learning rate is
-    halved on plateaus and the best weights are restored.
+    Shapley-kernel coalitions per copy. Copies are the rows with some players'
+    values swapped with other rows' (``swap_probability``) and Gaussian noise
+    (``input_noise``), the game evaluated at the new rows, so the network learns
+    the Shapley values around the data. Early stopping watches the same loss on
+    held-out rows with fixed seeded coalitions (``n_iter_no_change``, ``tol``); the
+    learning rate is halved on plateaus and the best weights are restored.
 
     ``transform`` / ``explain`` then cost one forward pass plus ``v(full)`` and
     ``v(∅)`` per row, and with ``first_last`` the ``2d + 2`` values of the players'

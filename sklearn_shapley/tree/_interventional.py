@@ -61,8 +61,7 @@ class InterventionalTrees:
 
         if index not in INDICES:
             raise ValueError(f"index must be one of {INDICES}, got {index!r}.")
-        # categories as the model's codes (HistGradientBoosting's own rule)
-        background = encode_categories(flat, np.asarray(background, dtype=np.float64))
+        background = np.asarray(background, dtype=np.float64)
         if background.ndim != 2 or len(background) == 0:
             raise ValueError("background must be a non-empty 2-D array.")
         if background.shape[1] < flat.n_features:
@@ -70,6 +69,8 @@ class InterventionalTrees:
                 f"background has {background.shape[1]} columns, the ensemble uses "
                 f"{flat.n_features}."
             )
+        # categories as the model's codes (HistGradientBoosting's own rule)
+        background = encode_categories(flat, background)
         internal = flat.children_left >= 0
         kinds = np.asarray(flat.split_kind)[internal]
         if not np.isin(kinds, (NUMERIC_SPLIT, CATEGORICAL_SPLIT)).all():
