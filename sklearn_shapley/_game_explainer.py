@@ -75,7 +75,7 @@ class GameExplainer(BaseExplainer):
     def _make_game(self, X):
         """Build the game of ``value_function`` for the fitted model.
 
-        The marginal game is resolved to its fast exact form where the model has
+        The game is resolved to its fast exact form where the model has
         one (:func:`~sklearn_shapley.games.resolve_game`): the same values, faster.
         Fitted on a DataFrame, a held-out categorical column takes the background's
         values (marginal) or its most frequent category (baseline), never a mean.
@@ -92,13 +92,14 @@ class GameExplainer(BaseExplainer):
                     f"background gives {baseline.shape[0]} baseline values; X has "
                     f"{X.shape[1]} features."
                 )
-            return BaselineGame(
+            game = BaselineGame(
                 self.estimator_,
                 baseline,
                 link=self.link,
                 players=self.players,
                 frame=frame,
             )
+            return resolve_game(game, X)
         if vf == "marginal":
             bg = X if self.background is None else self._background_rows()
             if bg.ndim != 2 or bg.shape[1] != X.shape[1]:

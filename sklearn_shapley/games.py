@@ -245,10 +245,6 @@ class Game:
         :attr:`evaluation_cost`."""
         return self.evaluation_cost
 
-    #: Whether :meth:`kernel_statistics` over every coalition comes without
-    #: evaluating them (from the game's own exact form).
-    exact_kernel_statistics = False
-
     def __call__(self, X, masks):  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -520,13 +516,27 @@ def resolve_game(game, rows=None):
     A tree ensemble's marginal game from its leaves
     (:func:`~sklearn_shapley.tree.tree_marginal_game`), a one-hidden-layer MLP's
     from its weights (:func:`~sklearn_shapley.mlp.mlp_marginal_game`); ``game``
-    itself when it has none. ``rows`` are probe rows on which the exact form is
-    checked against the model.
+    itself when it has none. A tree ensemble's baseline game, the marginal game
+    over the one baseline row, keeps the model's values (one evaluation each)
+    and gains exact Shapley values. ``rows`` are probe rows on which the exact
+    form is checked against the model.
     """
-    if type(game) is not MarginalGame:
-        return game
     from .mlp import mlp_marginal_game
     from .tree import tree_marginal_game
+
+    if type(game) is BaselineGame:
+        marginal = MarginalGame(
+            game.model,
+            game.baseline[None],
+            link=game.link,
+            players=game.players,
+            batch_size=game.batch_size,
+            frame=game.frame,
+        )
+        fast = tree_marginal_game(marginal, rows, tables=False)
+        return game if fast is None else fast
+    if type(game) is not MarginalGame:
+        return game
 
     for exact_form in (tree_marginal_game, mlp_marginal_game):
         fast = exact_form(game, rows)

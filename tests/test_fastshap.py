@@ -870,16 +870,17 @@ def test_plan_coalitions_fits_the_budget():
     assert plan == CoalitionPlan("all", 14, 3, 100)
     plan = plan_coalitions(12, 100, n_coalitions=8, max_evaluations=8e4 * 3, **costs)
     assert plan == CoalitionPlan("pool", 8, 3, 100)
-    # exact statistics cost no coalition evaluations
-    plan = plan_coalitions(
-        10,
-        100,
-        n_coalitions=8,
-        max_evaluations=100 * 22 * 5,
-        extra_per_row=22,
-        exact_statistics=True,
-    )
-    assert plan == CoalitionPlan("all", 1022, 5, 100)
+    # exact Shapley values cost no coalition evaluations, whatever the game's size
+    for d in (10, 50):
+        plan = plan_coalitions(
+            d,
+            100,
+            n_coalitions=8,
+            max_evaluations=100 * 23 * 5,
+            extra_per_row=22,
+            exact_values=True,
+        )
+        assert plan == CoalitionPlan("exact", 0, 5, 100)
     # a large game: a pool while it fits in memory, else fresh coalitions
     assert plan_coalitions(30, 100, n_coalitions=8, max_evaluations=8 * 100 * 5) == (
         CoalitionPlan("pool", 8, 5, 100)
@@ -919,9 +920,9 @@ def test_validation_floor_is_the_loss_of_the_shapley_value():
     empty = np.full((3, 1), three_way_model(baseline[None])[0])
     cross, square = game.kernel_statistics(X, empty, *kernel)
     total = three_way_model(X)[:, None] - empty
-    floor = _loss_floor({"total": total, "cross": cross, "square": square}, kernel)
-    phi = exact_shapley(game, X).values.reshape(3, 4, 1)
     gram = kernel_gram(*kernel)
+    floor = _loss_floor({"total": total, "cross": cross, "square": square}, gram)
+    phi = exact_shapley(game, X).values.reshape(3, 4, 1)
     at_phi = square - 2 * np.einsum("ndk,ndk->nk", phi, cross)
     at_phi += np.einsum("ndk,de,nek->nk", phi, gram, phi)
     np.testing.assert_allclose(floor, at_phi[:, 0], rtol=1e-5, atol=1e-9)

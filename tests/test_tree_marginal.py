@@ -17,14 +17,15 @@ from sklearn.linear_model import Ridge
 
 from sklearn_shapley import exact_shapley
 from sklearn_shapley.amortized import FastSHAPExplainer
-from sklearn_shapley.amortized._fastshap import _kernel_coalitions
-from sklearn_shapley.amortized._nets import kernel_gram
-from sklearn_shapley.games import MarginalGame, first_last_masks
+from sklearn_shapley.amortized._fastshap import _kernel_coalitions, exact_statistics
+from sklearn_shapley.amortized._nets import kernel_gram, shapley_kernel_gram
+from sklearn_shapley.games import BaselineGame, MarginalGame, first_last_masks
 from sklearn_shapley.tree import flatten_ensemble
 from sklearn_shapley.tree._ensemble import predict_raw
 from sklearn_shapley.tree._marginal import (
     TablesTooLargeError,
     TreeMarginalGame,
+    TreeShapleyMarginalGame,
     tree_marginal_game,
 )
 
@@ -125,20 +126,20 @@ def test_shapley_values_are_exact(games):
     np.testing.assert_allclose(tree.shapley_values(X), exact, atol=atol)
 
 
-def test_kernel_cross_is_the_expected_loss_statistic(games):
+def test_exact_statistics_are_the_expected_loss(games):
+    """FastSHAP's "exact" targets from the tree game's Shapley values give, for
+    efficient φ, the loss over every coalition up to a constant per row."""
     marginal, tree, X, atol = games
     masks, weights = _kernel_coalitions(marginal.n_players)
     empty = np.broadcast_to(
         marginal.grand_and_empty(X[:1])[1], (len(X), tree.n_outputs)
     )
     cross, square = marginal.kernel_statistics(X, empty, masks, weights)
-    scale = np.abs(cross).max()
-    np.testing.assert_allclose(tree.kernel_cross(X), cross, atol=atol + 1e-9 * scale)
-    # the tree game's statistics give the same loss up to a constant per row
-    tree_cross, tree_square = tree.kernel_statistics(X, empty, masks, weights)
-    np.testing.assert_allclose(tree_cross, cross, atol=atol + 1e-9 * scale)
-    gram = kernel_gram(masks, weights)
+    gram = shapley_kernel_gram(marginal.n_players)
+    np.testing.assert_allclose(gram, kernel_gram(masks, weights), atol=1e-15)
+    exact_cross, exact_square = exact_statistics(tree, X, gram)
     rng = np.random.default_rng(0)
+    total = tree.shapley_values(X).sum(axis=1)
 
     def loss(phi, c, q):
         return (
@@ -147,9 +148,13 @@ def test_kernel_cross_is_the_expected_loss_statistic(games):
             + np.einsum("ndk,de,nek->nk", phi, gram, phi)
         )
 
-    a, b = (rng.normal(size=cross.shape) for _ in range(2))
-    gap_a = loss(a, tree_cross, tree_square) - loss(a, cross, square)
-    gap_b = loss(b, tree_cross, tree_square) - loss(b, cross, square)
+    def efficient():
+        phi = rng.normal(size=cross.shape)
+        return phi + (total - phi.sum(axis=1))[:, None] / phi.shape[1]
+
+    a, b = efficient(), efficient()
+    gap_a = loss(a, exact_cross, exact_square) - loss(a, cross, square)
+    gap_b = loss(b, exact_cross, exact_square) - loss(b, cross, square)
     np.testing.assert_allclose(
         gap_a, gap_b, atol=atol + 1e-8 * (1 + np.abs(gap_a).max())
     )
@@ -213,20 +218,33 @@ def test_a_constant_tree_is_an_offset():
 
 def test_fastshap_trains_on_the_exact_tree_game():
     """The marginal game of a tree ensemble resolves to its exact tables, which
-    give the expected loss's statistics and the first and last contributions."""
+    give the first and last contributions; the targets are its exact Shapley
+    values; a baseline game resolves to exact Shapley values too."""
     X, y = _regression(n=200)
     gb = GradientBoostingRegressor(n_estimators=20, random_state=0).fit(X, y)
     kwargs = dict(value_function="marginal", n_background=20, max_epochs=2)
     explainer = FastSHAPExplainer(FrozenEstimator(gb), random_state=0, **kwargs).fit(X)
     assert isinstance(explainer.game_, TreeMarginalGame)
     assert explainer._proxy is explainer.game_
-    assert explainer.plan_.source == "all"
+    assert explainer.plan_.source == "exact"
     exp = explainer.explain(X[:5])
     np.testing.assert_allclose(
         exp.base_values + exp.values.sum(axis=1), gb.predict(X[:5]), atol=1e-9
     )
     again = FastSHAPExplainer(FrozenEstimator(gb), random_state=0, **kwargs).fit(X)
     np.testing.assert_array_equal(again.explain(X[:5]).values, exp.values)
+    kwargs["value_function"] = "baseline"
+    baseline = FastSHAPExplainer(FrozenEstimator(gb), random_state=0, **kwargs).fit(X)
+    assert isinstance(baseline.game_, TreeShapleyMarginalGame)
+    assert baseline.plan_.source == "exact"
+    game = BaselineGame(gb, X.mean(axis=0))
+    masks = np.random.default_rng(0).random((7, X.shape[1])) < 0.5
+    np.testing.assert_array_equal(baseline.game_(X[:5], masks), game(X[:5], masks))
+    np.testing.assert_allclose(
+        baseline.game_.shapley_values(X[:5]),
+        exact_shapley(game, X[:5]).values,
+        atol=1e-9,
+    )
 
 
 def test_fastshap_adds_up_to_a_rounded_model_output():

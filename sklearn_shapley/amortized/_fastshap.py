@@ -40,6 +40,7 @@ from ._nets import (
     first_last_contributions,
     kernel_gram,
     quantile_bin_edges,
+    shapley_kernel_gram,
 )
 from ._surrogate import fit_surrogate
 from ._training import (
@@ -88,13 +89,15 @@ class CoalitionPlan:
 
     Attributes
     ----------
-    source : {"all", "pool", "fresh"}
+    source : {"exact", "all", "pool", "fresh"}
+        ``"exact"``: the game's exact Shapley values (its fast exact form), from
+        which the expected loss over every coalition follows in closed form;
         ``"all"``: every coalition, weighted by the Shapley kernel (the expected
         loss, exact); ``"pool"``: ``n_coalitions`` sampled coalitions per copy of a
         row, evaluated before training; ``"fresh"``: as many drawn and evaluated
         for every batch.
     n_coalitions : int
-        Coalitions per row copy (``2^d − 2`` for ``"all"``).
+        Coalitions per row copy (``2^d − 2`` for ``"all"``, 0 for ``"exact"``).
     n_copies : int
         Augmented copies of each training row evaluated before training; for
         ``"fresh"`` the most epochs the budget pays for.
@@ -119,11 +122,12 @@ def plan_coalitions(
     shared_evaluation_cost=None,
     extra_per_row=0,
     n_outputs=1,
-    exact_statistics=False,
+    exact_values=False,
 ):
     """Choose the training targets' coalition source for a budget.
 
-    Every coalition (the exact expected loss) for a game of at most
+    The game's exact Shapley values when it has a fast exact form; every
+    coalition (the exact expected loss) for a game of at most
     ``MAX_ENUMERATED_PLAYERS`` players when one copy of the rows fits the budget;
     else a pool of ``n_coalitions`` sampled coalitions per row copy, evaluated
     before training, when it fits ``MAX_POOL_BYTES``; else fresh coalitions for
@@ -149,10 +153,10 @@ def plan_coalitions(
         Game values each row copy costs besides its coalitions (``v(full)``,
         ``v(∅)``, the first and last contributions).
     n_outputs : int, default=1
-    exact_statistics : bool, default=False
-        The game gives the expected loss's statistics without evaluating the
-        coalitions (:attr:`Game.exact_kernel_statistics`): a row copy then costs
-        its extra values alone.
+    exact_values : bool, default=False
+        The game gives exact Shapley values
+        (:meth:`~sklearn_shapley.games.Game.shapley_values`): a row copy then costs
+        its extra values and about one value for them.
 
     Returns
     -------
@@ -165,10 +169,13 @@ def plan_coalitions(
     per_value, per_shared_value = (
         max(float(cost), 1e-9) for cost in (evaluation_cost, shared_evaluation_cost)
     )
+    if exact_values:
+        per_copy = n_rows * (extra_per_row + 1) * per_value
+        copies = max(1, int(max_evaluations // per_copy))
+        return CoalitionPlan("exact", 0, min(copies, max_copies), n_rows)
     n_all = 2**n_players - 2
     if n_players <= MAX_ENUMERATED_PLAYERS:
-        per_row = extra_per_row + (0 if exact_statistics else n_all)
-        per_copy = n_rows * max(per_row, 1) * per_shared_value
+        per_copy = n_rows * (extra_per_row + n_all) * per_shared_value
         copies = int(max_evaluations // per_copy)
         if copies >= 1:
             return CoalitionPlan("all", n_all, min(copies, max_copies), n_rows)
@@ -197,10 +204,11 @@ class FastSHAPExplainer(GameExplainer):
     ``fit`` uses at most 10,000 rows (a random subsample of larger data, for the
     surrogate too) and evaluates the targets before training, within
     ``max_evaluations`` model evaluations (:func:`plan_coalitions`); it warns
-    before evaluations that will take long. The targets are, for a game of at most
-    10 players, the expected loss over every coalition of augmented copies of the
-    training rows (exact, no sampling noise); else ``n_coalitions`` paired
-    Shapley-kernel coalitions per copy. Copies are the rows with some players'
+    before evaluations that will take long. The targets are, for a game with
+    exact Shapley values of its own (a tree ensemble's baseline or marginal game
+    of its raw output) or of at most 10 players, the expected loss over every
+    coalition of augmented copies of the training rows (exact, no sampling
+    noise); else ``n_coalitions`` paired Shapley-kernel coalitions per copy. Copies are the rows with some players'
     values swapped with other rows' (``swap_probability``) and Gaussian noise
     (``input_noise``), the game evaluated at the new rows, so the network learns
     the Shapley values around the data. Early stopping watches the same loss on
@@ -546,7 +554,7 @@ class FastSHAPExplainer(GameExplainer):
             shared_evaluation_cost=game.shared_evaluation_cost,
             extra_per_row=extra,
             n_outputs=K,
-            exact_statistics=game.exact_kernel_statistics,
+            exact_values=game.shapley_values(X[:1]) is not None,
         )
         train = train[: plan.n_rows]  # a random subset: train is shuffled
         if self.verbose:
@@ -557,10 +565,23 @@ class FastSHAPExplainer(GameExplainer):
             )
         sampler = CoalitionSampler(d, "shapley", paired=self.paired_sampling)
         kernel = _kernel_coalitions(d) if plan.source == "all" else None
+        gram = None
+        if kernel is not None:
+            gram = kernel_gram(*kernel)
+        elif plan.source == "exact":
+            gram = shapley_kernel_gram(d)
         membership = player_membership(self.players, X.shape[1])
 
         def targets(rows, row_empty, coalitions):
             """The loss's targets at ``rows``: statistics, or masks and values."""
+            if plan.source == "exact":
+                return _chunked(
+                    lambda r, e: exact_statistics(game, r, gram),
+                    rows,
+                    row_empty,
+                    d * X.shape[1],
+                    ("cross", "square"),
+                )
             if kernel is not None:
                 return _chunked(
                     lambda r, e: game.kernel_statistics(r, e, *kernel),
@@ -595,7 +616,7 @@ class FastSHAPExplainer(GameExplainer):
             valid_data = {key: value[valid] for key, value in data.items()}
             valid_data.update(targets(X[valid], empty[valid], 4 * m))
             valid_data["empty"] = np.zeros_like(valid_data["empty"])
-            valid_data["floor"] = _loss_floor(valid_data, kernel)
+            valid_data["floor"] = _loss_floor(valid_data, gram)
         if plan.source == "fresh":
             train_data = {key: value[train] for key, value in data.items()}
             max_epochs = min(int(self.max_epochs), plan.n_copies)
@@ -649,7 +670,7 @@ class FastSHAPExplainer(GameExplainer):
             swap_probability=self.swap_probability,
             donor_rows=X[train].astype(np.float64),
             membership=membership,
-            gram=None if kernel is None else kernel_gram(*kernel),
+            gram=gram,
             first_last_game=self._proxy,
             feature_scale=self._scale,
             sampler=sampler,
@@ -824,21 +845,28 @@ def _chunked(function, rows, empty, cost_per_row, names, max_cost=2**23):
     return {name: np.concatenate(p) for name, p in zip(names, zip(*parts))}
 
 
-def _loss_floor(data, kernel):
+def exact_statistics(game, rows, gram):
+    """``(cross, square)`` of the expected loss over every coalition from the
+    game's exact Shapley values ``φ*``: with ``cross = A φ*`` and
+    ``square = φ*ᵀ A φ*`` (``A = gram``) the loss reads ``(φ − φ*)ᵀ A (φ − φ*)``,
+    for an efficient ``φ`` the loss over every coalition less its floor."""
+    phi = game.shapley_values(rows)
+    cross = np.einsum("de,nek->ndk", gram, phi)
+    return cross, np.einsum("ndk,ndk->nk", phi, cross)
+
+
+def _loss_floor(data, gram):
     """Per row, the least loss an efficient ``φ`` reaches on the row's targets.
 
     The validation loss less it is the excess over the best fit, which goes to
     zero as the explainer improves, so that a relative ``tol`` means the same on
     every game. ``data`` holds ``"total"`` and either the statistics
-    ``"cross"``/``"square"`` (every coalition, ``kernel``'s weights) or
+    ``"cross"``/``"square"`` (of the expected loss with quadratic term ``gram``) or
     ``"masks"``/``"values"``.
     """
     total = np.asarray(data["total"], dtype=np.float64)  # (n, K)
-    if kernel is not None:
-        masks, weights = kernel
-        gram = np.broadcast_to(
-            kernel_gram(masks, weights), (len(total), masks.shape[1], masks.shape[1])
-        )
+    if "cross" in data:
+        gram = np.broadcast_to(gram, (len(total), *gram.shape))
         cross = np.asarray(data["cross"], dtype=np.float64)
         square = np.asarray(data["square"], dtype=np.float64)
     else:

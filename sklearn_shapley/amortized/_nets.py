@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..games import first_last_masks
+from ..sampling import shapley_kernel_size_weights
 
 NORMALIZATIONS = ("additive", "multiplicative", "none")
 
@@ -508,6 +509,17 @@ def kernel_gram(masks, weights):
     probabilities ``weights (m,)``: the quadratic term of the expected loss."""
     masks = np.asarray(masks, dtype=np.float64)
     return (masks.T * np.asarray(weights, dtype=np.float64)) @ masks
+
+
+def shapley_kernel_gram(n_players):
+    """:func:`kernel_gram` of every coalition but the empty and full ones under the
+    Shapley kernel, in closed form: ``A_ii = E[k] / d`` and
+    ``A_ij = E[k (k − 1)] / (d (d − 1))`` over the kernel's sizes ``k``."""
+    d = int(n_players)
+    sizes = np.arange(1, d, dtype=np.float64)
+    p = shapley_kernel_size_weights(d)
+    off = float(p @ (sizes * (sizes - 1))) / (d * (d - 1))
+    return np.full((d, d), off) + np.eye(d) * (float(p @ sizes) / d - off)
 
 
 def augment_rows(

@@ -24,7 +24,7 @@ also serves ensembles too deep for them (:class:`TreeShapleyMarginalGame`).
 
 from __future__ import annotations
 
-import math
+import contextlib
 
 import numpy as np
 
@@ -36,7 +36,6 @@ from ..games import (
     check_rows,
     player_membership,
 )
-from ..sampling import shapley_kernel_size_weights
 from ._ensemble import flatten_ensemble, goes_left, predict_raw
 from ._flat import encode_categories
 from ._interventional import InterventionalTrees
@@ -95,7 +94,6 @@ class TreeMarginalGame(Game):
     #: Model evaluations one value costs, roughly (a value is a sparse look-up per
     #: tree or leaf, about ten tree-ensemble predictions' work).
     evaluation_cost = 10
-    exact_kernel_statistics = True
 
     def __init__(
         self,
@@ -153,7 +151,7 @@ class TreeMarginalGame(Game):
             )
             by_k.setdefault(len(players), []).append((players, value, path, tree))
         K = self.n_outputs
-        entries = sum(len(g) * 2**k for k, g in by_k.items()) * (3 * d + 1) * K
+        entries = sum(len(g) * 2**k for k, g in by_k.items()) * (2 * d + 1) * K
         if entries > max_table_entries:
             raise TablesTooLargeError(
                 f"This ensemble's leaves would need {entries} table entries "
@@ -187,9 +185,8 @@ class TreeMarginalGame(Game):
             (g.q[:, 0] @ g.value for g in self._groups), np.zeros(K)
         )
         # per leaf, a block of 2^k rows (one per pattern), group after group
-        weights = _kernel_size_probabilities(d)
-        tables = [g.tables(weights) for g in self._groups]
-        tables = np.concatenate(tables) if tables else np.zeros((0, (3 * d + 1) * K))
+        tables = [g.tables() for g in self._groups]
+        tables = np.concatenate(tables) if tables else np.zeros((0, (2 * d + 1) * K))
         self._build_units(leaves, tables, column)
 
     def _build_units(self, leaves, tables, column):
@@ -249,10 +246,7 @@ class TreeMarginalGame(Game):
         ]
         tables = np.concatenate(parts) if parts else np.zeros((0, tables.shape[1]))
         self._n_table_rows = len(tables)
-        d, K = self.n_players, self.n_outputs
-        first_last = K + 2 * d * K
-        self._first_last = np.ascontiguousarray(tables[:, :first_last])
-        self._cross = np.ascontiguousarray(tables[:, first_last:])
+        self._first_last = np.ascontiguousarray(tables)
 
     # -- rows to leaf patterns ---------------------------------------------------------
     def _check_X(self, X):
@@ -371,52 +365,12 @@ class TreeMarginalGame(Game):
             )
         return self._interventional.values(self._check_X(X)) @ self.output_map
 
-    def kernel_cross(self, X):
-        """``Σ_S p_S 1_S (v_x(S) − v_x(∅))``, ``(n, n_players, n_outputs)``, over every
-        coalition but the empty and full ones with its Shapley-kernel probability
-        ``p_S ∝ (d − 1) / (C(d, |S|) |S| (d − |S|))`` (normalised to sum to 1): the
-        cross term of FastSHAP's expected loss (``amortized._nets.kernel_statistics``).
-        """
-        return self._table_sum(X, self._cross).reshape(
-            -1, self.n_players, self.n_outputs
-        )
-
     def split_thresholds(self):
         """The ensemble's numeric split thresholds per feature (see
         :meth:`~sklearn_shapley.games.Game.split_thresholds`)."""
         from ..games import ensemble_thresholds
 
         return ensemble_thresholds(self.flat, self.n_features)
-
-    def kernel_statistics(self, X, empty, masks, weights):
-        """The weighted least-squares loss's statistics (see
-        :meth:`~sklearn_shapley.games.Game.kernel_statistics`) without evaluating a
-        coalition, when ``masks`` are every coalition but the empty and full ones
-        with their Shapley-kernel probabilities; else the generic evaluation.
-
-        ``cross`` comes from the tables; ``square``, which needs every value, is
-        replaced by ``2 φᵀ cross − φᵀ A φ`` at the exact Shapley values ``φ``: a
-        constant per row that makes the loss read as the excess over the exact
-        values' (gradients and minimiser unchanged).
-        """
-        d = self.n_players
-        if len(masks) != 2**d - 2 or not np.allclose(
-            weights, _kernel_probabilities(masks)
-        ):
-            return super().kernel_statistics(X, empty, masks, weights)
-        cross, phi = self.kernel_cross(X), self.shapley_values(X)
-        masks = np.asarray(masks, dtype=np.float64)
-        gram = (masks.T * np.asarray(weights, dtype=np.float64)) @ masks
-        square = 2 * np.einsum("ndk,ndk->nk", phi, cross) - np.einsum(
-            "ndk,de,nek->nk", phi, gram, phi
-        )
-        return cross, square
-
-
-def _kernel_probabilities(masks):
-    """The Shapley-kernel probability of each coalition in ``masks``."""
-    sizes = np.asarray(masks, dtype=bool).sum(axis=1)
-    return _kernel_size_probabilities(masks.shape[1])[sizes]
 
 
 class TreeShapleyMarginalGame(Game):
@@ -484,18 +438,15 @@ class _LeafGroup:
         self.q = _subset_sums(counts, superset=True)[:, full ^ np.arange(size)]
         self.q /= len(background)
 
-    def tables(self, weights):
-        """The leaves' tables ``(n_leaves 2^k, (3d + 1) K)``: per (leaf, pattern),
-        the leaf's share of ``v(N) − c``, ``v({j}) − v(∅)``, ``v(N ∖ {j}) − v(N)``
-        and the kernel cross statistic (``weights``: ``ω(s)``)
-        on every (player, output), its value folded in."""
-        k, d, q = self.k, self.d, self.q
+    def tables(self):
+        """The leaves' tables ``(n_leaves 2^k, (2d + 1) K)``: per (leaf, pattern),
+        the leaf's share of ``v(N) − c``, ``v({j}) − v(∅)`` and
+        ``v(N ∖ {j}) − v(N)`` on every (player, output), its value folded in."""
+        k, q = self.k, self.q
         n_leaves, size = q.shape
         full = size - 1
         pattern = np.arange(size)
         inside = (pattern[:, None] >> np.arange(k)) & 1 == 1  # (2^k, k)
-        sizes = inside.sum(axis=1)
-        without = pattern[:, None] ^ (self.bits * inside)  # I ∖ {j} (I when j ∉ I)
         # value tables: v(N) = [I = P]; v({j}) − v(∅); v(N ∖ {j}) − v(N)
         grand = np.broadcast_to(pattern == full, (n_leaves, size)).astype(float)
         first = q[:, self.bits][:, None, :] * inside - q[:, :1, None]
@@ -505,37 +456,10 @@ class _LeafGroup:
             * ((pattern[:, None] & complement) == complement)
             - grand[:, :, None]
         )
-        # the kernel statistic Σ_S p_S [j ∈ S] (g(S ∩ P) − g(∅)), p_S = ω(|S|):
-        #   j ∈ P: Σ_{A ∋ j} α(|A|) (g(A) − g(∅)),  α(a) = Σ_r C(d−k, r) ω(a + r)
-        #   j ∉ P: Σ_A β(|A|) (g(A) − g(∅)),  β(a) = Σ_{r≥1} C(d−k−1, r−1) ω(a + r)
-        alpha = np.array(
-            [
-                sum(math.comb(d - k, r) * weights[a + r] for r in range(d - k + 1))
-                for a in range(k + 1)
-            ]
-        )
-        beta = np.array(
-            [
-                sum(
-                    math.comb(d - k - 1, r - 1) * weights[a + r]
-                    for r in range(1, d - k + 1)
-                )
-                for a in range(k + 1)
-            ]
-        )
-        Ha, Hb = _subset_sums(q * alpha[sizes]), _subset_sums(q * beta[sizes])
-        own_empty = sum(math.comb(k - 1, a - 1) * alpha[a] for a in range(1, k + 1))
-        out_empty = sum(math.comb(k, a) * beta[a] for a in range(k + 1))
-        outside = Hb - q[:, :1] * out_empty  # (n_leaves, 2^k), every player ∉ P
-        own = np.where(inside, Ha[:, :, None] - Ha[:, without], 0.0)
-        own -= q[:, :1, None] * own_empty
-        # every player ∉ P gets the leaf-wide part, a path player its own
-        cross = self._on_players(own - outside[:, :, None]) + outside[:, :, None, None]
         # over (leaf, pattern, player, output), the leaf's value folded in
         value = self.value[:, None, None, :]
         parts = [grand[:, :, None, None] * self.value[:, None, None, :]]
         parts += [self._on_players(t) * value for t in (first, last)]
-        parts.append(cross * value)
         rows = n_leaves * size
         return np.concatenate([p.reshape(rows, -1) for p in parts], axis=1)
 
@@ -599,18 +523,7 @@ def _subset_sums(table, superset=False):
     return out
 
 
-def _kernel_size_probabilities(d):
-    """``ω(s)``, ``s = 0..d``: the Shapley-kernel probability of one coalition of
-    size ``s`` among all but the empty and full ones (0 for those two)."""
-    out = np.zeros(d + 1)
-    if d >= 2:
-        per_size = shapley_kernel_size_weights(d)
-        for s in range(1, d):
-            out[s] = per_size[s - 1] / math.comb(d, s)
-    return out
-
-
-def tree_marginal_game(game, rows=None):
+def tree_marginal_game(game, rows=None, *, tables=True):
     """The exact :class:`TreeMarginalGame` of a :class:`MarginalGame`, or None.
 
     None unless the game's model (or the model in a ``FrozenEstimator``) is a tree
@@ -624,7 +537,9 @@ def tree_marginal_game(game, rows=None):
     coalition (the tree game takes the log-odds from the trees, not back from the
     rounded probabilities): to float64's when its attribute ``matches_model`` is
     true. When the tables would be too large (deep trees), a
-    :class:`TreeShapleyMarginalGame`: the model's values, exact Shapley values.
+    :class:`TreeShapleyMarginalGame`: the model's values, exact Shapley values;
+    also with ``tables=False`` (for a small background, whose values cost the
+    model less than the tables).
     """
     from sklearn.frozen import FrozenEstimator
 
@@ -657,11 +572,13 @@ def tree_marginal_game(game, rows=None):
     scale = 1.0 + np.abs(predicted).max()
     if np.abs(expected - predicted).max() > 1e-5 * scale:
         return None
-    try:
-        tree_game = TreeMarginalGame(
-            flat, game.background, players=game.players, output_map=output_map
-        )
-    except TablesTooLargeError:
+    tree_game = None
+    if tables:
+        with contextlib.suppress(TablesTooLargeError):
+            tree_game = TreeMarginalGame(
+                flat, game.background, players=game.players, output_map=output_map
+            )
+    if tree_game is None:
         tree_game = TreeShapleyMarginalGame(game, flat, output_map)
     tree_game.output_names = game.output_names
     # whether the explained outputs (after the link) are the trees' sums to float64
