@@ -27,13 +27,9 @@ from sklearn.tree import (
 from threadpoolctl import threadpool_limits
 
 from sklearn_shapley.tree import _flat
-from sklearn_shapley.tree._ensemble import (
-    SUPPORTED_MODELS,
-    _parse_xgb_base_score,
-    flatten_ensemble,
-    predict_raw,
-)
-from sklearn_shapley.tree._flat import FlatEnsemble
+from sklearn_shapley.tree._ensemble import SUPPORTED_MODELS, flatten_ensemble
+from sklearn_shapley.tree._flat import FlatEnsemble, predict_raw
+from sklearn_shapley.tree._xgboost import _parse_xgb_base_score
 
 N = 240
 RNG = np.random.default_rng(0)

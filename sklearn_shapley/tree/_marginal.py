@@ -37,8 +37,8 @@ from ..games import (
     player_membership,
 )
 from ..sampling import shapley_kernel_size_weights
-from ._ensemble import flatten_ensemble, goes_left, predict_raw
-from ._flat import encode_categories
+from ._ensemble import flatten_ensemble
+from ._flat import encode_categories, goes_left, predict_raw
 from ._interventional import InterventionalTrees
 
 __all__ = ["TreeMarginalGame", "TreeShapleyMarginalGame", "tree_marginal_game"]
