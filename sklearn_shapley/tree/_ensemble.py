@@ -173,8 +173,10 @@ class _Assembler:
         output_names,
         model_type,
         category_values=None,
+        **fields,
     ) -> FlatEnsemble:
-        """Concatenate the trees (global indices) and sanitise the covers."""
+        """Concatenate the trees (global indices) and sanitise the covers;
+        ``fields`` are further :class:`FlatEnsemble` fields (the input mappings)."""
         sizes = np.array([t["left"].shape[0] for t in self.trees], dtype=np.int64)
         offsets = np.zeros(len(self.trees) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
@@ -220,6 +222,7 @@ class _Assembler:
             output_names=[str(name) for name in output_names],
             model_type=model_type,
             category_values=category_values or {},
+            **fields,
         )
 
 
@@ -310,8 +313,9 @@ def flatten_ensemble(model) -> FlatEnsemble:
         If the model is not fitted.
     NotImplementedError
         For supported types with a feature the flat form cannot express exactly
-        (e.g. non-constant ``init`` estimators, linear trees, LightGBM zero-as-missing
-        splits whose zero bin leaves its natural side).
+        (e.g. non-constant ``init`` estimators, linear trees, a LightGBM split that
+        sends zero and NaN to different sides on a feature other splits treat as
+        zero-as-missing).
     """
     import sys
 

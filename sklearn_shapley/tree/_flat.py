@@ -20,11 +20,19 @@ Decision rule at an internal node ``n`` for a row ``x`` (after ``x`` has been ca
   ``cat_bitsets[cat_start[n] : cat_start[n] + cat_len[n]]`` is set (word ``c // 32``,
   bit ``c % 32``); otherwise right.
 
-A model that maps raw categories to codes itself (scikit-learn's HistGradientBoosting:
-its ordinal encoder, exact matches only, anything else an unknown category treated as
-missing) has ``category_values[f] = (known, codes)`` for its categorical feature ``f``:
-:func:`encode_categories` replaces a value equal to ``known[i]`` by ``codes[i]`` and any
-other value by NaN before the rule above.
+Before the rule, :func:`encode_inputs` maps the model's input to the values the rule
+reads, one feature at a time (every explainer path and :func:`predict_raw` apply it):
+
+- a model that maps raw categories to codes itself (scikit-learn's
+  HistGradientBoosting: its ordinal encoder, exact matches only, anything else an
+  unknown category treated as missing) has ``category_values[f] = (known, codes)`` for
+  its categorical feature ``f``: a value equal to ``known[i]`` becomes ``codes[i]``
+  and any other value NaN;
+- a model that treats values near zero as missing (LightGBM's ``zero_as_missing``:
+  ``|x| <= ZERO_THRESHOLD``, and NaN, follow a split's default side) lists the
+  features where it does so in ``zero_as_missing``: such values become NaN there, and
+  its reader sets ``missing_left`` of every node on those features to the side the
+  model sends zero and NaN.
 
 ``cover`` is the training weight reaching each node (sum of hessians for xgboost), with
 ``0 < cover[child] <= cover[parent]``; ``value[n, k]`` is leaf ``n``'s contribution to
@@ -42,8 +50,9 @@ import numpy as np
 
 NUMERIC_SPLIT = 0
 CATEGORICAL_SPLIT = 1
-# LightGBM's kZeroThreshold (a float32 constant compared in double precision).
-_LGBM_ZERO = float(np.float32(1e-35))
+#: LightGBM's kZeroThreshold (a float32 constant compared in double precision): with
+#: ``zero_as_missing``, ``|x| <= ZERO_THRESHOLD`` is a zero, treated as missing.
+ZERO_THRESHOLD = float(np.float32(1e-35))
 
 
 @dataclass
@@ -69,6 +78,10 @@ class FlatEnsemble:
     output_names: list = field(default_factory=list)
     model_type: str = ""
     category_values: dict = field(default_factory=dict)  # f -> (known, codes)
+    # int64 (n,): features whose |x| <= ZERO_THRESHOLD is missing (becomes NaN)
+    zero_as_missing: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64)
+    )
 
     @property
     def n_trees(self) -> int:
@@ -83,12 +96,18 @@ class FlatEnsemble:
         return self.value.shape[1]
 
 
-def encode_categories(flat, X):
-    """``X`` with its categorical values as the model's codes (see the module
-    docstring); ``X`` itself when the model has no such mapping."""
-    if not flat.category_values:
+def encode_inputs(flat, X):
+    """``X`` (2-D) as the decision rule reads it: values the model treats as missing
+    made NaN and categories made the model's codes (see the module docstring); ``X``
+    itself when the model has no such mapping, else a float64 copy."""
+    zero = np.asarray(flat.zero_as_missing, dtype=np.int64)
+    if not flat.category_values and zero.size == 0:
         return X
     X = np.array(X, dtype=np.float64)
+    if zero.size:
+        columns = X[:, zero]
+        columns[np.abs(columns) <= ZERO_THRESHOLD] = np.nan
+        X[:, zero] = columns
     for f, (known, codes) in flat.category_values.items():
         column = X[:, f]
         index = np.minimum(np.searchsorted(known, column), len(known) - 1)
@@ -130,7 +149,7 @@ def predict_raw(flat: FlatEnsemble, X, *, chunk_size: int = 4096) -> np.ndarray:
         raise ValueError(
             f"X has {X.shape[1]} features, the ensemble uses {flat.n_features}."
         )
-    X = encode_categories(flat, X).astype(flat.decision_dtype).astype(np.float64)
+    X = encode_inputs(flat, X).astype(flat.decision_dtype).astype(np.float64)
     out = np.empty((X.shape[0], flat.n_outputs), dtype=np.float64)
     for start in range(0, X.shape[0], chunk_size):
         out[start : start + chunk_size] = _predict_chunk(
@@ -156,9 +175,6 @@ def goes_left(flat, nodes, x):
         bit = (word.astype(np.int64) >> (code % 32)) & 1
         go_left[is_cat] = ok & (bit == 1)
     missing = np.isnan(x)
-    zero_kind = globals().get("ZERO_MISSING_SPLIT")
-    if zero_kind is not None:
-        missing |= (flat.split_kind[nodes] == zero_kind) & (np.abs(x) <= _LGBM_ZERO)
     go_left[missing] = flat.missing_left[nodes[missing]] == 1
     return go_left
 

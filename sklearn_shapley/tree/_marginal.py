@@ -38,7 +38,7 @@ from ..games import (
 )
 from ..sampling import shapley_kernel_size_weights
 from ._ensemble import flatten_ensemble
-from ._flat import encode_categories, goes_left, predict_raw
+from ._flat import encode_inputs, goes_left, predict_raw
 from ._interventional import InterventionalTrees
 
 __all__ = ["TreeMarginalGame", "TreeShapleyMarginalGame", "tree_marginal_game"]
@@ -262,7 +262,7 @@ class TreeMarginalGame(Game):
         """Whether each row goes left at each internal node, then two padding
         columns, always true and always false: ``(n, n_internal + 2)``."""
         flat, nodes = self.flat, self._internal
-        X = encode_categories(flat, X).astype(flat.decision_dtype).astype(np.float64)
+        X = encode_inputs(flat, X).astype(flat.decision_dtype).astype(np.float64)
         left = np.ones((len(X), len(nodes) + 2), dtype=bool)
         left[:, -1] = False
         left[:, :-2] = goes_left(

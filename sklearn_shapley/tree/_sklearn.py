@@ -285,7 +285,7 @@ def read_sklearn_hist_gradient_boosting(model) -> FlatEnsemble:
         Any other value (missing, negative, fractional, unseen) is an unknown
         category following the missing-value branch, as in the model:
         ``category_values`` holds the model's exact mapping
-        (:func:`~sklearn_shapley.tree._flat.encode_categories`).
+        (:func:`~sklearn_shapley.tree._flat.encode_inputs`).
     """
     from sklearn.utils.validation import check_is_fitted
 
