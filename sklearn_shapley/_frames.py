@@ -214,7 +214,7 @@ def model_category_codes(model, codec):
 
 
 def _hist_gradient_boosting_codes(model, codec):
-    from .tree._ensemble import _raw_categories
+    from .tree._sklearn import _raw_categories
 
     pre = model._preprocessor
     if pre is None:

@@ -498,14 +498,22 @@ def baseline_values(rows, frame=None):
 
 def ensemble_thresholds(flat, n_features):
     """The sorted numeric split thresholds of each of ``n_features`` features in a
-    flat tree ensemble, or None when a split is not numeric (categorical)."""
-    from .tree._flat import NUMERIC_SPLIT
+    flat tree ensemble, or None when a split is not numeric (categorical). A feature
+    whose values within ``ZERO_THRESHOLD`` of zero are missing (LightGBM's
+    ``zero_as_missing``) also steps at both ends of that interval."""
+    from .tree._flat import NUMERIC_SPLIT, ZERO_THRESHOLD
 
     internal = flat.feature >= 0
     if np.any(flat.split_kind[internal] != NUMERIC_SPLIT):
         return None
+    zero_ends = [np.nextafter(-ZERO_THRESHOLD, -np.inf), ZERO_THRESHOLD]
     return [
-        np.unique(flat.threshold[internal & (flat.feature == j)])
+        np.unique(
+            np.r_[
+                flat.threshold[internal & (flat.feature == j)],
+                zero_ends if j in flat.zero_as_missing else [],
+            ]
+        )
         for j in range(n_features)
     ]
 

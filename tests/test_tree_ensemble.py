@@ -17,6 +17,7 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LinearRegression
 from sklearn.tree import (
     DecisionTreeClassifier,
@@ -27,13 +28,9 @@ from sklearn.tree import (
 from threadpoolctl import threadpool_limits
 
 from sklearn_shapley.tree import _flat
-from sklearn_shapley.tree._ensemble import (
-    SUPPORTED_MODELS,
-    _parse_xgb_base_score,
-    flatten_ensemble,
-    predict_raw,
-)
-from sklearn_shapley.tree._flat import FlatEnsemble
+from sklearn_shapley.tree._ensemble import SUPPORTED_MODELS, flatten_ensemble
+from sklearn_shapley.tree._flat import FlatEnsemble, predict_raw
+from sklearn_shapley.tree._xgboost import _parse_xgb_base_score
 
 N = 240
 RNG = np.random.default_rng(0)
@@ -744,23 +741,117 @@ def test_lightgbm_booster_best_iteration():
     assert flat.cover[0] == 160
 
 
-def test_lightgbm_zero_as_missing(monkeypatch):
+def _zero_rows(seed, n):
+    """Rows with exact zeros, NaN and values within 1e-35 of zero (which LightGBM's
+    zero_as_missing treats as zero) besides normal values."""
+    rng = np.random.default_rng(seed)
+    Xz = rng.normal(size=(n, 5))
+    Xz[rng.random(Xz.shape) < 0.3] = 0.0
+    Xz[rng.random(Xz.shape) < 0.05] = np.nan
+    Xz[:, 4] = np.abs(Xz[:, 4])  # a feature whose zeros are its smallest values
+    tiny = [1e-36, -1e-36, 1e-30, -0.0, 1e-35, -1e-35, 2e-35, -2e-35]
+    Xz[: len(tiny), 0] = tiny
+    Xz[len(tiny) : 2 * len(tiny), 1] = tiny
+    return Xz
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_lightgbm_zero_as_missing(seed, task):
     lgb = pytest.importorskip("lightgbm")
-    Xz = X.copy()
-    Xz[RNG.random(X.shape) < 0.3] = 0.0
-    Xt = Xz.copy()
-    Xt[RNG.random(X.shape) < 0.1] = np.nan
-    Xt[:5, 0] = [1e-36, -1e-36, 1e-30, -0.0, 1e-35]
-    model = lgb.LGBMRegressor(**LGB_KW, zero_as_missing=True).fit(Xz, Y)
-    # Without a zero-as-missing split kind in the contract such splits cannot be
-    # expressed (zeros leave the side their value falls on): refuse, or be exact.
-    try:
-        check_model(model, Xt, _lgb_raw(model, Xt), rtol=1e-12)
-    except NotImplementedError as exc:
-        assert "zero-as-missing" in str(exc)
-    monkeypatch.setattr(_flat, "ZERO_MISSING_SPLIT", 2, raising=False)
+    from sklearn_shapley import QuadratureTreeExplainer
+
+    Xz, Xt = _zero_rows(seed, 300), _zero_rows(seed + 100, 60)
+    y = np.nan_to_num(Xz[:, 0]) + np.nan_to_num(Xz[:, 1]) ** 2 + (Xz[:, 2] == 0)
+    kw = dict(LGB_KW, n_estimators=8, min_child_samples=3, random_state=seed)
+    if task == "regression":
+        model = lgb.LGBMRegressor(**kw, zero_as_missing=True).fit(Xz, y)
+    else:
+        y = np.digitize(y, [0.5, 1.5])
+        model = lgb.LGBMClassifier(**kw, zero_as_missing=True).fit(Xz, y)
+    # exact, with zeros that leave the side their value falls on
     flat = check_model(model, Xt, _lgb_raw(model, Xt), rtol=1e-12)
-    assert np.any(flat.split_kind == 2)
+    assert flat.zero_as_missing.size > 0
+    sides = [
+        (n["default_left"], n["threshold"] >= 0)
+        for info in model.booster_.dump_model()["tree_info"]
+        for n in _lgb_splits(info["tree_structure"])
+        if n["missing_type"] == "Zero"
+    ]
+    assert any(left != zero_left for left, zero_left in sides)
+    # path-dependent values: LightGBM's own TreeSHAP
+    K = flat.n_outputs
+    contribs = model.predict(Xt, pred_contrib=True).reshape(len(Xt), K, -1)
+    path = QuadratureTreeExplainer(FrozenEstimator(model)).fit(Xz)
+    values = path.explain(Xt).values.reshape(len(Xt), 5, K)
+    assert_allclose(values, contribs[:, :, :-1].transpose(0, 2, 1), atol=1e-10)
+    # interventional values: the marginal game of the model's own predictions
+    from test_tree_interventional import _coalitions, index_values
+
+    background, rows = Xz[:10], Xt[:10]
+    inter = QuadratureTreeExplainer(
+        FrozenEstimator(model),
+        feature_perturbation="interventional",
+        background=background,
+    ).fit(Xz)
+    values = inter.explain(rows).values.reshape(len(rows), 5, K)
+    masks = _coalitions(5)
+    for r, x in enumerate(rows):
+        hybrid = np.where(masks[:, None, :], x, background[None]).reshape(-1, 5)
+        v = _lgb_raw(model, hybrid).reshape(len(masks), len(background), K)
+        exact, _ = index_values(v.mean(axis=1), 5, "shapley")
+        assert_allclose(values[r], exact, atol=1e-10)
+
+
+def _lgb_splits(node):
+    """The split nodes of a LightGBM ``tree_structure`` dict."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if "split_index" in node:
+            yield node
+            stack += [node["left_child"], node["right_child"]]
+
+
+def _lgb_stump(missing_type, default_left, threshold, feature=0):
+    """A two-node LightGBM ``tree_structure`` (a split and two leaves)."""
+    leaf = {"leaf_index": 0, "leaf_value": 1.0, "leaf_count": 5}
+    return {
+        "split_index": 0,
+        "split_feature": feature,
+        "threshold": threshold,
+        "decision_type": "<=",
+        "default_left": default_left,
+        "missing_type": missing_type,
+        "internal_count": 10,
+        "left_child": leaf,
+        "right_child": dict(leaf, leaf_value=-1.0),
+    }
+
+
+def test_lightgbm_zero_as_missing_mixed_splits():
+    # splits of another missing type on a zero-as-missing feature: exact where zero,
+    # NaN and the values within 1e-35 of zero go to one side, else refused by name
+    from sklearn_shapley.tree._lightgbm import _lightgbm_tree, _missing_left
+
+    zero = np.array([0])
+
+    def missing_left(*stump):
+        tree = _lightgbm_tree(_lgb_stump(*stump))
+        return bool(_missing_left(tree, zero, 0)[0])
+
+    assert missing_left("Zero", False, 1.0) is False  # zero right, against 1.0
+    assert missing_left("None", True, 1.0) is True  # NaN is 0.0 there
+    assert missing_left("None", False, -1.0) is False
+    assert missing_left("NaN", True, 1.0) is True
+    assert missing_left("NaN", False, 1.0, 1) is False  # not on feature 0
+    with pytest.raises(NotImplementedError, match="default side .* not where"):
+        missing_left("NaN", False, 1.0)
+    with pytest.raises(NotImplementedError, match="threshold splits the values"):
+        missing_left("None", True, 0.0)
+    with pytest.raises(NotImplementedError, match="threshold splits the values"):
+        missing_left("NaN", False, -1e-35)
+    assert missing_left("None", True, float(np.float32(1e-35))) is True
 
 
 def test_lightgbm_linear_tree_not_implemented():

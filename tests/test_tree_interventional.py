@@ -28,7 +28,7 @@ from sklearn_shapley import (
 )
 from sklearn_shapley.games import MarginalGame, resolve_game
 from sklearn_shapley.tree import _kernel, flatten_ensemble
-from sklearn_shapley.tree._ensemble import predict_raw
+from sklearn_shapley.tree._flat import predict_raw
 from sklearn_shapley.tree._interventional import InterventionalTrees
 from sklearn_shapley.tree._marginal import TreeShapleyMarginalGame
 

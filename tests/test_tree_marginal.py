@@ -21,7 +21,7 @@ from sklearn_shapley.amortized._fastshap import _kernel_coalitions, exact_statis
 from sklearn_shapley.amortized._nets import kernel_gram, shapley_kernel_gram
 from sklearn_shapley.games import BaselineGame, MarginalGame, first_last_masks
 from sklearn_shapley.tree import flatten_ensemble
-from sklearn_shapley.tree._ensemble import predict_raw
+from sklearn_shapley.tree._flat import predict_raw
 from sklearn_shapley.tree._marginal import (
     TablesTooLargeError,
     TreeMarginalGame,

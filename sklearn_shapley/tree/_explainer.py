@@ -17,7 +17,8 @@ from .._memory import check_fits_in_memory
 from .._pipelines import input_column_groups, split_pipeline, transform_rows
 from ..games import default_background
 from . import _kernel
-from ._ensemble import flatten_ensemble, predict_raw
+from ._ensemble import flatten_ensemble
+from ._flat import predict_raw
 from ._interventional import InterventionalTrees
 
 

@@ -1,9 +1,12 @@
 """One flat representation of a tree ensemble, whatever library grew it.
 
-Every reader in :mod:`sklearn_shapley.tree._ensemble` turns a model into a
-:class:`FlatEnsemble`; the Cython kernel sees only its arrays. Nodes of all trees are
-concatenated; tree ``t`` owns nodes ``tree_offsets[t]:tree_offsets[t + 1]`` and its root
-is ``tree_offsets[t]``. Child indices are global (absolute) node indices.
+Every reader (one module per library, dispatched by
+:func:`~sklearn_shapley.tree.flatten_ensemble`) turns a model into a
+:class:`FlatEnsemble`; the Cython kernel sees only its arrays, and :func:`predict_raw`,
+a vectorised numpy implementation of the decision rule below, is the readers' oracle.
+Nodes of all trees are concatenated; tree ``t`` owns nodes
+``tree_offsets[t]:tree_offsets[t + 1]`` and its root is ``tree_offsets[t]``. Child
+indices are global (absolute) node indices.
 
 Decision rule at an internal node ``n`` for a row ``x`` (after ``x`` has been cast to
 ``decision_dtype``, the precision in which the model itself compares):
@@ -17,11 +20,19 @@ Decision rule at an internal node ``n`` for a row ``x`` (after ``x`` has been ca
   ``cat_bitsets[cat_start[n] : cat_start[n] + cat_len[n]]`` is set (word ``c // 32``,
   bit ``c % 32``); otherwise right.
 
-A model that maps raw categories to codes itself (scikit-learn's HistGradientBoosting:
-its ordinal encoder, exact matches only, anything else an unknown category treated as
-missing) has ``category_values[f] = (known, codes)`` for its categorical feature ``f``:
-:func:`encode_categories` replaces a value equal to ``known[i]`` by ``codes[i]`` and any
-other value by NaN before the rule above.
+Before the rule, :func:`encode_inputs` maps the model's input to the values the rule
+reads, one feature at a time (every explainer path and :func:`predict_raw` apply it):
+
+- a model that maps raw categories to codes itself (scikit-learn's
+  HistGradientBoosting: its ordinal encoder, exact matches only, anything else an
+  unknown category treated as missing) has ``category_values[f] = (known, codes)`` for
+  its categorical feature ``f``: a value equal to ``known[i]`` becomes ``codes[i]``
+  and any other value NaN;
+- a model that treats values near zero as missing (LightGBM's ``zero_as_missing``:
+  ``|x| <= ZERO_THRESHOLD``, and NaN, follow a split's default side) lists the
+  features where it does so in ``zero_as_missing``: such values become NaN there, and
+  its reader sets ``missing_left`` of every node on those features to the side the
+  model sends zero and NaN.
 
 ``cover`` is the training weight reaching each node (sum of hessians for xgboost), with
 ``0 < cover[child] <= cover[parent]``; ``value[n, k]`` is leaf ``n``'s contribution to
@@ -39,6 +50,9 @@ import numpy as np
 
 NUMERIC_SPLIT = 0
 CATEGORICAL_SPLIT = 1
+#: LightGBM's kZeroThreshold (a float32 constant compared in double precision): with
+#: ``zero_as_missing``, ``|x| <= ZERO_THRESHOLD`` is a zero, treated as missing.
+ZERO_THRESHOLD = float(np.float32(1e-35))
 
 
 @dataclass
@@ -64,6 +78,10 @@ class FlatEnsemble:
     output_names: list = field(default_factory=list)
     model_type: str = ""
     category_values: dict = field(default_factory=dict)  # f -> (known, codes)
+    # int64 (n,): features whose |x| <= ZERO_THRESHOLD is missing (becomes NaN)
+    zero_as_missing: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64)
+    )
 
     @property
     def n_trees(self) -> int:
@@ -78,14 +96,109 @@ class FlatEnsemble:
         return self.value.shape[1]
 
 
-def encode_categories(flat, X):
-    """``X`` with its categorical values as the model's codes (see the module
-    docstring); ``X`` itself when the model has no such mapping."""
-    if not flat.category_values:
+def encode_inputs(flat, X):
+    """``X`` (2-D) as the decision rule reads it: values the model treats as missing
+    made NaN and categories made the model's codes (see the module docstring); ``X``
+    itself when the model has no such mapping, else a float64 copy."""
+    zero = np.asarray(flat.zero_as_missing, dtype=np.int64)
+    if not flat.category_values and zero.size == 0:
         return X
     X = np.array(X, dtype=np.float64)
+    if zero.size:
+        columns = X[:, zero]
+        columns[np.abs(columns) <= ZERO_THRESHOLD] = np.nan
+        X[:, zero] = columns
     for f, (known, codes) in flat.category_values.items():
         column = X[:, f]
         index = np.minimum(np.searchsorted(known, column), len(known) - 1)
         X[:, f] = np.where(known[index] == column, codes[index], np.nan)
     return X
+
+
+# --------------------------------------------------------------------------------------
+# Reference prediction (the oracle)
+# --------------------------------------------------------------------------------------
+
+
+def predict_raw(flat: FlatEnsemble, X, *, chunk_size: int = 4096) -> np.ndarray:
+    """Raw output of a flat ensemble, following the contract's decision rule exactly.
+
+    Vectorised over rows and trees, looping over depth. ``X`` is cast to
+    ``flat.decision_dtype`` first, as the model itself does.
+
+    Parameters
+    ----------
+    flat : FlatEnsemble
+        The ensemble, as returned by
+        :func:`~sklearn_shapley.tree.flatten_ensemble`.
+    X : array-like of shape (n_samples, n_features)
+        Numeric input; NaN marks a missing value, categorical features hold the
+        model's category values.
+    chunk_size : int, default=4096
+        Number of rows processed at once (bounds the memory use).
+
+    Returns
+    -------
+    raw : ndarray of shape (n_samples, n_outputs)
+        ``base_offset`` plus the sum over trees of the reached leaf values.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got shape {X.shape}.")
+    if X.shape[1] < flat.n_features:
+        raise ValueError(
+            f"X has {X.shape[1]} features, the ensemble uses {flat.n_features}."
+        )
+    X = encode_inputs(flat, X).astype(flat.decision_dtype).astype(np.float64)
+    out = np.empty((X.shape[0], flat.n_outputs), dtype=np.float64)
+    for start in range(0, X.shape[0], chunk_size):
+        out[start : start + chunk_size] = _predict_chunk(
+            flat, X[start : start + chunk_size]
+        )
+    return out
+
+
+def goes_left(flat, nodes, x):
+    """Whether the values ``x`` (already in ``flat.decision_dtype``'s precision) go
+    left at the internal nodes ``nodes`` (same shape), by the decision rule of
+    :mod:`sklearn_shapley.tree._flat`."""
+    go_left = x <= flat.threshold[nodes]
+    is_cat = flat.split_kind[nodes] == CATEGORICAL_SPLIT
+    if is_cat.any():
+        xc = np.trunc(x[is_cat])
+        ln = flat.cat_len[nodes[is_cat]]
+        ok = (xc >= 0) & (xc < 32 * ln)
+        code = np.where(ok, xc, 0).astype(np.int64)
+        idx = np.where(ok, flat.cat_start[nodes[is_cat]] + code // 32, 0)
+        words = flat.cat_bitsets
+        word = words[idx] if words.size else np.zeros(idx.shape, np.uint32)
+        bit = (word.astype(np.int64) >> (code % 32)) & 1
+        go_left[is_cat] = ok & (bit == 1)
+    missing = np.isnan(x)
+    go_left[missing] = flat.missing_left[nodes[missing]] == 1
+    return go_left
+
+
+def _predict_chunk(flat, X):
+    n = X.shape[0]
+    roots = flat.tree_offsets[:-1]
+    node = np.repeat(roots[None, :], n, axis=0)
+    left, right = flat.children_left, flat.children_right
+    active = np.flatnonzero(left[node.ravel()] >= 0)
+    flat_node = node.ravel()
+    rows = np.repeat(np.arange(n), len(roots))
+    while active.size:
+        nd = flat_node[active]
+        go_left = goes_left(flat, nd, X[rows[active], flat.feature[nd]])
+        flat_node[active] = np.where(go_left, left[nd], right[nd])
+        active = active[left[flat_node[active]] >= 0]
+    leaves = flat_node.reshape(n, len(roots))
+    out = np.tile(flat.base_offset, (n, 1))
+    groups = flat.tree_group
+    shared = np.flatnonzero(groups < 0)
+    for t in shared:
+        out += flat.value[leaves[:, t]]
+    for k in np.unique(groups[groups >= 0]):
+        trees = np.flatnonzero(groups == k)
+        out[:, k] += flat.value[leaves[:, trees], k].sum(axis=1)
+    return out

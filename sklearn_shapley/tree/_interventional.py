@@ -20,7 +20,7 @@ import numpy as np
 from .._memory import check_fits_in_memory
 from .._openmp import effective_n_threads
 from . import _interventional_kernel as _kernel
-from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT, encode_categories
+from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT, encode_inputs
 from ._kernel import _structure
 
 __all__ = ["InterventionalTrees"]
@@ -69,8 +69,8 @@ class InterventionalTrees:
                 f"background has {background.shape[1]} columns, the ensemble uses "
                 f"{flat.n_features}."
             )
-        # categories as the model's codes (HistGradientBoosting's own rule)
-        background = encode_categories(flat, background)
+        # the model's own input mappings (categories to codes, zeros to missing)
+        background = encode_inputs(flat, background)
         internal = flat.children_left >= 0
         kinds = np.asarray(flat.split_kind)[internal]
         if not np.isin(kinds, (NUMERIC_SPLIT, CATEGORICAL_SPLIT)).all():
@@ -211,7 +211,7 @@ class InterventionalTrees:
             X = X.astype(np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_columns:
             raise ValueError(f"X must have shape (n, {self.n_columns}), got {X.shape}.")
-        X = np.ascontiguousarray(encode_categories(self.flat, X))
+        X = np.ascontiguousarray(encode_inputs(self.flat, X))
         n, d, K = len(X), self.n_players, self.flat.n_outputs
         shape = (n, d, K) if interaction_order == 1 else (n, d, d, K)
         check_fits_in_memory(shape, "The interventional values")

@@ -28,7 +28,7 @@ from .._memory import check_fits_in_memory
 from .._openmp import effective_n_threads
 from .._simd import select_build
 from . import _quadrature as _portable
-from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT, FlatEnsemble, encode_categories
+from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT, FlatEnsemble, encode_inputs
 
 
 def _select_kernel():
@@ -210,7 +210,7 @@ def _validate_X(flat, X):
         )
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
-    return np.ascontiguousarray(encode_categories(flat, X))
+    return np.ascontiguousarray(encode_inputs(flat, X))
 
 
 def _n_threads(n_threads, n_rows):

@@ -36,8 +36,8 @@ from ..games import (
     check_rows,
     player_membership,
 )
-from ._ensemble import flatten_ensemble, goes_left, predict_raw
-from ._flat import encode_categories
+from ._ensemble import flatten_ensemble
+from ._flat import encode_inputs, goes_left, predict_raw
 from ._interventional import InterventionalTrees
 
 __all__ = ["TreeMarginalGame", "TreeShapleyMarginalGame", "tree_marginal_game"]
@@ -256,7 +256,7 @@ class TreeMarginalGame(Game):
         """Whether each row goes left at each internal node, then two padding
         columns, always true and always false: ``(n, n_internal + 2)``."""
         flat, nodes = self.flat, self._internal
-        X = encode_categories(flat, X).astype(flat.decision_dtype).astype(np.float64)
+        X = encode_inputs(flat, X).astype(flat.decision_dtype).astype(np.float64)
         left = np.ones((len(X), len(nodes) + 2), dtype=bool)
         left[:, -1] = False
         left[:, :-2] = goes_left(

@@ -1,0 +1,172 @@
+"""Reader of XGBoost models (``Booster`` and the scikit-learn API) from their JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from ._ensemble import _Assembler, _model_type, _unsupported
+from ._flat import FlatEnsemble
+
+__all__ = ["read_xgboost"]
+
+_XGB_LOGIT = {"binary:logistic", "reg:logistic"}
+_XGB_LOG = {"count:poisson", "reg:gamma", "reg:tweedie", "survival:cox", "survival:aft"}
+
+
+def _parse_xgb_base_score(text):
+    """Parse ``base_score``: ``"0.5"``, ``"5E-1"`` or ``"[5E-1,2E-1]"`` (xgb >= 3.1)."""
+    text = str(text).strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    return np.array([float(v) for v in text.split(",") if v.strip()], dtype=np.float64)
+
+
+def _xgb_base_margin(base_score, objective):
+    """Convert xgboost's output-space ``base_score`` to the margin (in float32)."""
+    bs = np.asarray(base_score, dtype=np.float32)
+    if objective in _XGB_LOGIT:
+        return -np.log(np.float32(1.0) / bs - np.float32(1.0)).astype(np.float64)
+    if objective in _XGB_LOG:
+        return np.log(bs).astype(np.float64)
+    return bs.astype(np.float64)
+
+
+def read_xgboost(model) -> FlatEnsemble:
+    """Read an XGBoost ``Booster`` or sklearn-API model from its JSON dump.
+
+    Parameters
+    ----------
+    model : xgboost.Booster or xgboost.XGBModel
+        A fitted gbtree or dart model (XGBRegressor, XGBClassifier, XGBRanker,
+        XGBRF*).
+
+    Returns
+    -------
+    flat : FlatEnsemble
+        The margin (``predict(output_margin=True)``); ``decision_dtype`` float32
+        with thresholds the largest float32 below xgboost's ``x < c`` split value.
+        ``base_score`` (plain or array string, scalar or vector) is turned into a
+        margin with the objective's link (logit for logistic objectives, log for
+        poisson/gamma/tweedie/cox/aft, identity otherwise). DART trees are scaled by
+        ``weight_drop``. The sklearn wrappers use ``best_iteration`` when it is set,
+        as their ``predict`` does; a bare ``Booster`` uses all trees. Multi-target
+        trees with vector leaves add their leaf vector to every output.
+    """
+    import xgboost
+
+    iteration_end = None
+    if isinstance(model, xgboost.XGBModel):
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(model)
+        missing = getattr(model, "missing", np.nan)
+        if missing is not None and not (
+            isinstance(missing, float) and math.isnan(missing)
+        ):
+            raise NotImplementedError(
+                f"Only missing=np.nan is supported for xgboost models; got {missing!r}."
+            )
+        booster = model.get_booster()
+        try:
+            iteration_end = int(model.best_iteration) + 1
+        except (AttributeError, ValueError, TypeError):
+            iteration_end = None
+        model_type = _model_type(model)
+    elif isinstance(model, xgboost.Booster):
+        booster = model
+        model_type = "xgboost.Booster"
+    else:  # pragma: no cover - dispatch guarantees the type
+        raise _unsupported(model)
+
+    learner = json.loads(booster.save_raw(raw_format="json"))["learner"]
+    params = learner["learner_model_param"]
+    objective = learner["objective"]["name"]
+    gbm = learner["gradient_booster"]
+    if gbm["name"] == "gblinear":
+        raise NotImplementedError("xgboost gblinear models have no trees.")
+    if gbm["name"] == "dart":
+        weights = np.asarray(gbm["weight_drop"], dtype=np.float64)
+        gbm_model = gbm["gbtree"]["model"]
+    else:
+        gbm_model = gbm["model"]
+        weights = None
+    trees = gbm_model["trees"]
+    tree_info = [int(g) for g in gbm_model["tree_info"]]
+    n_outputs = max(
+        int(params.get("num_class", 0)), int(params.get("num_target", 1)), 1
+    )
+    n_features = int(params["num_feature"])
+
+    n_used = len(trees)
+    if iteration_end is not None:
+        indptr = gbm_model.get("iteration_indptr")
+        if indptr is not None and iteration_end < len(indptr):
+            n_used = int(indptr[iteration_end])
+        elif indptr is None:
+            per_iter = int(gbm_model["gbtree_model_param"]["num_parallel_tree"])
+            per_iter *= max(1, int(params.get("num_class", 0)) or 1)
+            n_used = min(len(trees), iteration_end * per_iter)
+
+    base_score = _parse_xgb_base_score(params["base_score"])
+    base = np.broadcast_to(_xgb_base_margin(base_score, objective), (n_outputs,))
+
+    asm = _Assembler(n_outputs)
+    for t in range(n_used):
+        tree = trees[t]
+        weight = 1.0 if weights is None else float(weights[t])
+        left = np.asarray(tree["left_children"], dtype=np.int64)
+        right = np.asarray(tree["right_children"], dtype=np.int64)
+        is_leaf = left < 0
+        cond = np.asarray(tree["split_conditions"], dtype=np.float32)
+        threshold = np.nextafter(cond, np.float32(-np.inf)).astype(np.float64)
+        missing_left = np.asarray(tree["default_left"], dtype=bool)
+        size_leaf = int(tree["tree_param"].get("size_leaf_vector", "1") or 1)
+        if size_leaf > 1:
+            leaf_weights = np.asarray(tree["leaf_weights"], dtype=np.float64)
+            leaf_weights = leaf_weights.reshape(-1, size_leaf)
+            value = np.zeros((left.size, size_leaf))
+            value[is_leaf] = leaf_weights[right[is_leaf]] * weight
+            group = -1
+            if size_leaf != n_outputs:
+                raise NotImplementedError(
+                    f"Leaf vectors of size {size_leaf} for {n_outputs} outputs."
+                )
+        else:
+            value = cond.astype(np.float64) * weight
+            group = tree_info[t]
+        cat_nodes = {}
+        if any(int(s) == 1 for s in tree.get("split_type", [])):
+            cats = tree["categories"]
+            for node, seg, size in zip(
+                tree["categories_nodes"],
+                tree["categories_segments"],
+                tree["categories_sizes"],
+            ):
+                # xgboost sends the listed categories right and everything else
+                # (unlisted, negative, out of range) left: swap the children so the
+                # bitset lists the categories of the new left child.
+                node, seg, size = int(node), int(seg), int(size)
+                left[node], right[node] = right[node], left[node]
+                missing_left[node] = not missing_left[node]
+                cat_nodes[node] = np.asarray(cats[seg : seg + size], dtype=np.int64)
+        asm.add(
+            left=left,
+            right=right,
+            feature=np.asarray(tree["split_indices"], dtype=np.int64),
+            threshold=threshold,
+            missing_left=missing_left,
+            cover=np.asarray(tree["sum_hessian"], dtype=np.float64),
+            value=value,
+            group=group,
+            cat_nodes=cat_nodes,
+        )
+    if n_outputs == 1:
+        names = ["margin"]
+    elif int(params.get("num_class", 0)) > 1:
+        names = [f"class{k}" for k in range(n_outputs)]
+    else:
+        names = [f"target{k}" for k in range(n_outputs)]
+    return asm.build(base, n_features, np.float32, names, model_type)
