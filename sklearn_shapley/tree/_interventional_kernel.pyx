@@ -42,9 +42,16 @@ ctypedef fused floating_t:
     double
 
 cdef enum:
-    # rows per work item of add_values: the tables of a leaf stay in cache while
-    # every row of the block looks them up
-    ROW_BLOCK = 64
+    # rows per block (a multiple of 64): each tree is walked for a block of rows, and
+    # the tables of a leaf stay in cache while every row of the block looks them up;
+    # the larger the block, the fewer times the tables (beyond the caches) are read
+    MIN_BLOCK = 64
+    MAX_BLOCK = 1024
+    # the fail patterns of a block (leaves x rows, per thread) take at most this
+    PATTERN_BYTES = 4 << 20
+    # add_values: blocks smaller than MAX_BLOCK where there are too few rows to give
+    # every thread this many
+    BLOCKS_PER_THREAD = 4
 
 #: tables per leaf, by order: first order (OUT, D, E), pairs (those, then
 #: M1, Q0, P0, P1, P2)
@@ -155,26 +162,27 @@ cdef inline void _decide(const Trees* T, const Pos* I, const double* x,
             go[r] = (<uint32_t> 0) - <uint32_t> ((v <= thr) | ((v != v) & ml))
 
 
-cdef void _patterns(const Trees* T, const Pos* P, Py_ssize_t t, const double* Xt,
-                    Py_ssize_t ld, Py_ssize_t nb, uint32_t* fd, uint32_t* go,
-                    uint32_t* pbit, uint32_t* out, Py_ssize_t stride) noexcept nogil:
+cdef void _patterns(const Trees* T, const Pos* P, Py_ssize_t p0, Py_ssize_t t,
+                    const double* Xt,
+                    Py_ssize_t ld, Py_ssize_t nb, Py_ssize_t B, uint32_t* fd,
+                    uint32_t* go, uint32_t* pbit, uint32_t* out,
+                    Py_ssize_t stride) noexcept nogil:
     """``out[leaf * stride + r]`` = the slots whose constraints row ``r`` breaks on
     the path to each leaf of tree ``t`` (``leaf`` counted within the tree), for
     ``nb`` rows whose feature ``f`` is ``Xt[f * ld + r]``.
 
     The tree's nodes are walked once in pre-order for all the rows, each step a loop
     over the rows: ``go`` (the split's decision per row) and ``fd`` (the fails on the
-    path) are kept per depth, ``ROW_BLOCK`` apart; ``pbit`` holds the split's bit per
+    path) are kept per depth, ``B >= nb`` apart; ``pbit`` holds the split's bit per
     depth."""
     cdef Py_ssize_t first = T.offsets[t], last = T.offsets[t + 1]
-    cdef const Pos* base = P - T.offsets[0]  # P is indexed from the run's first
     cdef const Pos* I
     cdef Py_ssize_t i, r, d
     cdef const uint32_t* src
     cdef const uint32_t* g
     cdef uint32_t* dst
     cdef uint32_t b
-    I = base + first
+    I = P + (first - p0)  # P holds the run's positions from p0 on
     if I.leaf >= 0:
         for r in range(nb):
             out[r] = 0
@@ -184,14 +192,14 @@ cdef void _patterns(const Trees* T, const Pos* P, Py_ssize_t t, const double* Xt
     _decide(T, I, Xt + I.feat * ld, nb, go)
     pbit[0] = I.bit
     for i in range(first + 1, last):
-        I = base + i
+        I = P + (i - p0)
         d = I.depth
         if d < 0:
             break  # unreachable nodes follow the rest
-        src = fd + (d - 1) * ROW_BLOCK
-        g = go + (d - 1) * ROW_BLOCK
+        src = fd + (d - 1) * B
+        g = go + (d - 1) * B
         b = pbit[d - 1]
-        dst = (out + I.leaf * stride) if I.leaf >= 0 else (fd + d * ROW_BLOCK)
+        dst = (out + I.leaf * stride) if I.leaf >= 0 else (fd + d * B)
         if I.is_left:
             for r in range(nb):
                 dst[r] = src[r] | (~g[r] & b)
@@ -199,7 +207,7 @@ cdef void _patterns(const Trees* T, const Pos* P, Py_ssize_t t, const double* Xt
             for r in range(nb):
                 dst[r] = src[r] | (g[r] & b)
         if I.leaf < 0:
-            _decide(T, I, Xt + I.feat * ld, nb, go + d * ROW_BLOCK)
+            _decide(T, I, Xt + I.feat * ld, nb, go + d * B)
             pbit[d] = I.bit
 
 
@@ -271,6 +279,22 @@ cdef void _build_leaf(double* tab, double* counts, double* f, double* f2, int k,
                 P2[v] += w * om[m] * f2[v]
 
 
+cdef Py_ssize_t _block(Py_ssize_t max_leaves, Py_ssize_t n,
+                      int n_threads) noexcept:
+    """Rows per block: as many as PATTERN_BYTES of patterns allow (a multiple of
+    MIN_BLOCK, at most MAX_BLOCK), fewer where ``n`` rows would give some of the
+    ``n_threads`` threads fewer than BLOCKS_PER_THREAD blocks (``n_threads`` 0: no
+    such limit). A row's result does not depend on its block."""
+    cdef Py_ssize_t b = PATTERN_BYTES // (4 * max(max_leaves, 1))
+    cdef Py_ssize_t per
+    b = min(MAX_BLOCK, max(MIN_BLOCK, b // MIN_BLOCK * MIN_BLOCK))
+    if n_threads > 0:
+        per = (n + BLOCKS_PER_THREAD * n_threads - 1) // (BLOCKS_PER_THREAD * n_threads)
+        per = (per + MIN_BLOCK - 1) // MIN_BLOCK * MIN_BLOCK
+        b = max(MIN_BLOCK, min(b, per))
+    return b
+
+
 def leaf_tables(
     const int64_t[::1] offsets, const int64_t[::1] left, const int64_t[::1] right,
     const int64_t[::1] feature, const double[::1] threshold,
@@ -293,7 +317,7 @@ def leaf_tables(
     cdef Trees T
     cdef Py_ssize_t n_bg = background_t.shape[1]
     cdef Py_ssize_t t, r, r0, nb, li, lo, hi, max_leaves = 1, max_size = 1
-    cdef Py_ssize_t max_depth = 0, i, size, at0, bi
+    cdef Py_ssize_t max_depth = 0, i, size, at0, bi, B
     cdef int k, tid
     cdef uint32_t mask
     cdef uint32_t* walk
@@ -316,10 +340,11 @@ def leaf_tables(
         for i in range(offsets[t], offsets[t + 1]):
             max_depth = max(max_depth, pos_depth[i])
     n_threads = max(1, min(n_threads, last_tree - first_tree))
+    B = _block(max_leaves, n_bg, 0)
     # per thread: fd and go per depth, the bits per depth
-    walk_size = (2 * (max_depth + 1) + 1) * ROW_BLOCK
+    walk_size = (2 * B + 1) * (max_depth + 1)
     walk = <uint32_t*> calloc(n_threads * walk_size, sizeof(uint32_t))
-    pattern = <uint32_t*> calloc(n_threads * max_leaves * ROW_BLOCK, sizeof(uint32_t))
+    pattern = <uint32_t*> calloc(n_threads * max_leaves * B, sizeof(uint32_t))
     scratch = <double*> calloc(n_threads * 3 * max_size, sizeof(double))
     P = _positions(&T, first_tree, last_tree)
     if walk == NULL or pattern == NULL or scratch == NULL or P == NULL:
@@ -335,20 +360,21 @@ def leaf_tables(
             tid = threadid()
             lo = tree_leaves[t]
             hi = tree_leaves[t + 1]
-            pat = pattern + tid * max_leaves * ROW_BLOCK
+            pat = pattern + tid * max_leaves * B
             # the counts go in each leaf's second table, replaced by _build_leaf
             for li in range(lo, hi):
                 k = leaf_k[li]
                 memset(&tables[table_at[li] - at0], 0,
                        n_tab * ((<Py_ssize_t> 1) << k) * sizeof(double))
-            for bi in range((n_bg + ROW_BLOCK - 1) // ROW_BLOCK):
-                r0 = bi * ROW_BLOCK
-                nb = min(ROW_BLOCK, n_bg - r0)
-                _patterns(&T, P, t, &background_t[0, r0], n_bg, nb,
+            for bi in range((n_bg + B - 1) // B):
+                r0 = bi * B
+                nb = min(B, n_bg - r0)
+                _patterns(&T, P, offsets[first_tree], t, &background_t[0, r0], n_bg,
+                          nb, B,
                           walk + tid * walk_size,
-                          walk + tid * walk_size + (max_depth + 1) * ROW_BLOCK,
-                          walk + tid * walk_size + 2 * (max_depth + 1) * ROW_BLOCK,
-                          pat, ROW_BLOCK)
+                          walk + tid * walk_size + (max_depth + 1) * B,
+                          walk + tid * walk_size + 2 * (max_depth + 1) * B,
+                          pat, B)
                 for li in range(lo, hi):
                     k = leaf_k[li]
                     size = (<Py_ssize_t> 1) << k
@@ -356,7 +382,7 @@ def leaf_tables(
                     mask = <uint32_t> (size - 1)
                     # passes J = complement of the fails, within the leaf's slots
                     for r in range(nb):
-                        tab[(~pat[(li - lo) * ROW_BLOCK + r]) & mask] += 1.0
+                        tab[(~pat[(li - lo) * B + r]) & mask] += 1.0
             for li in range(lo, hi):
                 k = leaf_k[li]
                 if k == 0:
@@ -504,7 +530,7 @@ def add_values(
     cdef Py_ssize_t n = X.shape[0], K = value.shape[1], d = n_players
     cdef Py_ssize_t nf = X.shape[1]
     cdef Py_ssize_t row_stride = d * K * (d if interaction_order == 2 else 1)
-    cdef Py_ssize_t n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef Py_ssize_t n_blocks, B
     cdef Py_ssize_t b, r, r0, r1, t, li, lo, hi, g0, g1, base, f, i
     cdef Py_ssize_t max_leaves = 1, max_depth = 0, walk_size
     cdef int tid
@@ -525,13 +551,14 @@ def add_values(
         max_leaves = max(max_leaves, tree_leaves[t + 1] - tree_leaves[t])
         for i in range(offsets[t], offsets[t + 1]):
             max_depth = max(max_depth, pos_depth[i])
+    B = _block(max_leaves, n, max(n_threads, 1))
+    n_blocks = (n + B - 1) // B
     n_threads = max(1, min(n_threads, n_blocks))
     base = table_at[tree_leaves[first_tree]]
-    walk_size = (2 * (max_depth + 1) + 1) * ROW_BLOCK
+    walk_size = (2 * B + 1) * (max_depth + 1)
     walk = <uint32_t*> calloc(n_threads * walk_size, sizeof(uint32_t))
-    patterns = <uint32_t*> calloc(n_threads * max_leaves * ROW_BLOCK,
-                                  sizeof(uint32_t))
-    xts = <double*> calloc(n_threads * max(nf, 1) * ROW_BLOCK, sizeof(double))
+    patterns = <uint32_t*> calloc(n_threads * max_leaves * B, sizeof(uint32_t))
+    xts = <double*> calloc(n_threads * max(nf, 1) * B, sizeof(double))
     P = _positions(&T, first_tree, last_tree)
     if walk == NULL or patterns == NULL or xts == NULL or P == NULL:
         free(walk)
@@ -543,22 +570,22 @@ def add_values(
         for b in prange(n_blocks, nogil=True, schedule="dynamic",
                         num_threads=n_threads):
             tid = threadid()
-            mine = patterns + tid * max_leaves * ROW_BLOCK
+            mine = patterns + tid * max_leaves * B
             wk = walk + tid * walk_size
-            xt = xts + tid * nf * ROW_BLOCK
-            r0 = b * ROW_BLOCK
-            r1 = min(r0 + ROW_BLOCK, n)
+            xt = xts + tid * nf * B
+            r0 = b * B
+            r1 = min(r0 + B, n)
             # the block's rows transposed: a feature's values side by side
             for r in range(r0, r1):
                 for f in range(nf):
-                    xt[f * ROW_BLOCK + r - r0] = <double> X[r, f]
+                    xt[f * B + r - r0] = <double> X[r, f]
             for t in range(first_tree, last_tree):
                 lo = tree_leaves[t]
                 hi = tree_leaves[t + 1]
                 # [leaf][row]: a leaf's rows side by side
-                _patterns(&T, P, t, xt, ROW_BLOCK, r1 - r0, wk,
-                          wk + (max_depth + 1) * ROW_BLOCK,
-                          wk + 2 * (max_depth + 1) * ROW_BLOCK, mine, ROW_BLOCK)
+                _patterns(&T, P, offsets[first_tree], t, xt, B, r1 - r0, B, wk,
+                          wk + (max_depth + 1) * B, wk + 2 * (max_depth + 1) * B,
+                          mine, B)
                 if tree_group[t] >= 0:
                     g0 = tree_group[t]
                     g1 = g0 + 1
@@ -571,7 +598,7 @@ def add_values(
                     _add_leaf(&tables[table_at[li] - base], leaf_k[li],
                               &leaf_players[leaf_players_at[li]],
                               &value[leaf_node[li], 0], g0, g1,
-                              mine + (li - lo) * ROW_BLOCK, r1 - r0,
+                              mine + (li - lo) * B, r1 - r0,
                               interaction_order, &out[r0 * row_stride], row_stride,
                               d, K)
     finally:
