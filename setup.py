@@ -4,8 +4,9 @@ Every ``*.pyx`` file under ``sklearn_shapley/`` becomes an extension module. Ope
 probed by compiling and linking a tiny program with ``-fopenmp``; when that fails (or
 ``SKLEARN_SHAPLEY_NO_OPENMP=1`` is set) the extensions are built serial, and
 ``sklearn_shapley.show_versions()`` says which at import. A module whose name ends in
-``_avx2`` (the tree kernel's second build) is compiled with ``-mavx2 -mfma`` on x86 and
-skipped elsewhere; the package imports it only where the CPU runs AVX2 and FMA.
+``_avx2`` (a kernel's second build, from the same sources as the portable one) is
+compiled with ``-mavx2 -mfma`` on x86 and skipped elsewhere; the package imports it
+only where ``sklearn_shapley._cpu.cpu_has_avx2_fma()`` says the CPU runs both.
 """
 
 import os

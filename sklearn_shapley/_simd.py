@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib
 import os
 
+from ._cpu import cpu_has_avx2_fma
+
+__all__ = ["cpu_has_avx2_fma", "select_build"]
+
 
 def select_build(portable):
     """The ``<name>_avx2`` build of the extension module ``portable`` where the CPU
@@ -12,8 +16,6 @@ def select_build(portable):
     else ``portable``; ``SKLEARN_SHAPLEY_KERNEL=portable`` forces the latter."""
     if os.environ.get("SKLEARN_SHAPLEY_KERNEL", "").strip().lower() == "portable":
         return portable
-    from .tree._quadrature import cpu_has_avx2_fma
-
     if not cpu_has_avx2_fma():
         return portable
     try:

@@ -27,7 +27,7 @@ from sklearn_shapley import (
     exact_shapley,
 )
 from sklearn_shapley.games import MarginalGame, resolve_game
-from sklearn_shapley.tree import _kernel, flatten_ensemble
+from sklearn_shapley.tree import _interventional, _kernel, flatten_ensemble
 from sklearn_shapley.tree._flat import predict_raw
 from sklearn_shapley.tree._interventional import InterventionalTrees
 from sklearn_shapley.tree._marginal import TreeShapleyMarginalGame
@@ -319,6 +319,31 @@ def test_n_jobs_bit_identical_and_pickle():
         np.testing.assert_array_equal(pairs, results[0][1])
     again = pickle.loads(pickle.dumps(explainer))
     np.testing.assert_array_equal(again.transform(rows), results[0][0])
+
+
+def test_runs_of_trees_and_row_blocks_give_the_same_bits(monkeypatch):
+    """Tables built a run of trees at a time (here each tree alone) and rows taken in
+    blocks of any size give the values of one run, bit for bit, with exact pairs."""
+    model, X = _fitted("hist-categorical")
+    flat = flatten_ensemble(model)
+    rows = np.concatenate([X] * 5)  # 1,500 rows: more than one block of rows
+    background = np.concatenate([X] * 4)  # 1,200: more than one block too
+
+    def run():
+        trees = InterventionalTrees(flat, background)
+        return trees.values(rows, n_threads=2), trees.values(rows[:40], 2)
+
+    values, pairs = run()
+    monkeypatch.setattr(_interventional, "CHUNK_BYTES", 8)
+    monkeypatch.setattr(_interventional, "CACHE_BYTES", 0)
+    again = run()
+    np.testing.assert_array_equal(again[0], values)
+    np.testing.assert_array_equal(again[1], pairs)
+    base = predict_raw(flat, background).mean(axis=0)
+    np.testing.assert_allclose(
+        values.sum(axis=1) + base, predict_raw(flat, rows), rtol=1e-10, atol=1e-8
+    )
+    np.testing.assert_allclose(pairs.sum(axis=2), values[:40], rtol=1e-10, atol=1e-8)
 
 
 def test_memory_is_checked_before_allocating(monkeypatch):

@@ -14,6 +14,7 @@ from math import factorial
 import numpy as np
 import pytest
 
+from sklearn_shapley._simd import cpu_has_avx2_fma
 from sklearn_shapley.tree import _kernel
 from sklearn_shapley.tree._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT, FlatEnsemble
 from sklearn_shapley.tree._kernel import (
@@ -378,7 +379,7 @@ def _builds():
         from sklearn_shapley.tree import _quadrature_avx2
     except ImportError:
         _quadrature_avx2 = None
-    runnable = _quadrature_avx2 is not None and _quadrature.cpu_has_avx2_fma()
+    runnable = _quadrature_avx2 is not None and cpu_has_avx2_fma()
     return [
         pytest.param(_quadrature, id="portable"),
         pytest.param(
@@ -563,7 +564,7 @@ def test_kernel_selection(monkeypatch):
     chosen = _kernel._select_kernel()
     assert chosen.compiled_for_avx2_fma() == (chosen is not _quadrature)
     if chosen is not _quadrature:
-        assert _quadrature.cpu_has_avx2_fma()
+        assert cpu_has_avx2_fma()
     assert _kernel.kernel_build() in ("avx2+fma", "portable")
 
 

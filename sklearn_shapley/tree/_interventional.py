@@ -92,6 +92,8 @@ class InterventionalTrees:
             self._tree_leaves,
             self._players_at,
             self._leaf_players,
+            self._pos_depth,
+            self._pos_left,
         ) = _kernel.layout(
             _i64(flat.tree_offsets),
             _i64(flat.children_left),
@@ -172,8 +174,11 @@ class InterventionalTrees:
         _kernel.leaf_tables(
             *arrays,
             table_at,
+            self._pos_depth,
+            self._pos_left,
             np.dtype(self.flat.decision_dtype) == np.float32,
-            self.background,
+            # transposed: the kernel reads a feature of a block of rows side by side
+            np.ascontiguousarray(self.background.T),
             first,
             last,
             order,
@@ -233,6 +238,8 @@ class InterventionalTrees:
             _kernel.add_values(
                 *arrays,
                 table_at,
+                self._pos_depth,
+                self._pos_left,
                 np.dtype(flat.decision_dtype) == np.float32,
                 self._players_at,
                 self._leaf_players,

@@ -29,7 +29,7 @@ by one thread in a fixed order: bit-identical for any thread count).
 
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 
 import numpy as np
@@ -42,9 +42,16 @@ ctypedef fused floating_t:
     double
 
 cdef enum:
-    # rows per work item of add_values: the tables of a leaf stay in cache while
-    # every row of the block looks them up
-    ROW_BLOCK = 64
+    # rows per block (a multiple of 64): each tree is walked for a block of rows, and
+    # the tables of a leaf stay in cache while every row of the block looks them up;
+    # the larger the block, the fewer times the tables (beyond the caches) are read
+    MIN_BLOCK = 64
+    MAX_BLOCK = 1024
+    # the fail patterns of a block (leaves x rows, per thread) take at most this
+    PATTERN_BYTES = 4 << 20
+    # add_values: blocks smaller than MAX_BLOCK where there are too few rows to give
+    # every thread this many
+    BLOCKS_PER_THREAD = 4
 
 #: tables per leaf, by order: first order (OUT, D, E), pairs (those, then
 #: M1, Q0, P0, P1, P2)
@@ -69,7 +76,23 @@ cdef struct Trees:
     const int32_t* leaf_k
     const int64_t* tree_leaves   # leaves of tree t: tree_leaves[t]:tree_leaves[t+1]
     const int64_t* table_at      # offset of each leaf's tables (from the run's first)
+    const int32_t* pos_depth     # depth of each position of ``order`` (-1: unused)
+    const uint8_t* pos_left      # 1 where the position's node is a first child
     bint f32
+
+
+cdef struct Pos:
+    # one reachable node, in its tree's pre-order (the order array), with what the
+    # pattern walk reads of it side by side
+    int64_t node
+    double thr
+    uint32_t bit      # its split's slot on the path, as a bit
+    int32_t feat
+    int32_t depth
+    int32_t leaf      # index among its tree's leaves, -1 at internal nodes
+    uint8_t is_left   # first child of its parent
+    uint8_t mleft
+    uint8_t kind      # 0: numeric, else categorical
 
 
 cdef inline bint _goes_left(const Trees* T, int64_t n, double xv) noexcept nogil:
@@ -88,31 +111,104 @@ cdef inline bint _goes_left(const Trees* T, int64_t n, double xv) noexcept nogil
     return ((T.cat_bitsets[T.cat_start[n] + (c >> 5)] >> (c & 31)) & 1) != 0
 
 
-cdef inline void _fail_patterns(const Trees* T, Py_ssize_t t, const floating_t* x,
-                                uint32_t* fail, uint32_t* out,
-                                Py_ssize_t stride) noexcept nogil:
-    """``out[(leaf − first leaf of t) * stride]`` = the slots whose constraints ``x``
-    breaks on the leaf's path, for every leaf of tree ``t`` (``fail``: per-node
-    scratch)."""
-    cdef int64_t first = T.offsets[t], last = T.offsets[t + 1]
-    cdef int64_t first_leaf = T.tree_leaves[t]
-    cdef int64_t i, n, local
-    cdef uint32_t bit, here
-    cdef bint left
-    fail[0] = 0
-    for i in range(first, last):
-        n = T.order[i]
-        if n < 0:
-            break
-        local = n - first
-        here = fail[local]
-        if T.left[n] < 0:
-            out[(T.leaf_of_node[n] - first_leaf) * stride] = here
-            continue
-        bit = (<uint32_t> 1) << T.node_bit[n]
-        left = _goes_left(T, n, <double> x[T.feature[n]])
-        fail[T.left[n] - first] = here | (0 if left else bit)
-        fail[T.right[n] - first] = here | (bit if left else 0)
+cdef Pos* _positions(const Trees* T, Py_ssize_t first_tree,
+                     Py_ssize_t last_tree) noexcept nogil:
+    """The nodes of trees ``first_tree:last_tree`` as ``Pos``, by position of
+    ``order`` (malloc'd; NULL if out of memory)."""
+    cdef Py_ssize_t lo = T.offsets[first_tree], hi = T.offsets[last_tree], i, t
+    cdef int64_t n
+    cdef Pos* P = <Pos*> malloc(max(hi - lo, 1) * sizeof(Pos))
+    cdef Pos* I
+    if P == NULL:
+        return NULL
+    for t in range(first_tree, last_tree):
+        for i in range(T.offsets[t], T.offsets[t + 1]):
+            I = P + (i - lo)
+            n = T.order[i]
+            I.depth = T.pos_depth[i]
+            if n < 0:
+                break
+            I.node = n
+            I.is_left = T.pos_left[i]
+            if T.left[n] < 0:
+                I.leaf = <int32_t> (T.leaf_of_node[n] - T.tree_leaves[t])
+                continue
+            I.leaf = -1
+            I.thr = T.threshold[n]
+            I.bit = (<uint32_t> 1) << T.node_bit[n]
+            I.feat = <int32_t> T.feature[n]
+            I.mleft = T.missing_left[n]
+            I.kind = T.split_kind[n]
+    return P
+
+
+cdef inline void _decide(const Trees* T, const Pos* I, const double* x,
+                         Py_ssize_t nb, uint32_t* go) noexcept nogil:
+    """``go[r]`` = all ones where row ``r`` (value ``x[r]``) goes left at ``I``, else
+    0, for ``nb`` rows; numeric splits branch-free, so the loop is vectorised."""
+    cdef Py_ssize_t r
+    cdef double v, thr = I.thr
+    cdef int ml = I.mleft != 0
+    if I.kind != 0:
+        for r in range(nb):
+            go[r] = (<uint32_t> 0) - <uint32_t> _goes_left(T, I.node, x[r])
+    elif T.f32:
+        for r in range(nb):
+            v = <double> (<float> x[r])
+            go[r] = (<uint32_t> 0) - <uint32_t> ((v <= thr) | ((v != v) & ml))
+    else:
+        for r in range(nb):
+            v = x[r]
+            go[r] = (<uint32_t> 0) - <uint32_t> ((v <= thr) | ((v != v) & ml))
+
+
+cdef void _patterns(const Trees* T, const Pos* P, Py_ssize_t p0, Py_ssize_t t,
+                    const double* Xt,
+                    Py_ssize_t ld, Py_ssize_t nb, Py_ssize_t B, uint32_t* fd,
+                    uint32_t* go, uint32_t* pbit, uint32_t* out,
+                    Py_ssize_t stride) noexcept nogil:
+    """``out[leaf * stride + r]`` = the slots whose constraints row ``r`` breaks on
+    the path to each leaf of tree ``t`` (``leaf`` counted within the tree), for
+    ``nb`` rows whose feature ``f`` is ``Xt[f * ld + r]``.
+
+    The tree's nodes are walked once in pre-order for all the rows, each step a loop
+    over the rows: ``go`` (the split's decision per row) and ``fd`` (the fails on the
+    path) are kept per depth, ``B >= nb`` apart; ``pbit`` holds the split's bit per
+    depth."""
+    cdef Py_ssize_t first = T.offsets[t], last = T.offsets[t + 1]
+    cdef const Pos* I
+    cdef Py_ssize_t i, r, d
+    cdef const uint32_t* src
+    cdef const uint32_t* g
+    cdef uint32_t* dst
+    cdef uint32_t b
+    I = P + (first - p0)  # P holds the run's positions from p0 on
+    if I.leaf >= 0:
+        for r in range(nb):
+            out[r] = 0
+        return
+    for r in range(nb):
+        fd[r] = 0
+    _decide(T, I, Xt + I.feat * ld, nb, go)
+    pbit[0] = I.bit
+    for i in range(first + 1, last):
+        I = P + (i - p0)
+        d = I.depth
+        if d < 0:
+            break  # unreachable nodes follow the rest
+        src = fd + (d - 1) * B
+        g = go + (d - 1) * B
+        b = pbit[d - 1]
+        dst = (out + I.leaf * stride) if I.leaf >= 0 else (fd + d * B)
+        if I.is_left:
+            for r in range(nb):
+                dst[r] = src[r] | (~g[r] & b)
+        else:
+            for r in range(nb):
+                dst[r] = src[r] | (g[r] & b)
+        if I.leaf < 0:
+            _decide(T, I, Xt + I.feat * ld, nb, go + d * B)
+            pbit[d] = I.bit
 
 
 cdef void _superset_sums(double* a, int k) noexcept nogil:
@@ -183,6 +279,22 @@ cdef void _build_leaf(double* tab, double* counts, double* f, double* f2, int k,
                 P2[v] += w * om[m] * f2[v]
 
 
+cdef Py_ssize_t _block(Py_ssize_t max_leaves, Py_ssize_t n,
+                      int n_threads) noexcept:
+    """Rows per block: as many as PATTERN_BYTES of patterns allow (a multiple of
+    MIN_BLOCK, at most MAX_BLOCK), fewer where ``n`` rows would give some of the
+    ``n_threads`` threads fewer than BLOCKS_PER_THREAD blocks (``n_threads`` 0: no
+    such limit). A row's result does not depend on its block."""
+    cdef Py_ssize_t b = PATTERN_BYTES // (4 * max(max_leaves, 1))
+    cdef Py_ssize_t per
+    b = min(MAX_BLOCK, max(MIN_BLOCK, b // MIN_BLOCK * MIN_BLOCK))
+    if n_threads > 0:
+        per = (n + BLOCKS_PER_THREAD * n_threads - 1) // (BLOCKS_PER_THREAD * n_threads)
+        per = (per + MIN_BLOCK - 1) // MIN_BLOCK * MIN_BLOCK
+        b = max(MIN_BLOCK, min(b, per))
+    return b
+
+
 def leaf_tables(
     const int64_t[::1] offsets, const int64_t[::1] left, const int64_t[::1] right,
     const int64_t[::1] feature, const double[::1] threshold,
@@ -191,69 +303,92 @@ def leaf_tables(
     const uint32_t[::1] cat_bitsets, const int32_t[::1] node_bit,
     const int64_t[::1] order, const int64_t[::1] leaf_of_node,
     const int64_t[::1] leaf_node, const int32_t[::1] leaf_k,
-    const int64_t[::1] tree_leaves, const int64_t[::1] table_at, bint f32,
-    const floating_t[:, ::1] background, Py_ssize_t first_tree,
+    const int64_t[::1] tree_leaves, const int64_t[::1] table_at,
+    const int32_t[::1] pos_depth, const uint8_t[::1] pos_left, bint f32,
+    const double[:, ::1] background_t, Py_ssize_t first_tree,
     Py_ssize_t last_tree, int interaction_order, const int64_t[::1] rule_at,
     const double[::1] rule_t, const double[::1] rule_w, double[::1] tables,
     int n_threads,
 ):
     """Fill ``tables`` with the tables of the leaves of trees
-    ``first_tree:last_tree`` over ``background`` (each leaf's at ``table_at``, its
-    ``k``-point rule ``rule_t/w[rule_at[k]:rule_at[k + 1]]``)."""
+    ``first_tree:last_tree`` over the background (``background_t``: transposed,
+    one row per column; each leaf's at ``table_at``, its ``k``-point rule
+    ``rule_t/w[rule_at[k]:rule_at[k + 1]]``)."""
     cdef Trees T
-    cdef Py_ssize_t n_bg = background.shape[0]
-    cdef Py_ssize_t t, r, li, lo, hi, max_nodes = 1, max_leaves = 1, max_size = 1
+    cdef Py_ssize_t n_bg = background_t.shape[1]
+    cdef Py_ssize_t t, r, r0, nb, li, lo, hi, max_leaves = 1, max_size = 1
+    cdef Py_ssize_t max_depth = 0, i, size, at0, bi, B
     cdef int k, tid
-    cdef uint32_t* fail
+    cdef uint32_t mask
+    cdef uint32_t* walk
     cdef uint32_t* pattern
+    cdef uint32_t* pat
     cdef double* scratch
     cdef double* tab
     cdef double scale = 1.0 / max(n_bg, 1)
     cdef int n_tab = 3 if interaction_order == 1 else 8
+    cdef Pos* P
+    cdef Py_ssize_t walk_size
     T = _trees(offsets, left, right, feature, threshold, missing_left, split_kind,
                cat_start, cat_len, cat_bitsets, node_bit, order, leaf_of_node,
-               leaf_node, leaf_k, tree_leaves, table_at, f32)
+               leaf_node, leaf_k, tree_leaves, table_at, pos_depth, pos_left,
+               f32)
     for t in range(first_tree, last_tree):
-        max_nodes = max(max_nodes, offsets[t + 1] - offsets[t])
         max_leaves = max(max_leaves, tree_leaves[t + 1] - tree_leaves[t])
         for li in range(tree_leaves[t], tree_leaves[t + 1]):
             max_size = max(max_size, (<Py_ssize_t> 1) << leaf_k[li])
+        for i in range(offsets[t], offsets[t + 1]):
+            max_depth = max(max_depth, pos_depth[i])
     n_threads = max(1, min(n_threads, last_tree - first_tree))
-    fail = <uint32_t*> calloc(n_threads * max_nodes, sizeof(uint32_t))
-    pattern = <uint32_t*> calloc(n_threads * max_leaves, sizeof(uint32_t))
+    B = _block(max_leaves, n_bg, 0)
+    # per thread: fd and go per depth, the bits per depth
+    walk_size = (2 * B + 1) * (max_depth + 1)
+    walk = <uint32_t*> calloc(n_threads * walk_size, sizeof(uint32_t))
+    pattern = <uint32_t*> calloc(n_threads * max_leaves * B, sizeof(uint32_t))
     scratch = <double*> calloc(n_threads * 3 * max_size, sizeof(double))
-    if fail == NULL or pattern == NULL or scratch == NULL:
-        free(fail)
+    P = _positions(&T, first_tree, last_tree)
+    if walk == NULL or pattern == NULL or scratch == NULL or P == NULL:
+        free(walk)
         free(pattern)
         free(scratch)
+        free(P)
         raise MemoryError("no memory for the interventional kernel's scratch")
+    at0 = table_at[tree_leaves[first_tree]]
     try:
         for t in prange(first_tree, last_tree, nogil=True, schedule="dynamic",
                         num_threads=n_threads):
             tid = threadid()
             lo = tree_leaves[t]
             hi = tree_leaves[t + 1]
+            pat = pattern + tid * max_leaves * B
             # the counts go in each leaf's second table, replaced by _build_leaf
             for li in range(lo, hi):
                 k = leaf_k[li]
-                memset(&tables[table_at[li] - table_at[tree_leaves[first_tree]]], 0,
+                memset(&tables[table_at[li] - at0], 0,
                        n_tab * ((<Py_ssize_t> 1) << k) * sizeof(double))
-            for r in range(n_bg):
-                _fail_patterns(&T, t, &background[r, 0], fail + tid * max_nodes,
-                               pattern + tid * max_leaves, 1)
+            for bi in range((n_bg + B - 1) // B):
+                r0 = bi * B
+                nb = min(B, n_bg - r0)
+                _patterns(&T, P, offsets[first_tree], t, &background_t[0, r0], n_bg,
+                          nb, B,
+                          walk + tid * walk_size,
+                          walk + tid * walk_size + (max_depth + 1) * B,
+                          walk + tid * walk_size + 2 * (max_depth + 1) * B,
+                          pat, B)
                 for li in range(lo, hi):
                     k = leaf_k[li]
-                    tab = &tables[table_at[li] - table_at[tree_leaves[first_tree]]]
+                    size = (<Py_ssize_t> 1) << k
+                    tab = &tables[table_at[li] - at0 + size]
+                    mask = <uint32_t> (size - 1)
                     # passes J = complement of the fails, within the leaf's slots
-                    tab[((<Py_ssize_t> 1) << k) + (
-                        (~pattern[tid * max_leaves + li - lo])
-                        & ((<uint32_t> 1 << k) - 1))] += 1.0
+                    for r in range(nb):
+                        tab[(~pat[(li - lo) * B + r]) & mask] += 1.0
             for li in range(lo, hi):
                 k = leaf_k[li]
                 if k == 0:
                     continue
                 _build_leaf(
-                    &tables[table_at[li] - table_at[tree_leaves[first_tree]]],
+                    &tables[table_at[li] - at0],
                     scratch + tid * 3 * max_size,
                     scratch + tid * 3 * max_size + max_size,
                     scratch + tid * 3 * max_size + 2 * max_size,
@@ -261,9 +396,10 @@ def leaf_tables(
                     rule_at[k + 1] - rule_at[k], scale,
                 )
     finally:
-        free(fail)
+        free(walk)
         free(pattern)
         free(scratch)
+        free(P)
 
 
 cdef Trees _trees(
@@ -274,7 +410,8 @@ cdef Trees _trees(
     const uint32_t[::1] cat_bitsets, const int32_t[::1] node_bit,
     const int64_t[::1] order, const int64_t[::1] leaf_of_node,
     const int64_t[::1] leaf_node, const int32_t[::1] leaf_k,
-    const int64_t[::1] tree_leaves, const int64_t[::1] table_at, bint f32,
+    const int64_t[::1] tree_leaves, const int64_t[::1] table_at,
+    const int32_t[::1] pos_depth, const uint8_t[::1] pos_left, bint f32,
 ):
     cdef Trees T
     T.offsets = &offsets[0]
@@ -294,6 +431,8 @@ cdef Trees _trees(
     T.leaf_k = &leaf_k[0]
     T.tree_leaves = &tree_leaves[0]
     T.table_at = &table_at[0]
+    T.pos_depth = &pos_depth[0]
+    T.pos_left = &pos_left[0]
     T.f32 = f32
     return T
 
@@ -376,7 +515,8 @@ def add_values(
     const uint32_t[::1] cat_bitsets, const int32_t[::1] node_bit,
     const int64_t[::1] order, const int64_t[::1] leaf_of_node,
     const int64_t[::1] leaf_node, const int32_t[::1] leaf_k,
-    const int64_t[::1] tree_leaves, const int64_t[::1] table_at, bint f32,
+    const int64_t[::1] tree_leaves, const int64_t[::1] table_at,
+    const int32_t[::1] pos_depth, const uint8_t[::1] pos_left, bint f32,
     const int64_t[::1] leaf_players_at, const int64_t[::1] leaf_players,
     const double[:, ::1] value, const int64_t[::1] tree_group,
     const floating_t[:, ::1] X, Py_ssize_t first_tree, Py_ssize_t last_tree,
@@ -388,45 +528,64 @@ def add_values(
     (order 1) or ``(n, d, d, K)`` (order 2) array, for every row of ``X``."""
     cdef Trees T
     cdef Py_ssize_t n = X.shape[0], K = value.shape[1], d = n_players
+    cdef Py_ssize_t nf = X.shape[1]
     cdef Py_ssize_t row_stride = d * K * (d if interaction_order == 2 else 1)
-    cdef Py_ssize_t n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
-    cdef Py_ssize_t b, r, r0, r1, t, li, lo, hi, g0, g1, base
-    cdef Py_ssize_t max_nodes = 1, max_leaves = 1
+    cdef Py_ssize_t n_blocks, B
+    cdef Py_ssize_t b, r, r0, r1, t, li, lo, hi, g0, g1, base, f, i
+    cdef Py_ssize_t max_leaves = 1, max_depth = 0, walk_size
     cdef int tid
-    cdef uint32_t* fail
+    cdef uint32_t* walk
     cdef uint32_t* patterns
     cdef uint32_t* mine
+    cdef uint32_t* wk
+    cdef double* xts
+    cdef double* xt
+    cdef Pos* P
     if n == 0 or last_tree <= first_tree:
         return
     T = _trees(offsets, left, right, feature, threshold, missing_left, split_kind,
                cat_start, cat_len, cat_bitsets, node_bit, order, leaf_of_node,
-               leaf_node, leaf_k, tree_leaves, table_at, f32)
+               leaf_node, leaf_k, tree_leaves, table_at, pos_depth, pos_left,
+               f32)
     for t in range(first_tree, last_tree):
-        max_nodes = max(max_nodes, offsets[t + 1] - offsets[t])
         max_leaves = max(max_leaves, tree_leaves[t + 1] - tree_leaves[t])
+        for i in range(offsets[t], offsets[t + 1]):
+            max_depth = max(max_depth, pos_depth[i])
+    B = _block(max_leaves, n, max(n_threads, 1))
+    n_blocks = (n + B - 1) // B
     n_threads = max(1, min(n_threads, n_blocks))
     base = table_at[tree_leaves[first_tree]]
-    fail = <uint32_t*> calloc(n_threads * max_nodes, sizeof(uint32_t))
-    patterns = <uint32_t*> calloc(n_threads * max_leaves * ROW_BLOCK,
-                                  sizeof(uint32_t))
-    if fail == NULL or patterns == NULL:
-        free(fail)
+    walk_size = (2 * B + 1) * (max_depth + 1)
+    walk = <uint32_t*> calloc(n_threads * walk_size, sizeof(uint32_t))
+    patterns = <uint32_t*> calloc(n_threads * max_leaves * B, sizeof(uint32_t))
+    xts = <double*> calloc(n_threads * max(nf, 1) * B, sizeof(double))
+    P = _positions(&T, first_tree, last_tree)
+    if walk == NULL or patterns == NULL or xts == NULL or P == NULL:
+        free(walk)
         free(patterns)
+        free(xts)
+        free(P)
         raise MemoryError("no memory for the interventional kernel's scratch")
     try:
         for b in prange(n_blocks, nogil=True, schedule="dynamic",
                         num_threads=n_threads):
             tid = threadid()
-            mine = patterns + tid * max_leaves * ROW_BLOCK
-            r0 = b * ROW_BLOCK
-            r1 = min(r0 + ROW_BLOCK, n)
+            mine = patterns + tid * max_leaves * B
+            wk = walk + tid * walk_size
+            xt = xts + tid * nf * B
+            r0 = b * B
+            r1 = min(r0 + B, n)
+            # the block's rows transposed: a feature's values side by side
+            for r in range(r0, r1):
+                for f in range(nf):
+                    xt[f * B + r - r0] = <double> X[r, f]
             for t in range(first_tree, last_tree):
                 lo = tree_leaves[t]
                 hi = tree_leaves[t + 1]
                 # [leaf][row]: a leaf's rows side by side
-                for r in range(r0, r1):
-                    _fail_patterns(&T, t, &X[r, 0], fail + tid * max_nodes,
-                                   mine + (r - r0), ROW_BLOCK)
+                _patterns(&T, P, offsets[first_tree], t, xt, B, r1 - r0, B, wk,
+                          wk + (max_depth + 1) * B, wk + 2 * (max_depth + 1) * B,
+                          mine, B)
                 if tree_group[t] >= 0:
                     g0 = tree_group[t]
                     g1 = g0 + 1
@@ -439,12 +598,14 @@ def add_values(
                     _add_leaf(&tables[table_at[li] - base], leaf_k[li],
                               &leaf_players[leaf_players_at[li]],
                               &value[leaf_node[li], 0], g0, g1,
-                              mine + (li - lo) * ROW_BLOCK, r1 - r0,
+                              mine + (li - lo) * B, r1 - r0,
                               interaction_order, &out[r0 * row_stride], row_stride,
                               d, K)
     finally:
-        free(fail)
+        free(walk)
         free(patterns)
+        free(xts)
+        free(P)
 
 
 def layout(const int64_t[::1] offsets, const int64_t[::1] left,
@@ -455,7 +616,9 @@ def layout(const int64_t[::1] offsets, const int64_t[::1] left,
     root), and the leaves in that order with their path players.
 
     Returns ``(order, node_bit, leaf_of_node, leaf_node, leaf_k, tree_leaves,
-    leaf_players_at, leaf_players)``.
+    leaf_players_at, leaf_players, pos_depth, pos_left)``: the last two by position
+    of ``order``, each node's depth (-1 past a tree's reachable nodes) and whether
+    it is a first child.
     """
     cdef Py_ssize_t n_trees = offsets.shape[0] - 1, n_nodes = left.shape[0]
     cdef Py_ssize_t t, top, i, n, depth, j, p, n_leaves = 0, n_slots = 0
@@ -463,11 +626,15 @@ def layout(const int64_t[::1] offsets, const int64_t[::1] left,
     node_bit_ = np.zeros(n_nodes, dtype=np.int32)
     leaf_of_node_ = np.full(n_nodes, -1, dtype=np.int64)
     tree_leaves_ = np.zeros(n_trees + 1, dtype=np.int64)
+    pos_depth_ = np.full(n_nodes, -1, dtype=np.int32)
+    pos_left_ = np.zeros(n_nodes, dtype=np.uint8)
+    cdef int32_t[::1] pos_depth = pos_depth_
+    cdef uint8_t[::1] pos_left = pos_left_
     cdef int64_t[::1] order = order_
     cdef int32_t[::1] node_bit = node_bit_
     cdef int64_t[::1] leaf_of_node = leaf_of_node_
     cdef int64_t[::1] tree_leaves = tree_leaves_
-    stack_ = np.empty((max_depth + 2, 2), dtype=np.int64)
+    stack_ = np.empty((max_depth + 2, 3), dtype=np.int64)
     slots_ = np.empty(max_depth + 1, dtype=np.int64)
     count_ = np.zeros(max_depth + 2, dtype=np.int64)
     cdef int64_t[:, ::1] stack = stack_
@@ -478,6 +645,7 @@ def layout(const int64_t[::1] offsets, const int64_t[::1] left,
         i = offsets[t]
         stack[0, 0] = offsets[t]
         stack[0, 1] = 0
+        stack[0, 2] = 0
         top = 1
         count[0] = 0
         while top:
@@ -485,6 +653,8 @@ def layout(const int64_t[::1] offsets, const int64_t[::1] left,
             n = stack[top, 0]
             depth = stack[top, 1]
             order[i] = n
+            pos_depth[i] = <int32_t> depth
+            pos_left[i] = <uint8_t> stack[top, 2]
             i += 1
             if left[n] < 0:
                 leaf_of_node[n] = n_leaves
@@ -505,8 +675,10 @@ def layout(const int64_t[::1] offsets, const int64_t[::1] left,
             node_bit[n] = j
             stack[top, 0] = right[n]
             stack[top, 1] = depth + 1
+            stack[top, 2] = 0
             stack[top + 1, 0] = left[n]
             stack[top + 1, 1] = depth + 1
+            stack[top + 1, 2] = 1
             top += 2
         tree_leaves[t + 1] = n_leaves
     k_ = np.asarray(leaf_k, dtype=np.int32)
@@ -516,4 +688,4 @@ def layout(const int64_t[::1] offsets, const int64_t[::1] left,
         np.concatenate(leaf_players) if n_leaves else np.zeros(0, dtype=np.int64)
     )
     return (order_, node_bit_, leaf_of_node_, np.asarray(leaf_node, dtype=np.int64),
-            k_, tree_leaves_, at, players.astype(np.int64))
+            k_, tree_leaves_, at, players.astype(np.int64), pos_depth_, pos_left_)

@@ -3,7 +3,8 @@
 The functions here validate and cast a
 :class:`~sklearn_shapley.tree._flat.FlatEnsemble` and the data, choose the
 Gauss-Legendre rule of each tree, and call the Cython kernel in
-:mod:`sklearn_shapley.tree._quadrature`, which runs its OpenMP loop over rows.
+:mod:`sklearn_shapley.tree._quadrature`, which runs its OpenMP loop over rows (the
+layout and ``KernelData`` it reads are built by :mod:`._quadrature_layout`).
 
 All values are the path-dependent ("tree_path_dependent") game of TreeSHAP: a feature
 outside the coalition follows both branches of its splits, weighted by cover. A tree
@@ -28,6 +29,7 @@ from .._memory import check_fits_in_memory
 from .._openmp import effective_n_threads
 from .._simd import select_build
 from . import _quadrature as _portable
+from . import _quadrature_layout
 from ._flat import CATEGORICAL_SPLIT, NUMERIC_SPLIT, FlatEnsemble, encode_inputs
 
 
@@ -101,7 +103,7 @@ def _i64(a):
 
 def _structure(flat, with_leaves=False):
     """``(max_depth, max_distinct[, leaves])`` per tree (see ``tree_structure``)."""
-    return _quadrature.tree_structure(
+    return _quadrature_layout.tree_structure(
         _i64(flat.tree_offsets),
         _i64(flat.children_left),
         _i64(flat.children_right),
@@ -252,7 +254,7 @@ def _prepare(flat, qs, max_depth, leaves=None, lanes=None, index="shapley"):
         for child in (left[internal], right[internal]):
             ratio[child] = np.where(parent_cover > 0, cover[child] / parent_cover, 0.0)
     offsets = _i64(flat.tree_offsets)
-    layout = _quadrature.tree_layout(
+    layout = _quadrature_layout.tree_layout(
         offsets, left, right, feature, ratio, int(flat.n_features)
     )
     value = np.ascontiguousarray(flat.value, dtype=np.float64).reshape(n_nodes, -1)
@@ -261,7 +263,7 @@ def _prepare(flat, qs, max_depth, leaves=None, lanes=None, index="shapley"):
         raise ValueError("tree_group refers to an output the ensemble does not have")
     # each tree's rule, padded to a multiple of the kernel's lane width with points
     # of weight 0 (t = 1/2 keeps every factor positive)
-    lanes = _quadrature.QUADRATURE_LANES if lanes is None else int(lanes)
+    lanes = _quadrature_layout.QUADRATURE_LANES if lanes is None else int(lanes)
     padded = -(-np.asarray(qs, dtype=np.int64) // lanes) * lanes
     qoff = np.zeros(len(qs) + 1, dtype=np.int64)
     np.cumsum(padded, out=qoff[1:])
@@ -286,7 +288,7 @@ def _prepare(flat, qs, max_depth, leaves=None, lanes=None, index="shapley"):
     if leaves is not None:
         kwargs = dict(zip(("leaf_index", "leaf_fptr", "leaf_feats"), leaves[:3]))
         kwargs.update(leaf_cptr=leaves[3], leaf_cols=leaves[4], leaf_order=leaves[5])
-    return _quadrature.KernelData(
+    return _quadrature_layout.KernelData(
         offsets,
         group,
         left,

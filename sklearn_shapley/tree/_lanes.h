@@ -14,17 +14,6 @@
 
 #define SK_RL 4
 
-/* 1 where the CPU runs AVX2 and FMA instructions (the _quadrature_avx2 build). */
-static inline int sk_cpu_has_avx2_fma(void)
-{
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
 /* 1 where this module was compiled for AVX2 + FMA. */
 static inline int sk_compiled_avx2_fma(void)
 {

@@ -45,9 +45,40 @@ where there are too few rows to give every thread ``BLOCKS_PER_THREAD`` of them)
 row is computed by one thread in a fixed order, so results are bit-identical for any
 thread count.
 
-This is the portable build; ``_quadrature_avx2`` is the same source
-(``_quadrature_impl.pxi``) compiled for AVX2 + FMA, which :mod:`._kernel` takes where
-the CPU has both.
+This is the portable build; ``_quadrature_avx2`` is the same source compiled for
+AVX2 + FMA, which :mod:`._kernel` takes where the CPU has both. The source is laid out
+as scikit-learn's ``_hist_gradient_boosting`` keeps its code: the lane operations and
+the types they share in ``_quadrature_lanes.pxd`` (inline, compiled by each build);
+one ``.pxi`` per part of the walk (``_quadrature_edges``: the steps every order
+shares; ``_order1``, ``_pairs``, ``_orderk``; ``_drivers``: the row blocks of orders 1
+and 2); and what does not depend on the instruction set (the tree layout,
+``KernelData``, the per-thread buffers) compiled once in :mod:`._quadrature_layout`.
 """
 
-include "_quadrature_impl.pxi"
+from cython.parallel cimport prange, threadid
+from libc.stdint cimport int64_t
+
+# the lane operations (sk_* of _lanes.h, _mul, _sum, _mul_factor) and their types
+from ._quadrature_lanes cimport *
+
+from ._quadrature_layout cimport (
+    BLOCKS_PER_THREAD,
+    ROW_BLOCK,
+    Ensemble,
+    KernelData,
+    PosInfo,
+    Scratch,
+    _alloc_all,
+    _block_rows,
+    _check_lanes,
+    _check_shapes,
+    _free_all,
+)
+
+import numpy as np
+
+include "_quadrature_edges.pxi"
+include "_quadrature_order1.pxi"
+include "_quadrature_pairs.pxi"
+include "_quadrature_orderk.pxi"
+include "_quadrature_drivers.pxi"
