@@ -13,6 +13,7 @@ import sys
 import warnings
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
@@ -37,6 +38,8 @@ def is_fitted_estimator(estimator):
 
 #: Quantile levels of the rows on which ``fit`` records the model's outputs.
 FINGERPRINT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
+#: Of sparse rows, the first this many (made dense) give those quantiles.
+FINGERPRINT_SPARSE_ROWS = 1000
 
 
 def _unwrap(model):
@@ -124,6 +127,9 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
     _accepts_callables = False
     _allow_nan = False
     _allow_inf = False
+    #: ``accept_sparse`` of the rows' validation: False, or the scipy sparse format
+    #: the explainer reads (it then handles sparse rows itself).
+    _accept_sparse = False
     _parameter_constraints: dict = {
         "estimator": "no_validation",  # resolved, with its own errors, in fit
         "output": "no_validation",  # any output label
@@ -204,6 +210,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
             reset=reset,
             dtype=[np.float64, np.float32],
             ensure_all_finite=finite,
+            accept_sparse=self._accept_sparse,
         )
 
     def _takes_nan(self):
@@ -254,8 +261,10 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         exists. ``None`` (no check) when the model cannot be evaluated on them or
         is not deterministic.
         """
-        if self.estimator_ is None or len(X) == 0:
+        if self.estimator_ is None or X.shape[0] == 0:
             return None
+        if sparse.issparse(X):  # probe rows: the first ones, dense
+            X = X[:FINGERPRINT_SPARSE_ROWS].toarray()
         rows = _fingerprint_rows(X)
         try:
             first, second = (self._fingerprint_outputs(rows) for _ in range(2))
@@ -435,11 +444,13 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
             & np.isfinite(base).all(axis=tuple(range(1, base.ndim)))
         )
         if bad.any():
+            rows = X[np.flatnonzero(bad)]
+            rows = rows.toarray() if sparse.issparse(rows) else rows
             with np.errstate(invalid="ignore"):
-                largest = np.nanmax(np.abs(X[bad]), initial=0.0)
+                largest = np.nanmax(np.abs(rows), initial=0.0)
             raise ValueError(
                 f"{type(self).__name__} computed non-finite attributions (NaN or inf) "
-                f"for {int(bad.sum())} of {len(X)} rows (largest |x| among them "
+                f"for {int(bad.sum())} of {X.shape[0]} rows (largest |x| among them "
                 f"{largest:.3g}): their values are outside the range the computation "
                 "holds (float64: |v| < 1.8e308; a float32 network: |v| < 3.4e38). "
                 "Explain rows with smaller values, or rescale the inputs or the "
@@ -459,7 +470,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         X = self._validate(X, reset=False)
         values, base, _ = self._finite_values(X)
         idx = self._output_index(values, base)
-        return values[np.arange(len(X)), :, idx]
+        return values[np.arange(X.shape[0]), :, idx]
 
     def explained_output(self, X):
         """The model output that ``base_values + Σφ`` reconstructs, ``(n, n_outputs)``.

@@ -10,6 +10,7 @@ columns are :func:`group_name` and :func:`group_data`.
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
@@ -23,10 +24,12 @@ def split_pipeline(model):
 
 
 def transform_rows(preprocessing, X):
-    """``preprocessing.transform(X)`` as a dense float64 array."""
+    """``preprocessing.transform(X)`` as a float64 array, or a float64 CSR matrix
+    when the preprocessing makes a sparse one (whose absent entries the model reads
+    by its own rule, missing for XGBoost)."""
     out = preprocessing.transform(X)
-    if hasattr(out, "toarray"):
-        out = out.toarray()
+    if sparse.issparse(out):
+        return sparse.csr_array(out, dtype=np.float64)
     try:
         return np.asarray(out, dtype=np.float64)
     except (TypeError, ValueError) as exc:

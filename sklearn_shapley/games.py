@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import is_classifier
 from sklearn.utils import check_random_state
 
@@ -500,22 +501,25 @@ def ensemble_thresholds(flat, n_features):
     """The sorted numeric split thresholds of each of ``n_features`` features in a
     flat tree ensemble, or None when a split is not numeric (categorical). A feature
     whose values within ``ZERO_THRESHOLD`` of zero are missing (LightGBM's
-    ``zero_as_missing``) also steps at both ends of that interval."""
+    ``zero_as_missing``) also steps at both ends of that interval, and every split
+    feature at an XGBoost model's ``missing`` value."""
     from .tree._flat import NUMERIC_SPLIT, ZERO_THRESHOLD
 
     internal = flat.feature >= 0
     if np.any(flat.split_kind[internal] != NUMERIC_SPLIT):
         return None
     zero_ends = [np.nextafter(-ZERO_THRESHOLD, -np.inf), ZERO_THRESHOLD]
-    return [
-        np.unique(
-            np.r_[
-                flat.threshold[internal & (flat.feature == j)],
-                zero_ends if j in flat.zero_as_missing else [],
-            ]
-        )
-        for j in range(n_features)
-    ]
+    missing = np.float32(flat.missing_value)  # XGBoost's missing=: a step at it
+    missing_ends = (
+        [] if np.isnan(missing) else [np.nextafter(missing, -np.inf), missing]
+    )
+    thresholds = []
+    for j in range(n_features):
+        t = flat.threshold[internal & (flat.feature == j)]
+        if t.size:
+            t = np.r_[t, zero_ends if j in flat.zero_as_missing else [], missing_ends]
+        thresholds.append(np.unique(t))
+    return thresholds
 
 
 def resolve_game(game, rows=None):
@@ -554,9 +558,12 @@ def resolve_game(game, rows=None):
 
 
 def default_background(X, n_background, random_state=None):
-    """At most ``n_background`` rows of ``X`` drawn without replacement."""
+    """At most ``n_background`` rows of ``X`` drawn without replacement (a scipy
+    sparse ``X`` gives a sparse matrix of the drawn rows)."""
     rng = check_random_state(random_state)
-    if len(X) <= n_background:
-        return np.asarray(X, dtype=np.float64).copy()
-    idx = rng.choice(len(X), size=n_background, replace=False)
-    return np.asarray(X, dtype=np.float64)[np.sort(idx)]
+    if not sparse.issparse(X):
+        X = np.asarray(X, dtype=np.float64)
+    if X.shape[0] <= n_background:
+        return X.astype(np.float64, copy=True)
+    idx = rng.choice(X.shape[0], size=n_background, replace=False)
+    return X[np.sort(idx)].astype(np.float64)

@@ -635,11 +635,28 @@ def test_xgboost_pruned_nodes_are_dropped():
     assert flat.n_nodes == n_nodes - sum(n_deleted)
 
 
+def test_xgboost_missing_value():
+    # values equal to the model's missing= are missing: mapped to NaN (in float32)
+    xgb = pytest.importorskip("xgboost")
+    Xm = X_NAN.copy()
+    Xm[RNG.random(X.shape) < 0.3] = 0.5
+    Xt = Xm.copy()
+    Xt[:3, 0] = [np.float32(0.5), 0.5 + 1e-9, np.nextafter(np.float32(0.5), 1)]
+    model = xgb.XGBRegressor(n_estimators=5, missing=0.5).fit(Xm, Y)
+    flat = check_model(model, Xt, model.predict(Xt, output_margin=True))
+    assert flat.missing_value == 0.5 and np.isnan(flat.sparse_fill)
+    booster = model.get_booster()
+    margin = booster.predict(xgb.DMatrix(Xt, missing=0.5), output_margin=True)
+    assert_allclose(
+        predict_raw(flatten_ensemble(booster, missing=0.5), Xt),
+        margin[:, None],
+        rtol=1e-6,
+    )
+    assert not np.allclose(predict_raw(flatten_ensemble(booster), Xt)[:, 0], margin)
+
+
 def test_xgboost_unsupported_options():
     xgb = pytest.importorskip("xgboost")
-    model = xgb.XGBRegressor(n_estimators=2, missing=0.0).fit(X, Y)
-    with pytest.raises(NotImplementedError, match="missing"):
-        flatten_ensemble(model)
     linear = xgb.XGBRegressor(n_estimators=2, booster="gblinear").fit(X, Y)
     with pytest.raises(NotImplementedError, match="gblinear"):
         flatten_ensemble(linear)

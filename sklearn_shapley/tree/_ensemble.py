@@ -286,7 +286,7 @@ def _unsupported(model):
     )
 
 
-def flatten_ensemble(model) -> FlatEnsemble:
+def flatten_ensemble(model, *, missing=None) -> FlatEnsemble:
     """Read a fitted tree ensemble into a :class:`FlatEnsemble`.
 
     Parameters
@@ -295,6 +295,10 @@ def flatten_ensemble(model) -> FlatEnsemble:
         A fitted model of one of the types in :data:`SUPPORTED_MODELS` (subclasses
         are accepted). Pipelines and ``FrozenEstimator`` must be unwrapped by the
         caller.
+    missing : float or None, default=None
+        XGBoost only: the value that marks a missing entry besides NaN, as given to
+        ``xgboost.DMatrix(..., missing=...)`` (a bare ``Booster`` does not record
+        it; the scikit-learn API models use their own ``missing``).
 
     Returns
     -------
@@ -309,6 +313,9 @@ def flatten_ensemble(model) -> FlatEnsemble:
     ------
     TypeError
         If the model is not a supported tree ensemble.
+    ValueError
+        If ``missing`` is given for a model other than XGBoost's, or differs from an
+        XGBoost scikit-learn model's own.
     sklearn.exceptions.NotFittedError
         If the model is not fitted.
     NotImplementedError
@@ -327,15 +334,23 @@ def flatten_ensemble(model) -> FlatEnsemble:
     ):
         from ._xgboost import read_xgboost
 
-        return read_xgboost(model)
+        return read_xgboost(model, missing)
     lgb = sys.modules.get("lightgbm")
     if lgb is not None and isinstance(
         model, (getattr(lgb, "Booster", ()), getattr(lgb, "LGBMModel", ()))
     ):
         from ._lightgbm import read_lightgbm
 
-        return read_lightgbm(model)
-    return read_sklearn(model)
+        flat = read_lightgbm(model)
+    else:
+        flat = read_sklearn(model)
+    if missing is not None:
+        raise ValueError(
+            f"missing={missing!r} is for XGBoost models (the value their DMatrix "
+            f"treats as missing); {type(model).__name__} has its own rule for "
+            "missing values: leave missing=None."
+        )
+    return flat
 
 
 def _model_type(model):

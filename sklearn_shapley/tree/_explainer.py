@@ -4,8 +4,11 @@ Banzhaf values and interactions."""
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
+from scipy import sparse
+from sklearn.base import BaseEstimator
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_array, check_scalar, get_tags
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -18,8 +21,19 @@ from .._pipelines import input_column_groups, split_pipeline, transform_rows
 from ..games import default_background
 from . import _kernel
 from ._ensemble import flatten_ensemble
-from ._flat import predict_raw
+from ._flat import dense_rows, map_row_blocks, predict_raw
 from ._interventional import InterventionalTrees
+
+
+def _takes_sparse(model):
+    """Whether ``model`` takes scipy sparse rows: by its scikit-learn tags (False
+    for HistGradientBoosting), True for the boosters."""
+    if not isinstance(model, BaseEstimator):
+        return True
+    try:
+        return bool(get_tags(model).input_tags.sparse)
+    except Exception:  # a model whose tags cannot be read: it decides at predict
+        return True
 
 
 def check_model_accepts(model, flat, X):
@@ -29,8 +43,12 @@ def check_model_accepts(model, flat, X):
     to explain there. scikit-learn's trees, forests, gradient boosting and isolation
     forest compare in float32 and take NaN only where their tags say so (their own
     check); HistGradientBoosting and LightGBM take any value; XGBoost's ``DMatrix``
-    refuses infinite values and values beyond float32.
+    refuses infinite values and values beyond float32 (unless ``missing`` is that
+    infinity). A scipy sparse ``X`` is refused where the model refuses it
+    (HistGradientBoosting), with the check the model runs.
     """
+    if sparse.issparse(X) and not _takes_sparse(model):
+        check_array(X, accept_sparse=False, estimator=model, input_name="X")
     if flat.model_type.startswith("sklearn.") and "HistGradient" not in (
         flat.model_type
     ):
@@ -38,20 +56,36 @@ def check_model_accepts(model, flat, X):
         with np.errstate(over="ignore"):  # the overflow is refused just below
             check_array(
                 X,
+                accept_sparse=True,
                 dtype=np.float32,
                 ensure_all_finite=nan,
                 estimator=model,
                 input_name="X",
             )
     elif flat.model_type.startswith("xgboost."):
+        values = X.data if sparse.issparse(X) else X
         with np.errstate(over="ignore"):
-            if np.isinf(X.astype(np.float32)).any():
+            values = np.asarray(values).astype(np.float32)
+            refused = np.isinf(values) & (values != np.float32(flat.missing_value))
+            if refused.any():
                 raise ValueError(
                     "Input data contains `inf` or a value too large (beyond float32, "
                     "|x| >= 3.4e38), which the XGBoost model refuses (its DMatrix "
                     "check, while `missing` is not set to `inf`): clip them, or set "
                     "them to NaN to mark them missing."
                 )
+
+
+def _refuse_dmatrix(X):
+    """Refuse an ``xgboost.DMatrix``: its rows cannot be read back."""
+    xgboost = sys.modules.get("xgboost")
+    if xgboost is not None and isinstance(X, xgboost.DMatrix):
+        raise TypeError(
+            f"QuadratureTreeExplainer does not read an xgboost.{type(X).__name__}: its "
+            "rows cannot be read back from it. Pass the array, DataFrame or scipy sparse "
+            "matrix it was built from (with missing=... on the explainer for a bare "
+            "Booster whose DMatrix had missing=...)."
+        )
 
 
 class QuadratureTreeExplainer(BaseExplainer):
@@ -69,6 +103,18 @@ class QuadratureTreeExplainer(BaseExplainer):
     a row's values are a few look-ups per leaf, so the cost grows as rows plus
     background rows, not their product. ``index="banzhaf"`` gives Banzhaf values
     (uniform weights over coalitions) in either mode.
+
+    Rows may be a scipy sparse matrix or array (CSR, CSC or another format, converted
+    to CSR), in ``fit``, ``transform``, ``explain``, ``interactions`` and as the
+    ``background``, where the model takes one: an absent entry means what the
+    model's library makes of it. For XGBoost (a ``Booster`` and the scikit-learn
+    models) it is a **missing** value, as in its ``DMatrix`` (NaN, which follows each
+    split's default branch, not 0.0); for LightGBM, 0.0 (then subject to
+    ``zero_as_missing``, as in LightGBM); for scikit-learn's trees, forests,
+    gradient boosting and isolation forest, 0.0. A model that refuses sparse input
+    (``HistGradientBoosting*``) is refused with its own message. The rows are made
+    dense one block at a time. An ``xgboost.DMatrix`` is refused (its rows cannot be
+    read back): pass what it was built from.
 
     Parameters
     ----------
@@ -132,6 +178,13 @@ class QuadratureTreeExplainer(BaseExplainer):
     device : {"cpu", "cuda"}, default="cpu"
         Where the kernel runs; ``"cuda"`` (a CuPy kernel) is not available in this
         version and raises an error.
+    missing : float or None, default=None
+        The value the model was trained to treat as missing (besides NaN), i.e. the
+        ``missing=`` its ``xgboost.DMatrix`` was built with; only needed for a bare
+        ``xgboost.Booster``, which does not record it (the explanation is of the
+        wrong function without it: entries equal to it are then explained as
+        values). ``None`` reads it from the model: an XGBoost scikit-learn model's
+        ``missing``, NaN for a ``Booster``. Refused for other libraries.
 
     Attributes
     ----------
@@ -163,6 +216,7 @@ class QuadratureTreeExplainer(BaseExplainer):
 
     _allow_nan = True
     _allow_inf = True  # where the model takes them: check_model_accepts
+    _accept_sparse = "csr"  # where the model takes it: check_model_accepts
     _parameter_constraints: dict = {
         "interaction_order": [Interval(numbers.Integral, 1, 2, closed="both")],
         "n_quadrature": [
@@ -172,12 +226,13 @@ class QuadratureTreeExplainer(BaseExplainer):
         "n_jobs": [numbers.Integral, None],
         "device": [StrOptions({"cpu", "cuda"})],
         "feature_perturbation": [StrOptions({"tree_path_dependent", "interventional"})],
-        "background": ["array-like", None],
+        "background": ["array-like", "sparse matrix", None],
         "n_background": [Interval(numbers.Integral, 1, None, closed="left")],
         "index": [StrOptions({"shapley", "banzhaf"})],
         "players": [StrOptions({"auto"}), None],
         "model_output": [StrOptions({"raw", "probability"})],
         "random_state": ["random_state"],
+        "missing": [numbers.Real, None],
     }
 
     def __init__(
@@ -196,6 +251,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         random_state=None,
         n_jobs=None,
         device="cpu",
+        missing=None,
     ):
         self.estimator = estimator
         self.feature_perturbation = feature_perturbation
@@ -210,6 +266,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.device = device
+        self.missing = missing
 
     def _fit_explainer(self, X, y):
         if self.device == "cuda":
@@ -221,7 +278,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         if isinstance(model, FrozenEstimator):
             model = model.estimator
         self._preprocessing, model = split_pipeline(model)
-        self.ensemble_ = flatten_ensemble(model)
+        self.ensemble_ = flatten_ensemble(model, missing=self.missing)
         if self._preprocessing is None:  # else the Pipeline's steps check the rows
             check_model_accepts(model, self.ensemble_, X)
         self._prepared = {}  # kernel data per order, see _kernel_data
@@ -253,7 +310,10 @@ class QuadratureTreeExplainer(BaseExplainer):
             background = default_background(X, self.n_background, self.random_state)
         else:
             background = check_array(
-                self.background, dtype=np.float64, ensure_all_finite="allow-nan"
+                self.background,
+                accept_sparse="csr",
+                dtype=np.float64,
+                ensure_all_finite="allow-nan",
             )
             if background.shape[1] != X.shape[1]:
                 raise ValueError(
@@ -262,6 +322,8 @@ class QuadratureTreeExplainer(BaseExplainer):
                 )
         self.background_ = background
         background = self._tree_input(background)  # a Pipeline's features
+        if sparse.issparse(background):  # the kernel holds it dense
+            background = dense_rows(self.ensemble_, background)
         self._interventional = InterventionalTrees(
             self.ensemble_, background, index=self.index
         )
@@ -289,7 +351,12 @@ class QuadratureTreeExplainer(BaseExplainer):
         preprocessing makes of it."""
         if self._preprocessing is None:
             return X
-        return transform_rows(self._preprocessing, self._model_input(X))
+        rows = transform_rows(self._preprocessing, self._model_input(X))
+        if sparse.issparse(rows):  # the Pipeline would give them to its model
+            model = split_pipeline(_unwrap(self.estimator_))[1]
+            if not _takes_sparse(model):
+                check_array(rows, accept_sparse=False, estimator=model, input_name="X")
+        return rows
 
     def _group_sum(self, values, n_axes=1):
         """``values`` with the feature axes 1 .. n_axes summed over each input
@@ -317,32 +384,48 @@ class QuadratureTreeExplainer(BaseExplainer):
         )
 
     def _explanation_data(self, X):
-        if self._groups is not None:
-            return X[:, [j for j, _ in self._groups]]
-        return self._tree_input(X)
+        if self._groups is not None:  # a Pipeline's input columns (absent: 0.0)
+            X = X[:, [j for j, _ in self._groups]]
+            return X.toarray() if sparse.issparse(X) else X
+        # the model's rows, dense, an absent entry as the model reads it
+        return self._by_blocks(X, lambda rows: rows)
 
     def _validate(self, X, reset):
+        _refuse_dmatrix(X)
         X = super()._validate(X, reset)
         if not reset and self._preprocessing is None:  # at fit: _fit_explainer
             check_model_accepts(_unwrap(self.estimator_), self.ensemble_, X)
         return X
 
     def _explain_values(self, X):
-        tree_X = self._tree_input(X)
         if self._interventional is not None:
-            values = self._interventional.values(tree_X, 1, n_threads=self.n_jobs)
+            values = self._by_blocks(
+                X,
+                lambda rows: self._interventional.values(
+                    rows, 1, n_threads=self.n_jobs
+                ),
+            )
         else:
-            values = _kernel.shap_values(
-                self.ensemble_,
-                tree_X,
-                n_quadrature=self.n_quadrature,
-                n_threads=self.n_jobs,
-                prepared=self._kernel_data(1),
+            values = self._by_blocks(
+                X,
+                lambda rows: _kernel.shap_values(
+                    self.ensemble_,
+                    rows,
+                    n_quadrature=self.n_quadrature,
+                    n_threads=self.n_jobs,
+                    prepared=self._kernel_data(1),
+                ),
             )
         base = np.broadcast_to(
-            self.expected_value_, (len(X), len(self.expected_value_))
+            self.expected_value_, (X.shape[0], len(self.expected_value_))
         )
         return self._group_sum(values), np.array(base), {}
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        model = _unwrap(getattr(self, "estimator", None))
+        tags.input_tags.sparse = model is None or _takes_sparse(model)
+        return tags
 
     def __getstate__(self):
         # the prepared kernel data is a cache of compiled-module objects: not pickled
@@ -365,6 +448,11 @@ class QuadratureTreeExplainer(BaseExplainer):
 
     def _explained_output(self, X):
         return predict_raw(self.ensemble_, self._tree_input(X))
+
+    def _by_blocks(self, X, compute):
+        """``compute`` of the tree input of ``X`` (a Pipeline's features), a block
+        of rows at a time when it is sparse (:func:`~._flat.map_row_blocks`)."""
+        return map_row_blocks(self.ensemble_, self._tree_input(X), compute)
 
     # -- interactions -----------------------------------------------------------------
     def interactions(self, X, order=2, *, dense=False):
@@ -406,20 +494,27 @@ class QuadratureTreeExplainer(BaseExplainer):
                 f"Order-{order} interactions are not summed over players='auto' "
                 "groups; use players=None for them."
             )
-        X = self._tree_input(X)
-        n, d, K = len(X), self.ensemble_.n_features, self.ensemble_.n_outputs
+        n, d, K = X.shape[0], self.ensemble_.n_features, self.ensemble_.n_outputs
         squeeze = K == 1
         if order == 2:
             check_fits_in_memory((n, d, d, K), "The interaction matrix")
             if self._interventional is not None:
-                values = self._interventional.values(X, 2, n_threads=self.n_jobs)
+                values = self._by_blocks(
+                    X,
+                    lambda rows: self._interventional.values(
+                        rows, 2, n_threads=self.n_jobs
+                    ),
+                )
                 return values[..., 0] if squeeze else values
-            values = _kernel.shap_interaction_values(
-                self.ensemble_,
+            values = self._by_blocks(
                 X,
-                n_quadrature=self.n_quadrature,
-                n_threads=self.n_jobs,
-                prepared=self._kernel_data(2),
+                lambda rows: _kernel.shap_interaction_values(
+                    self.ensemble_,
+                    rows,
+                    n_quadrature=self.n_quadrature,
+                    n_threads=self.n_jobs,
+                    prepared=self._kernel_data(2),
+                ),
             )
             values = self._group_sum(values, n_axes=2)
             return values[..., 0] if squeeze else values
@@ -438,13 +533,16 @@ class QuadratureTreeExplainer(BaseExplainer):
             check_fits_in_memory(
                 (n,) + (d,) * order + (K,), f"The dense order-{order} array"
             )
-        values = _kernel.shapley_interactions(
-            self.ensemble_,
+        values = self._by_blocks(
             X,
-            order,
-            n_quadrature=self.n_quadrature,
-            n_threads=self.n_jobs,
-            prepared=kernel_data,
+            lambda rows: _kernel.shapley_interactions(
+                self.ensemble_,
+                rows,
+                order,
+                n_quadrature=self.n_quadrature,
+                n_threads=self.n_jobs,
+                prepared=kernel_data,
+            ),
         )
         if not dense:
             return subsets, (values[..., 0] if squeeze else values)
@@ -474,12 +572,13 @@ class QuadratureTreeExplainer(BaseExplainer):
         check_is_fitted(self)
         X = self._validate(X, reset=False)
         values = self.interactions(X, order=2)
+        n = X.shape[0]
         if values.ndim == 4:
             phi = values.sum(axis=2)
-            base = np.broadcast_to(self.expected_value_, (len(X), values.shape[-1]))
+            base = np.broadcast_to(self.expected_value_, (n, values.shape[-1]))
             idx = self._output_index(phi, base)
-            values = values[np.arange(len(X)), :, :, idx]
-        return values.reshape(len(X), -1)
+            values = values[np.arange(n), :, :, idx]
+        return values.reshape(n, -1)
 
     def get_feature_names_out(self, input_features=None):
         """Feature names, or ``"a*b"`` pairs with ``interaction_order=2``."""

@@ -23,6 +23,9 @@ Decision rule at an internal node ``n`` for a row ``x`` (after ``x`` has been ca
 Before the rule, :func:`encode_inputs` maps the model's input to the values the rule
 reads, one feature at a time (every explainer path and :func:`predict_raw` apply it):
 
+- a model given a value that marks a missing entry besides NaN (XGBoost's
+  ``missing=``) has it as ``missing_value``: values equal to it in float32 (as
+  XGBoost's ``DMatrix`` compares them) become NaN;
 - a model that maps raw categories to codes itself (scikit-learn's
   HistGradientBoosting: its ordinal encoder, exact matches only, anything else an
   unknown category treated as missing) has ``category_values[f] = (known, codes)`` for
@@ -33,6 +36,11 @@ reads, one feature at a time (every explainer path and :func:`predict_raw` apply
   features where it does so in ``zero_as_missing``: such values become NaN there, and
   its reader sets ``missing_left`` of every node on those features to the side the
   model sends zero and NaN.
+
+A scipy sparse matrix is read one block of rows at a time (:func:`map_row_blocks`),
+each made dense by :func:`dense_rows` with ``sparse_fill`` at its absent entries: what
+the model's library reads there (NaN, missing, for XGBoost; 0.0 for LightGBM and
+scikit-learn), before the mappings above.
 
 ``cover`` is the training weight reaching each node (sum of hessians for xgboost), with
 ``0 < cover[child] <= cover[parent]``; ``value[n, k]`` is leaf ``n``'s contribution to
@@ -47,6 +55,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 
 NUMERIC_SPLIT = 0
 CATEGORICAL_SPLIT = 1
@@ -82,6 +91,8 @@ class FlatEnsemble:
     zero_as_missing: np.ndarray = field(
         default_factory=lambda: np.zeros(0, dtype=np.int64)
     )
+    missing_value: float = np.nan  # a value that marks a missing entry, besides NaN
+    sparse_fill: float = 0.0  # what an absent entry of a sparse matrix is
 
     @property
     def n_trees(self) -> int:
@@ -101,9 +112,13 @@ def encode_inputs(flat, X):
     made NaN and categories made the model's codes (see the module docstring); ``X``
     itself when the model has no such mapping, else a float64 copy."""
     zero = np.asarray(flat.zero_as_missing, dtype=np.int64)
-    if not flat.category_values and zero.size == 0:
+    missing = float(flat.missing_value)
+    if not flat.category_values and zero.size == 0 and np.isnan(missing):
         return X
     X = np.array(X, dtype=np.float64)
+    if not np.isnan(missing):
+        with np.errstate(over="ignore"):  # beyond float32: inf, as in the model
+            X[X.astype(np.float32) == np.float32(missing)] = np.nan
     if zero.size:
         columns = X[:, zero]
         columns[np.abs(columns) <= ZERO_THRESHOLD] = np.nan
@@ -113,6 +128,43 @@ def encode_inputs(flat, X):
         index = np.minimum(np.searchsorted(known, column), len(known) - 1)
         X[:, f] = np.where(known[index] == column, codes[index], np.nan)
     return X
+
+
+#: Bytes of dense float64 rows a sparse matrix is made into at once (one row at least).
+SPARSE_BLOCK_BYTES = 64 << 20
+
+
+def dense_rows(flat, X):
+    """The rows of the sparse matrix ``X`` as a dense float64 array whose absent
+    entries are ``flat.sparse_fill`` (stored entries, explicit zeros too, keep their
+    value; duplicate entries are summed, as scipy's ``toarray``)."""
+    X = sparse.csr_array(X)
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    out = np.full(X.shape, flat.sparse_fill, dtype=np.float64)
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    out[rows, X.indices] = X.data
+    return out
+
+
+def map_row_blocks(flat, X, compute):
+    """``compute(rows)`` over the rows of ``X``, stacked: a dense ``X`` at once, a
+    scipy sparse one a block of rows at a time, each made dense by :func:`dense_rows`
+    (at most ``SPARSE_BLOCK_BYTES`` of them)."""
+    if not sparse.issparse(X):
+        return compute(X)
+    X = sparse.csr_array(X)
+    n = X.shape[0]
+    step = max(1, SPARSE_BLOCK_BYTES // (8 * max(X.shape[1], 1)))
+    first = compute(dense_rows(flat, X[:step]))
+    if n <= step:
+        return first
+    out = np.empty((n,) + first.shape[1:], dtype=first.dtype)
+    out[:step] = first
+    for start in range(step, n, step):
+        out[start : start + step] = compute(dense_rows(flat, X[start : start + step]))
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -131,9 +183,10 @@ def predict_raw(flat: FlatEnsemble, X, *, chunk_size: int = 4096) -> np.ndarray:
     flat : FlatEnsemble
         The ensemble, as returned by
         :func:`~sklearn_shapley.tree.flatten_ensemble`.
-    X : array-like of shape (n_samples, n_features)
+    X : array-like or scipy sparse matrix of shape (n_samples, n_features)
         Numeric input; NaN marks a missing value, categorical features hold the
-        model's category values.
+        model's category values; a sparse matrix's absent entries are
+        ``flat.sparse_fill``.
     chunk_size : int, default=4096
         Number of rows processed at once (bounds the memory use).
 
@@ -142,6 +195,10 @@ def predict_raw(flat: FlatEnsemble, X, *, chunk_size: int = 4096) -> np.ndarray:
     raw : ndarray of shape (n_samples, n_outputs)
         ``base_offset`` plus the sum over trees of the reached leaf values.
     """
+    if sparse.issparse(X):
+        return map_row_blocks(
+            flat, X, lambda rows: predict_raw(flat, rows, chunk_size=chunk_size)
+        )
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D, got shape {X.shape}.")

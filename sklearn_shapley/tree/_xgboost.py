@@ -34,7 +34,7 @@ def _xgb_base_margin(base_score, objective):
     return bs.astype(np.float64)
 
 
-def read_xgboost(model) -> FlatEnsemble:
+def read_xgboost(model, missing=None) -> FlatEnsemble:
     """Read an XGBoost ``Booster`` or sklearn-API model from its JSON dump.
 
     Parameters
@@ -42,6 +42,11 @@ def read_xgboost(model) -> FlatEnsemble:
     model : xgboost.Booster or xgboost.XGBModel
         A fitted gbtree or dart model (XGBRegressor, XGBClassifier, XGBRanker,
         XGBRF*).
+    missing : float or None, default=None
+        The value that marks a missing entry in the rows the model is given
+        (``xgboost.DMatrix(..., missing=missing)``), besides NaN. A ``Booster``
+        does not record it: ``None`` means NaN. A scikit-learn-API model uses its
+        own ``missing`` attribute; a different value here is refused.
 
     Returns
     -------
@@ -54,6 +59,8 @@ def read_xgboost(model) -> FlatEnsemble:
         ``weight_drop``. The sklearn wrappers use ``best_iteration`` when it is set,
         as their ``predict`` does; a bare ``Booster`` uses all trees. Multi-target
         trees with vector leaves add their leaf vector to every output.
+        ``missing_value`` is the model's ``missing`` and ``sparse_fill`` NaN: an
+        absent entry of a sparse matrix is missing, as in XGBoost's ``DMatrix``.
     """
     import xgboost
 
@@ -62,13 +69,14 @@ def read_xgboost(model) -> FlatEnsemble:
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(model)
-        missing = getattr(model, "missing", np.nan)
-        if missing is not None and not (
-            isinstance(missing, float) and math.isnan(missing)
-        ):
-            raise NotImplementedError(
-                f"Only missing=np.nan is supported for xgboost models; got {missing!r}."
+        own = _missing_value(getattr(model, "missing", None))
+        if missing is not None and not _same(_missing_value(missing), own):
+            raise ValueError(
+                f"missing={missing!r} differs from the {type(model).__name__}'s own "
+                f"missing={model.missing!r}, the value its predict treats as "
+                "missing: leave missing=None for XGBoost's scikit-learn models."
             )
+        missing = own
         booster = model.get_booster()
         try:
             iteration_end = int(model.best_iteration) + 1
@@ -78,6 +86,7 @@ def read_xgboost(model) -> FlatEnsemble:
     elif isinstance(model, xgboost.Booster):
         booster = model
         model_type = "xgboost.Booster"
+        missing = _missing_value(missing)
     else:  # pragma: no cover - dispatch guarantees the type
         raise _unsupported(model)
 
@@ -169,4 +178,21 @@ def read_xgboost(model) -> FlatEnsemble:
         names = [f"class{k}" for k in range(n_outputs)]
     else:
         names = [f"target{k}" for k in range(n_outputs)]
-    return asm.build(base, n_features, np.float32, names, model_type)
+    return asm.build(
+        base,
+        n_features,
+        np.float32,
+        names,
+        model_type,
+        missing_value=missing,
+        sparse_fill=np.nan,
+    )
+
+
+def _missing_value(missing):
+    """``missing`` as a float, NaN for None."""
+    return np.nan if missing is None else float(missing)
+
+
+def _same(a, b):
+    return a == b or (math.isnan(a) and math.isnan(b))
