@@ -320,6 +320,17 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         self._frame_codec = codec.with_codes(codes)
         return self._frame_codec.encode(codec.decode(X)).to_numpy(dtype=X.dtype)
 
+    def _background_rows(self):
+        """The ``background`` parameter as float rows: a DataFrame in the codes of
+        fit's (its categories as the model reads them), a sparse matrix as it is."""
+        if getattr(self, "_frame_codec", None) is not None and is_frame(
+            self.background
+        ):
+            return self._frame_codec.encode(self.background).to_numpy(np.float64)
+        if sparse.issparse(self.background):
+            return self.background
+        return np.asarray(self.background, dtype=np.float64)
+
     def _model_input(self, X):
         """What the model is fitted on: the DataFrame of fit (its columns, dtypes and
         categories) when it had one, ``X`` with its column names when it had them."""
@@ -365,7 +376,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
                 raise ValueError("input_features is not equal to feature_names_in_")
         return self._player_names()
 
-    def _output_index(self, values, base_values):
+    def _output_index(self, values, base_values, X):
         """Column of the output to return for each row: an int array ``(n,)``."""
         n, K = base_values.shape
         output = self.output
@@ -380,8 +391,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         elif isinstance(output, str) and output == "predicted":
             predicted = True
         if predicted:
-            explained = base_values + values.sum(axis=1)
-            return np.argmax(explained, axis=1)
+            return np.argmax(self._predicted_scores(values, base_values, X), axis=1)
         if isinstance(output, numbers.Integral) and not isinstance(output, bool):
             if not -K <= output < K:
                 raise ValueError(f"output={output} is out of range for {K} outputs.")
@@ -469,7 +479,7 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
             return _dask.transform(self, X)
         X = self._validate(X, reset=False)
         values, base, _ = self._finite_values(X)
-        idx = self._output_index(values, base)
+        idx = self._output_index(values, base, X)
         return values[np.arange(X.shape[0]), :, idx]
 
     def explained_output(self, X):
@@ -490,6 +500,11 @@ class BaseExplainer(TransformerMixin, BaseEstimator):
         return tags
 
     # -- to implement ---------------------------------------------------------------
+    def _predicted_scores(self, values, base_values, X):
+        """``(n, K)`` scores whose argmax is the predicted output (``output=None``):
+        ``base + Σφ``, the explained output when the values are efficient."""
+        return base_values + values.sum(axis=1)
+
     def _explained_output(self, X):  # pragma: no cover - interface
         raise NotImplementedError
 

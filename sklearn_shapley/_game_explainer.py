@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from numbers import Integral
 
-import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseExplainer
-from ._frames import is_frame
 from .games import (
     LINKS,
     BaselineGame,
@@ -116,12 +114,6 @@ class GameExplainer(BaseExplainer):
             f"value_function must be one of {VALUE_FUNCTIONS} or a Game instance, got "
             f"{vf!r}."
         )
-
-    def _background_rows(self):
-        """``background`` as float rows: a DataFrame in the codes of fit's."""
-        if self._frame_codec is not None and is_frame(self.background):
-            return self._frame_codec.encode(self.background).to_numpy(np.float64)
-        return np.asarray(self.background, dtype=np.float64)
 
     def _rng_seed(self, offset=0):
         """A reproducible integer seed derived from ``random_state`` at ``fit``."""

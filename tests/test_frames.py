@@ -299,11 +299,17 @@ def test_tree_explainer_explains_a_pipelines_last_step(frame):
     assert _efficiency_gap(exp, model.predict(X[:20])) < 1e-10
 
 
-def test_players_auto_sums_each_columns_one_hot_block(frame):
+@pytest.mark.parametrize("perturbation", ["tree_path_dependent", "interventional"])
+def test_players_auto_sums_each_columns_one_hot_block(frame, perturbation):
     X, y = frame
     model = _pipeline(X, y)
-    per_feature = QuadratureTreeExplainer(FrozenEstimator(model)).fit(X)
-    grouped = QuadratureTreeExplainer(FrozenEstimator(model), players="auto").fit(X)
+    kwargs = {"feature_perturbation": perturbation, "background": X[:30]}
+    if perturbation == "tree_path_dependent":
+        kwargs = {}
+    per_feature = QuadratureTreeExplainer(FrozenEstimator(model), **kwargs).fit(X)
+    grouped = QuadratureTreeExplainer(
+        FrozenEstimator(model), players="auto", **kwargs
+    ).fit(X)
     exp = grouped.explain(X[:20])
     assert exp.feature_names == list(X.columns)
     names = list(per_feature.get_feature_names_out())

@@ -287,6 +287,35 @@ def test_efficiency_and_null_players():
     np.testing.assert_allclose(pairs.sum(axis=2), exp.values[:10], atol=1e-10)
 
 
+@pytest.mark.parametrize("perturbation", ["tree_path_dependent", "interventional"])
+def test_banzhaf_picks_the_models_predicted_class(perturbation):
+    """Banzhaf values do not sum to the output, so ``output=None`` takes the class the
+    model predicts, not the argmax of ``base + Σφ``."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 6))
+    # class 2 is a three-way AND, which Banzhaf values under-credit; noisy labels
+    # leave rows near the class boundaries
+    y = np.where((X[:, :3] > 0).all(axis=1), 2, np.where(X[:, 4] > 0, 1, 0))
+    flip = rng.random(len(y)) < 0.3
+    y[flip] = rng.integers(0, 3, flip.sum())
+    model = xgboost.XGBClassifier(n_estimators=20, max_depth=5, n_jobs=1).fit(X, y)
+    explainer = QuadratureTreeExplainer(
+        FrozenEstimator(model),
+        feature_perturbation=perturbation,
+        background=X[:50],
+        index="banzhaf",
+    ).fit(X)
+    rows = X
+    exp = explainer.explain(rows)
+    predicted = model.predict(rows)
+    additive = np.argmax(exp.base_values + exp.values.sum(axis=1), axis=1)
+    assert np.any(additive != predicted)  # the case this test is about
+    n = len(rows)
+    np.testing.assert_array_equal(
+        explainer.transform(rows), exp.values[np.arange(n), :, predicted]
+    )
+
+
 def test_default_background_is_a_seeded_subsample():
     model, X = _fitted("gb")
     make = lambda seed: QuadratureTreeExplainer(  # noqa: E731

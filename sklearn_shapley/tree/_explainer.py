@@ -310,7 +310,7 @@ class QuadratureTreeExplainer(BaseExplainer):
             background = default_background(X, self.n_background, self.random_state)
         else:
             background = check_array(
-                self.background,
+                self._background_rows(),
                 accept_sparse="csr",
                 dtype=np.float64,
                 ensure_all_finite="allow-nan",
@@ -449,6 +449,12 @@ class QuadratureTreeExplainer(BaseExplainer):
     def _explained_output(self, X):
         return predict_raw(self.ensemble_, self._tree_input(X))
 
+    def _predicted_scores(self, values, base_values, X):
+        # Banzhaf values do not sum to the output: ask the model
+        if self.index == "banzhaf":
+            return self._explained_output(X)
+        return super()._predicted_scores(values, base_values, X)
+
     def _by_blocks(self, X, compute):
         """``compute`` of the tree input of ``X`` (a Pipeline's features), a block
         of rows at a time when it is sparse (:func:`~._flat.map_row_blocks`)."""
@@ -505,17 +511,17 @@ class QuadratureTreeExplainer(BaseExplainer):
                         rows, 2, n_threads=self.n_jobs
                     ),
                 )
-                return values[..., 0] if squeeze else values
-            values = self._by_blocks(
-                X,
-                lambda rows: _kernel.shap_interaction_values(
-                    self.ensemble_,
-                    rows,
-                    n_quadrature=self.n_quadrature,
-                    n_threads=self.n_jobs,
-                    prepared=self._kernel_data(2),
-                ),
-            )
+            else:
+                values = self._by_blocks(
+                    X,
+                    lambda rows: _kernel.shap_interaction_values(
+                        self.ensemble_,
+                        rows,
+                        n_quadrature=self.n_quadrature,
+                        n_threads=self.n_jobs,
+                        prepared=self._kernel_data(2),
+                    ),
+                )
             values = self._group_sum(values, n_axes=2)
             return values[..., 0] if squeeze else values
         if self._interventional is not None:
@@ -576,7 +582,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         if values.ndim == 4:
             phi = values.sum(axis=2)
             base = np.broadcast_to(self.expected_value_, (n, values.shape[-1]))
-            idx = self._output_index(phi, base)
+            idx = self._output_index(phi, base, X)
             values = values[np.arange(n), :, :, idx]
         return values.reshape(n, -1)
 
