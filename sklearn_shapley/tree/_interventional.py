@@ -118,10 +118,11 @@ class InterventionalTrees:
         # the tables are a cache, rebuilt on first use
         return {**self.__dict__, "_cache": {}}
 
-    def _arrays(self):
+    def _trees(self, table_at):
+        """The kernel's view of the trees, with the leaves' table offsets."""
         flat = self.flat
         bitsets = np.ascontiguousarray(flat.cat_bitsets, dtype=np.uint32)
-        return (
+        return _kernel.TreeArrays(
             _i64(flat.tree_offsets),
             _i64(flat.children_left),
             _i64(flat.children_right),
@@ -138,6 +139,10 @@ class InterventionalTrees:
             self._leaf_node,
             self._leaf_k,
             self._tree_leaves,
+            table_at,
+            self._pos_depth,
+            self._pos_left,
+            np.dtype(flat.decision_dtype) == np.float32,
         )
 
     def _runs(self, order):
@@ -165,18 +170,14 @@ class InterventionalTrees:
             runs.append((first, self.flat.n_trees))
         return runs, table_at, int(table_at[-1])
 
-    def _tables(self, arrays, first, last, table_at, order, n_threads):
+    def _tables(self, trees, first, last, table_at, order, n_threads):
         begin, end = (
             table_at[self._tree_leaves[first]],
             table_at[self._tree_leaves[last]],
         )
         tables = np.empty(int(end - begin), dtype=np.float64)
         _kernel.leaf_tables(
-            *arrays,
-            table_at,
-            self._pos_depth,
-            self._pos_left,
-            np.dtype(self.flat.decision_dtype) == np.float32,
+            trees,
             # transposed: the kernel reads a feature of a block of rows side by side
             np.ascontiguousarray(self.background.T),
             first,
@@ -222,8 +223,8 @@ class InterventionalTrees:
         check_fits_in_memory(shape, "The interventional values")
         out = np.zeros(shape)
         threads = int(max(1, effective_n_threads(n_threads)))
-        arrays = self._arrays()
         runs, table_at, total = self._runs(interaction_order)
+        trees = self._trees(table_at)
         keep = total * 8 <= CACHE_BYTES
         flat = self.flat
         for first, last in runs:
@@ -231,16 +232,12 @@ class InterventionalTrees:
             tables = self._cache.get(key)
             if tables is None:
                 tables = self._tables(
-                    arrays, first, last, table_at, interaction_order, threads
+                    trees, first, last, table_at, interaction_order, threads
                 )
                 if keep:
                     self._cache[key] = tables
             _kernel.add_values(
-                *arrays,
-                table_at,
-                self._pos_depth,
-                self._pos_left,
-                np.dtype(flat.decision_dtype) == np.float32,
+                trees,
                 self._players_at,
                 self._leaf_players,
                 np.ascontiguousarray(flat.value, dtype=np.float64).reshape(

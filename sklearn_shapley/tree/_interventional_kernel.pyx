@@ -310,17 +310,54 @@ cdef Py_ssize_t _block(Py_ssize_t max_leaves, Py_ssize_t n,
     return b
 
 
+cdef class TreeArrays:
+    """An ensemble's flat arrays as the kernel reads them (:c:type:`Trees`), with
+    each leaf's table offsets for one order; holds the arrays while it lives."""
+
+    cdef Trees T
+    cdef object held
+
+    def __init__(
+        self,
+        const int64_t[::1] offsets, const int64_t[::1] left,
+        const int64_t[::1] right, const int64_t[::1] feature,
+        const double[::1] threshold, const uint8_t[::1] missing_left,
+        const uint8_t[::1] split_kind, const int64_t[::1] cat_start,
+        const int64_t[::1] cat_len, const uint32_t[::1] cat_bitsets,
+        const int32_t[::1] node_bit, const int64_t[::1] order,
+        const int64_t[::1] leaf_of_node, const int64_t[::1] leaf_node,
+        const int32_t[::1] leaf_k, const int64_t[::1] tree_leaves,
+        const int64_t[::1] table_at, const int32_t[::1] pos_depth,
+        const uint8_t[::1] pos_left, bint f32,
+    ):
+        self.held = (offsets, left, right, feature, threshold, missing_left,
+                     split_kind, cat_start, cat_len, cat_bitsets, node_bit, order,
+                     leaf_of_node, leaf_node, leaf_k, tree_leaves, table_at,
+                     pos_depth, pos_left)
+        self.T.offsets = &offsets[0]
+        self.T.left = &left[0]
+        self.T.right = &right[0]
+        self.T.feature = &feature[0]
+        self.T.threshold = &threshold[0]
+        self.T.missing_left = &missing_left[0]
+        self.T.split_kind = &split_kind[0]
+        self.T.cat_start = &cat_start[0]
+        self.T.cat_len = &cat_len[0]
+        self.T.cat_bitsets = &cat_bitsets[0]
+        self.T.node_bit = &node_bit[0]
+        self.T.order = &order[0]
+        self.T.leaf_of_node = &leaf_of_node[0]
+        self.T.leaf_node = &leaf_node[0]
+        self.T.leaf_k = &leaf_k[0]
+        self.T.tree_leaves = &tree_leaves[0]
+        self.T.table_at = &table_at[0]
+        self.T.pos_depth = &pos_depth[0]
+        self.T.pos_left = &pos_left[0]
+        self.T.f32 = f32
+
+
 def leaf_tables(
-    const int64_t[::1] offsets, const int64_t[::1] left, const int64_t[::1] right,
-    const int64_t[::1] feature, const double[::1] threshold,
-    const uint8_t[::1] missing_left, const uint8_t[::1] split_kind,
-    const int64_t[::1] cat_start, const int64_t[::1] cat_len,
-    const uint32_t[::1] cat_bitsets, const int32_t[::1] node_bit,
-    const int64_t[::1] order, const int64_t[::1] leaf_of_node,
-    const int64_t[::1] leaf_node, const int32_t[::1] leaf_k,
-    const int64_t[::1] tree_leaves, const int64_t[::1] table_at,
-    const int32_t[::1] pos_depth, const uint8_t[::1] pos_left, bint f32,
-    const double[:, ::1] background_t, Py_ssize_t first_tree,
+    TreeArrays trees, const double[:, ::1] background_t, Py_ssize_t first_tree,
     Py_ssize_t last_tree, int interaction_order, const int64_t[::1] rule_at,
     const double[::1] rule_t, const double[::1] rule_w, double[::1] tables,
     int n_threads,
@@ -329,7 +366,13 @@ def leaf_tables(
     ``first_tree:last_tree`` over the background (``background_t``: transposed,
     one row per column; each leaf's at ``table_at``, its ``k``-point rule
     ``rule_t/w[rule_at[k]:rule_at[k + 1]]``)."""
-    cdef Trees T
+    cdef Trees T = trees.T
+    # the arrays the loops below index, by their names
+    cdef const int64_t* offsets = T.offsets
+    cdef const int64_t* tree_leaves = T.tree_leaves
+    cdef const int64_t* table_at = T.table_at
+    cdef const int32_t* leaf_k = T.leaf_k
+    cdef const int32_t* pos_depth = T.pos_depth
     cdef Py_ssize_t n_bg = background_t.shape[1]
     cdef Py_ssize_t t, r, r0, nb, li, lo, hi, max_leaves = 1, max_size = 1
     cdef Py_ssize_t max_depth = 0, i, size, at0, bi, B
@@ -345,10 +388,6 @@ def leaf_tables(
     cdef int n_tab = 3 if interaction_order == 1 else 8
     cdef Pos* P
     cdef Py_ssize_t walk_size
-    T = _trees(offsets, left, right, feature, threshold, missing_left, split_kind,
-               cat_start, cat_len, cat_bitsets, node_bit, order, leaf_of_node,
-               leaf_node, leaf_k, tree_leaves, table_at, pos_depth, pos_left,
-               f32)
     for t in range(first_tree, last_tree):
         max_leaves = max(max_leaves, tree_leaves[t + 1] - tree_leaves[t])
         for li in range(tree_leaves[t], tree_leaves[t + 1]):
@@ -426,41 +465,6 @@ def leaf_tables(
         free(pc)
 
 
-cdef Trees _trees(
-    const int64_t[::1] offsets, const int64_t[::1] left, const int64_t[::1] right,
-    const int64_t[::1] feature, const double[::1] threshold,
-    const uint8_t[::1] missing_left, const uint8_t[::1] split_kind,
-    const int64_t[::1] cat_start, const int64_t[::1] cat_len,
-    const uint32_t[::1] cat_bitsets, const int32_t[::1] node_bit,
-    const int64_t[::1] order, const int64_t[::1] leaf_of_node,
-    const int64_t[::1] leaf_node, const int32_t[::1] leaf_k,
-    const int64_t[::1] tree_leaves, const int64_t[::1] table_at,
-    const int32_t[::1] pos_depth, const uint8_t[::1] pos_left, bint f32,
-):
-    cdef Trees T
-    T.offsets = &offsets[0]
-    T.left = &left[0]
-    T.right = &right[0]
-    T.feature = &feature[0]
-    T.threshold = &threshold[0]
-    T.missing_left = &missing_left[0]
-    T.split_kind = &split_kind[0]
-    T.cat_start = &cat_start[0]
-    T.cat_len = &cat_len[0]
-    T.cat_bitsets = &cat_bitsets[0]
-    T.node_bit = &node_bit[0]
-    T.order = &order[0]
-    T.leaf_of_node = &leaf_of_node[0]
-    T.leaf_node = &leaf_node[0]
-    T.leaf_k = &leaf_k[0]
-    T.tree_leaves = &tree_leaves[0]
-    T.table_at = &table_at[0]
-    T.pos_depth = &pos_depth[0]
-    T.pos_left = &pos_left[0]
-    T.f32 = f32
-    return T
-
-
 cdef void _add_leaf(const double* tab, int k, const int64_t* players,
                     const double* value, Py_ssize_t g0, Py_ssize_t g1,
                     const uint32_t* fails, Py_ssize_t n_rows, int order,
@@ -532,17 +536,9 @@ cdef void _add_leaf(const double* tab, int k, const int64_t* players,
 
 
 def add_values(
-    const int64_t[::1] offsets, const int64_t[::1] left, const int64_t[::1] right,
-    const int64_t[::1] feature, const double[::1] threshold,
-    const uint8_t[::1] missing_left, const uint8_t[::1] split_kind,
-    const int64_t[::1] cat_start, const int64_t[::1] cat_len,
-    const uint32_t[::1] cat_bitsets, const int32_t[::1] node_bit,
-    const int64_t[::1] order, const int64_t[::1] leaf_of_node,
-    const int64_t[::1] leaf_node, const int32_t[::1] leaf_k,
-    const int64_t[::1] tree_leaves, const int64_t[::1] table_at,
-    const int32_t[::1] pos_depth, const uint8_t[::1] pos_left, bint f32,
-    const int64_t[::1] leaf_players_at, const int64_t[::1] leaf_players,
-    const double[:, ::1] value, const int64_t[::1] tree_group,
+    TreeArrays trees, const int64_t[::1] leaf_players_at,
+    const int64_t[::1] leaf_players, const double[:, ::1] value,
+    const int64_t[::1] tree_group,
     const floating_t[:, ::1] X, Py_ssize_t first_tree, Py_ssize_t last_tree,
     int interaction_order, const double[::1] tables, double[::1] out,
     Py_ssize_t n_players, int n_threads,
@@ -550,7 +546,14 @@ def add_values(
     """Add the values of the leaves of trees ``first_tree:last_tree`` (their
     ``tables`` from :func:`leaf_tables`) to ``out``, the flattened ``(n, d, K)``
     (order 1) or ``(n, d, d, K)`` (order 2) array, for every row of ``X``."""
-    cdef Trees T
+    cdef Trees T = trees.T
+    # the arrays the loops below index, by their names
+    cdef const int64_t* offsets = T.offsets
+    cdef const int64_t* tree_leaves = T.tree_leaves
+    cdef const int64_t* table_at = T.table_at
+    cdef const int64_t* leaf_node = T.leaf_node
+    cdef const int32_t* leaf_k = T.leaf_k
+    cdef const int32_t* pos_depth = T.pos_depth
     cdef Py_ssize_t n = X.shape[0], K = value.shape[1], d = n_players
     cdef Py_ssize_t nf = X.shape[1]
     cdef Py_ssize_t row_stride = d * K * (d if interaction_order == 2 else 1)
@@ -567,10 +570,6 @@ def add_values(
     cdef Pos* P
     if n == 0 or last_tree <= first_tree:
         return
-    T = _trees(offsets, left, right, feature, threshold, missing_left, split_kind,
-               cat_start, cat_len, cat_bitsets, node_bit, order, leaf_of_node,
-               leaf_node, leaf_k, tree_leaves, table_at, pos_depth, pos_left,
-               f32)
     for t in range(first_tree, last_tree):
         max_leaves = max(max_leaves, tree_leaves[t + 1] - tree_leaves[t])
         for i in range(offsets[t], offsets[t + 1]):
