@@ -12,15 +12,19 @@ interface. Games know nothing of explainers.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 from scipy import sparse
 from sklearn import config_context, get_config
 from sklearn.base import is_classifier
 from sklearn.utils import check_random_state
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ._openmp import effective_n_threads
 
@@ -42,7 +46,10 @@ _EPS = 1e-12
 _PROBABILITY_TOL = 1e-6
 #: Fewest rows of a block of predictions given a thread of its own (the model's
 #: per-call checks would cost more than the thread saves).
-MIN_BLOCK_ROWS = 256
+MIN_BLOCK_ROWS = 2048
+#: Seconds a block of predictions takes before the other blocks go to threads (a
+#: hand-off to a thread costs tens of microseconds).
+MIN_THREADED_SECONDS = 1e-3
 
 
 def apply_link(values, link):
@@ -187,6 +194,49 @@ def _is_scikit_learn(model):
         [step for _, step in model.steps] if isinstance(model, Pipeline) else [model]
     )
     return all(type(step).__module__.startswith("sklearn.") for step in steps)
+
+
+_THREADS = {"lock": threading.Lock(), "limited": 0}
+
+
+def _prediction_pool(n_threads):
+    """A pool of ``n_threads`` threads for blocks of predictions, made once per
+    process (a new one costs milliseconds, more than a small call's predictions)."""
+    with _THREADS["lock"]:
+        if _THREADS.get("n") != n_threads:
+            if "pool" in _THREADS:
+                _THREADS["pool"].shutdown(wait=False)
+            _THREADS.update(n=n_threads, pool=ThreadPoolExecutor(n_threads))
+        return _THREADS["pool"]
+
+
+@contextmanager
+def _native_threads_limited():
+    """BLAS / OpenMP pools held to one thread while any caller is inside (the
+    first in sets the limit, the last out restores it, so callers on several
+    threads leave the pools as they found them)."""
+    with _THREADS["lock"]:
+        if not _THREADS["limited"]:
+            if "controller" not in _THREADS:  # scanning the libraries is slow
+                _THREADS["controller"] = ThreadpoolController()
+            _THREADS["limit"] = _THREADS["controller"].limit(limits=1)
+        _THREADS["limited"] += 1
+    try:
+        yield
+    finally:
+        with _THREADS["lock"]:
+            _THREADS["limited"] -= 1
+            if not _THREADS["limited"]:
+                _THREADS.pop("limit").restore_original_limits()
+
+
+def _after_fork():
+    # a forked child has none of its parent's threads, nor its lock's holder
+    _THREADS.clear()
+    _THREADS.update(lock=threading.Lock(), limited=0)
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _is_torch_module(obj):
@@ -350,30 +400,32 @@ class _ModelGame(Game):
 
         A scikit-learn model predicts about eight blocks of rows (at least
         ``MIN_BLOCK_ROWS``, fixed by the row count alone, so that every thread count
-        gives the same bits) on all available threads, its own BLAS / OpenMP held
+        gives the same bits); when the first takes ``MIN_THREADED_SECONDS`` or more,
+        the others run on all available threads, the model's own BLAS / OpenMP held
         to one thread meanwhile.
         """
         size = self.batch_size
-        n_threads = 1
         if self._f.threaded:
             size = min(size, max(MIN_BLOCK_ROWS, -(-len(Z) // 8)))
-            n_threads = min(effective_n_threads(), -(-len(Z) // size))
 
         def predict(start):
             return apply_link(self._f(Z[start : start + size]), self.link)
 
-        starts = range(0, len(Z), size)
-        if n_threads > 1:
+        started = time.perf_counter()
+        outs = [predict(0)]
+        starts = range(size, len(Z), size)
+        n_threads = min(effective_n_threads(), len(starts)) if self._f.threaded else 1
+        if n_threads > 1 and time.perf_counter() - started >= MIN_THREADED_SECONDS:
             config = get_config()  # scikit-learn's configuration is per thread
 
             def predict_in_context(start):
                 with config_context(**config):
                     return predict(start)
 
-            with threadpool_limits(1), ThreadPoolExecutor(n_threads) as pool:
-                outs = list(pool.map(predict_in_context, starts))
+            with _native_threads_limited():
+                outs += _prediction_pool(n_threads).map(predict_in_context, starts)
         else:
-            outs = [predict(start) for start in starts]
+            outs += [predict(start) for start in starts]
         out = np.concatenate(outs, axis=0)
         if self.output_names is not None and out.shape[1] != len(self.output_names):
             self.output_names = None

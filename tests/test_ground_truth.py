@@ -319,6 +319,7 @@ def test_scikit_learn_models_predict_the_same_bits_on_any_thread_count(monkeypat
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_info
 
     from sklearn_shapley import games
 
@@ -330,6 +331,8 @@ def test_scikit_learn_models_predict_the_same_bits_on_any_thread_count(monkeypat
         ).fit(X, y),
     ]
     masks = np.random.default_rng(0).random((40, 6)) < 0.5
+    threads_before = [pool["num_threads"] for pool in threadpool_info()]
+    monkeypatch.setattr(games, "MIN_THREADED_SECONDS", 0.0)  # threads for any block
     for model in models:
         values = []
         for n_threads in (1, 2, 3):
@@ -340,3 +343,5 @@ def test_scikit_learn_models_predict_the_same_bits_on_any_thread_count(monkeypat
         for other in values[1:]:
             np.testing.assert_array_equal(other, values[0])
     assert not MarginalGame(lambda Z: Z[:, :1], X[:5])._f.threaded
+    # the native thread pools were limited for the predictions, and restored
+    assert [pool["num_threads"] for pool in threadpool_info()] == threads_before
