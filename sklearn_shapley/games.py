@@ -12,21 +12,12 @@ interface. Games know nothing of explainers.
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numpy as np
 from scipy import sparse
-from sklearn import config_context, get_config
 from sklearn.base import is_classifier
 from sklearn.utils import check_random_state
-from threadpoolctl import ThreadpoolController
-
-from ._openmp import effective_n_threads
 
 __all__ = [
     "Game",
@@ -44,12 +35,6 @@ LINKS = ("identity", "logit", "log", "log_softmax")
 _EPS = 1e-12
 #: Rounding slack of a probability (float32 softmax) before a link refuses it.
 _PROBABILITY_TOL = 1e-6
-#: Fewest rows of a block of predictions given a thread of its own (the model's
-#: per-call checks would cost more than the thread saves).
-MIN_BLOCK_ROWS = 2048
-#: Seconds a block of predictions takes before the other blocks go to threads (a
-#: hand-off to a thread costs tens of microseconds).
-MIN_THREADED_SECONDS = 1e-3
 
 
 def apply_link(values, link):
@@ -99,7 +84,6 @@ class ModelFunction:
         self.model = model
         self.frame = frame
         self.names_in = getattr(model, "feature_names_in_", None)
-        self.threaded = _is_scikit_learn(model)
         if _is_classifier(model) and hasattr(model, "predict_proba"):
             self.method = "predict_proba"
             classes = getattr(model, "classes_", None)
@@ -179,64 +163,6 @@ def _is_classifier(model):
         return is_classifier(model)
     except (AttributeError, TypeError):
         return False
-
-
-def _is_scikit_learn(model):
-    """Whether ``model`` (through FrozenEstimator and Pipeline steps) is made of
-    scikit-learn's own estimators, whose predictions release the GIL and run one
-    thread each: blocks of rows can then be predicted on threads side by side."""
-    from sklearn.frozen import FrozenEstimator
-    from sklearn.pipeline import Pipeline
-
-    while isinstance(model, FrozenEstimator):
-        model = model.estimator
-    steps = (
-        [step for _, step in model.steps] if isinstance(model, Pipeline) else [model]
-    )
-    return all(type(step).__module__.startswith("sklearn.") for step in steps)
-
-
-_THREADS = {"lock": threading.Lock(), "limited": 0}
-
-
-def _prediction_pool(n_threads):
-    """A pool of ``n_threads`` threads for blocks of predictions, made once per
-    process (a new one costs milliseconds, more than a small call's predictions)."""
-    with _THREADS["lock"]:
-        if _THREADS.get("n") != n_threads:
-            if "pool" in _THREADS:
-                _THREADS["pool"].shutdown(wait=False)
-            _THREADS.update(n=n_threads, pool=ThreadPoolExecutor(n_threads))
-        return _THREADS["pool"]
-
-
-@contextmanager
-def _native_threads_limited():
-    """BLAS / OpenMP pools held to one thread while any caller is inside (the
-    first in sets the limit, the last out restores it, so callers on several
-    threads leave the pools as they found them)."""
-    with _THREADS["lock"]:
-        if not _THREADS["limited"]:
-            if "controller" not in _THREADS:  # scanning the libraries is slow
-                _THREADS["controller"] = ThreadpoolController()
-            _THREADS["limit"] = _THREADS["controller"].limit(limits=1)
-        _THREADS["limited"] += 1
-    try:
-        yield
-    finally:
-        with _THREADS["lock"]:
-            _THREADS["limited"] -= 1
-            if not _THREADS["limited"]:
-                _THREADS.pop("limit").restore_original_limits()
-
-
-def _after_fork():
-    # a forked child has none of its parent's threads, nor its lock's holder
-    _THREADS.clear()
-    _THREADS.update(lock=threading.Lock(), limited=0)
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 def _is_torch_module(obj):
@@ -396,36 +322,11 @@ class _ModelGame(Game):
         return (masks.astype(np.uint8) @ self._membership.astype(np.uint8)).astype(bool)
 
     def _predict(self, Z):
-        """Model output with the link applied, in batches of ``batch_size`` rows.
-
-        A scikit-learn model predicts about eight blocks of rows (at least
-        ``MIN_BLOCK_ROWS``, fixed by the row count alone, so that every thread count
-        gives the same bits); when the first takes ``MIN_THREADED_SECONDS`` or more,
-        the others run on all available threads, the model's own BLAS / OpenMP held
-        to one thread meanwhile.
-        """
-        size = self.batch_size
-        if self._f.threaded:
-            size = min(size, max(MIN_BLOCK_ROWS, -(-len(Z) // 8)))
-
-        def predict(start):
-            return apply_link(self._f(Z[start : start + size]), self.link)
-
-        started = time.perf_counter()
-        outs = [predict(0)]
-        starts = range(size, len(Z), size)
-        n_threads = min(effective_n_threads(), len(starts)) if self._f.threaded else 1
-        if n_threads > 1 and time.perf_counter() - started >= MIN_THREADED_SECONDS:
-            config = get_config()  # scikit-learn's configuration is per thread
-
-            def predict_in_context(start):
-                with config_context(**config):
-                    return predict(start)
-
-            with _native_threads_limited():
-                outs += _prediction_pool(n_threads).map(predict_in_context, starts)
-        else:
-            outs += [predict(start) for start in starts]
+        """Model output with the link applied, in batches of ``batch_size`` rows."""
+        outs = [
+            apply_link(self._f(Z[i : i + self.batch_size]), self.link)
+            for i in range(0, len(Z), self.batch_size)
+        ]
         out = np.concatenate(outs, axis=0)
         if self.output_names is not None and out.shape[1] != len(self.output_names):
             self.output_names = None

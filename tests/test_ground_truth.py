@@ -310,38 +310,3 @@ def test_marginal_game_resolves_to_its_fast_exact_form(Explainer):
         np.testing.assert_allclose(
             explainer.transform(X[:4]), plain.transform(X[:4]), atol=1e-9
         )
-
-
-def test_scikit_learn_models_predict_the_same_bits_on_any_thread_count(monkeypatch):
-    """A scikit-learn model's game values come from blocks of rows predicted on
-    threads side by side; the blocks depend on the row count alone."""
-    from sklearn.ensemble import GradientBoostingClassifier
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_info
-
-    from sklearn_shapley import games
-
-    X, y = make_classification(n_samples=300, n_features=6, random_state=0)
-    models = [
-        GradientBoostingClassifier(n_estimators=10, random_state=0).fit(X, y),
-        make_pipeline(
-            StandardScaler(), MLPClassifier((16,), max_iter=300, random_state=0)
-        ).fit(X, y),
-    ]
-    masks = np.random.default_rng(0).random((40, 6)) < 0.5
-    threads_before = [pool["num_threads"] for pool in threadpool_info()]
-    monkeypatch.setattr(games, "MIN_THREADED_SECONDS", 0.0)  # threads for any block
-    for model in models:
-        values = []
-        for n_threads in (1, 2, 3):
-            monkeypatch.setattr(games, "effective_n_threads", lambda t=n_threads: t)
-            game = MarginalGame(FrozenEstimator(model), X[:50], batch_size=4096)
-            assert game._f.threaded
-            values.append(game(X[:30], masks))
-        for other in values[1:]:
-            np.testing.assert_array_equal(other, values[0])
-    assert not MarginalGame(lambda Z: Z[:, :1], X[:5])._f.threaded
-    # the native thread pools were limited for the predictions, and restored
-    assert [pool["num_threads"] for pool in threadpool_info()] == threads_before
