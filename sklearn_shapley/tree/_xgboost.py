@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections import OrderedDict
 
 import numpy as np
 
@@ -11,6 +13,10 @@ from ._ensemble import _Assembler, _model_type, _unsupported
 from ._flat import FlatEnsemble
 
 __all__ = ["read_xgboost"]
+
+#: The last models read, by their saved bytes: see ``_cached``.
+_READ_CACHE: OrderedDict = OrderedDict()
+_READ_CACHE_SIZE = 4
 
 _XGB_LOGIT = {"binary:logistic", "reg:logistic"}
 _XGB_LOG = {"count:poisson", "reg:gamma", "reg:tweedie", "survival:cox", "survival:aft"}
@@ -90,6 +96,28 @@ def read_xgboost(model, missing=None) -> FlatEnsemble:
     else:  # pragma: no cover - dispatch guarantees the type
         raise _unsupported(model)
 
+    key = (
+        hashlib.sha256(booster.save_raw(raw_format="ubj")).digest(),
+        repr(missing),
+        iteration_end,
+        model_type,
+    )
+    flat = _READ_CACHE.get(key)
+    if flat is None:
+        flat = _read_booster(booster, missing, iteration_end, model_type)
+        _READ_CACHE[key] = flat
+        while len(_READ_CACHE) > _READ_CACHE_SIZE:
+            _READ_CACHE.popitem(last=False)
+    _READ_CACHE.move_to_end(key)
+    return flat
+
+
+def _read_booster(booster, missing, iteration_end, model_type):
+    """The ``FlatEnsemble`` of ``booster`` from its JSON (see ``read_xgboost``).
+
+    ``read_xgboost`` keeps the last few by the booster's saved bytes: reading
+    the JSON is most of a small call's cost, and the bytes change with the model.
+    """
     learner = json.loads(booster.save_raw(raw_format="json"))["learner"]
     params = learner["learner_model_param"]
     objective = learner["objective"]["name"]
