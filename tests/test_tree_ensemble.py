@@ -647,10 +647,11 @@ def test_xgboost_missing_value():
     assert flat.missing_value == 0.5 and np.isnan(flat.sparse_fill)
     booster = model.get_booster()
     margin = booster.predict(xgb.DMatrix(Xt, missing=0.5), output_margin=True)
-    assert_allclose(
+    assert_allclose(  # xgboost's margin is float32
         predict_raw(flatten_ensemble(booster, missing=0.5), Xt),
         margin[:, None],
         rtol=1e-6,
+        atol=1e-6 * np.abs(margin).max(),
     )
     assert not np.allclose(predict_raw(flatten_ensemble(booster), Xt)[:, 0], margin)
 
@@ -958,3 +959,16 @@ def test_expected_value_matches_library_treeshap():
     assert_allclose(
         _expected_value(flatten_ensemble(model)), contribs[0, :, -1], rtol=1e-9
     )
+
+
+def test_xgboost_read_is_kept_until_the_model_changes():
+    # read_xgboost keeps the last models read, by their saved bytes
+    xgb = pytest.importorskip("xgboost")
+    model = xgb.XGBRegressor(n_estimators=3, max_depth=3).fit(X, Y)
+    first = flatten_ensemble(model)
+    assert flatten_ensemble(model) is first
+    assert flatten_ensemble(model.get_booster()) is not first  # another model type
+    model.fit(X, -Y)  # refitted in place: new bytes, read again
+    again = flatten_ensemble(model)
+    assert again is not first
+    assert_allclose(predict_raw(again, X)[:, 0], model.predict(X), rtol=1e-5, atol=1e-5)
