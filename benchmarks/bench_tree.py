@@ -101,9 +101,12 @@ def peer_python():
 class PeerWorker:
     """A long-lived peer process, so timings alternate without start-up costs."""
 
+    #: The worker script it runs, beside this file.
+    script = "_xgb_peer.py"
+
     def __init__(self, python):
         self.proc = subprocess.Popen(
-            [python, str(HERE / "_xgb_peer.py")],
+            [python, str(HERE / self.script)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

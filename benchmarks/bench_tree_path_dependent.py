@@ -76,13 +76,7 @@ def fts_python():
 class FtsWorker(PeerWorker):
     """A long-lived fasttreeshap process (``_fts_peer.py``)."""
 
-    def __init__(self, python):
-        self.proc = subprocess.Popen(
-            [python, str(HERE / "_fts_peer.py")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+    script = "_fts_peer.py"
 
     def time(self, model, rows, algorithm, kind, n_jobs, save):
         request = dict(

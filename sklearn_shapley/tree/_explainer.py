@@ -398,24 +398,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         return X
 
     def _explain_values(self, X):
-        if self._interventional is not None:
-            values = self._by_blocks(
-                X,
-                lambda rows: self._interventional.values(
-                    rows, 1, n_threads=self.n_jobs
-                ),
-            )
-        else:
-            values = self._by_blocks(
-                X,
-                lambda rows: _kernel.shap_values(
-                    self.ensemble_,
-                    rows,
-                    n_quadrature=self.n_quadrature,
-                    n_threads=self.n_jobs,
-                    prepared=self._kernel_data(1),
-                ),
-            )
+        values = self._kernel_values(X, 1)
         base = np.broadcast_to(
             self.expected_value_, (X.shape[0], len(self.expected_value_))
         )
@@ -454,6 +437,29 @@ class QuadratureTreeExplainer(BaseExplainer):
         if self.index == "banzhaf":
             return self._explained_output(X)
         return super()._predicted_scores(values, base_values, X)
+
+    def _kernel_values(self, X, order):
+        """Values ``(n, d, K)`` (``order`` 1) or the interaction matrix
+        ``(n, d, d, K)`` (``order`` 2) of ``X``'s model columns, from the
+        interventional kernel or the path-dependent one."""
+        if self._interventional is not None:
+            return self._by_blocks(
+                X,
+                lambda rows: self._interventional.values(
+                    rows, order, n_threads=self.n_jobs
+                ),
+            )
+        compute = _kernel.shap_values if order == 1 else _kernel.shap_interaction_values
+        return self._by_blocks(
+            X,
+            lambda rows: compute(
+                self.ensemble_,
+                rows,
+                n_quadrature=self.n_quadrature,
+                n_threads=self.n_jobs,
+                prepared=self._kernel_data(order),
+            ),
+        )
 
     def _by_blocks(self, X, compute):
         """``compute`` of the tree input of ``X`` (a Pipeline's features), a block
@@ -504,25 +510,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         squeeze = K == 1
         if order == 2:
             check_fits_in_memory((n, d, d, K), "The interaction matrix")
-            if self._interventional is not None:
-                values = self._by_blocks(
-                    X,
-                    lambda rows: self._interventional.values(
-                        rows, 2, n_threads=self.n_jobs
-                    ),
-                )
-            else:
-                values = self._by_blocks(
-                    X,
-                    lambda rows: _kernel.shap_interaction_values(
-                        self.ensemble_,
-                        rows,
-                        n_quadrature=self.n_quadrature,
-                        n_threads=self.n_jobs,
-                        prepared=self._kernel_data(2),
-                    ),
-                )
-            values = self._group_sum(values, n_axes=2)
+            values = self._group_sum(self._kernel_values(X, 2), n_axes=2)
             return values[..., 0] if squeeze else values
         if self._interventional is not None:
             raise ValueError(
