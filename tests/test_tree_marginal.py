@@ -9,6 +9,7 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import (
     GradientBoostingClassifier,
     GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
     RandomForestClassifier,
 )
@@ -24,6 +25,7 @@ from sklearn_shapley.tree import flatten_ensemble
 from sklearn_shapley.tree._flat import predict_raw
 from sklearn_shapley.tree._marginal import (
     TablesTooLargeError,
+    TreeHybridMarginalGame,
     TreeMarginalGame,
     TreeShapleyMarginalGame,
     tree_marginal_game,
@@ -168,13 +170,88 @@ def test_unsupported_games_give_none():
     unsupported = [
         MarginalGame(Ridge().fit(X, y), X[:10]),  # not a tree ensemble
         MarginalGame(lambda Z: Z[:, :1], X[:10]),  # a callable
-        MarginalGame(multiclass, Xc[:10], link="log_softmax"),  # not affine
-        MarginalGame(multiclass, Xc[:10]),  # probabilities: not the raw sum
         MarginalGame(gb, X[:10], link=np.tanh),  # a callable link
     ]
     for game in unsupported:
         assert tree_marginal_game(game, X) is None
+    # probabilities, not the raw sum: the model's values from the trees' paths
+    for link in ("identity", "log_softmax"):
+        game = MarginalGame(multiclass, Xc[:10], link=link)
+        assert isinstance(tree_marginal_game(game, X), TreeHybridMarginalGame)
+        assert tree_marginal_game(game, X, tables=False) is None
     assert tree_marginal_game(MarginalGame(FrozenEstimator(gb), X[:10])) is not None
+
+
+def _hybrid_cases():
+    X, y = _regression(seed=1, missing=0.1)
+    y3 = np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))
+    Xk = X.copy()
+    Xk[:, 4] = np.random.default_rng(2).integers(0, 5, len(Xk))
+    return {
+        # depth 3: every tree's leaf from its decision pattern; column groups
+        "gb-softmax-groups": (
+            GradientBoostingClassifier(n_estimators=10, random_state=0),
+            np.nan_to_num(X),
+            y3,
+            {"players": [[0, 1], [2], [3, 4, 5]]},
+        ),
+        "gb-sigmoid": (
+            GradientBoostingClassifier(n_estimators=10, max_depth=2, random_state=0),
+            np.nan_to_num(X),
+            y3 == 2,
+            {},
+        ),
+        # 30 leaves a tree: walked; missing values and a categorical feature
+        "hist-softmax-categorical": (
+            HistGradientBoostingClassifier(max_iter=5, categorical_features=[4]),
+            Xk,
+            y3,
+            {"link": "log_softmax"},
+        ),
+        "forest-logit": (
+            RandomForestClassifier(n_estimators=5, max_depth=5, random_state=0),
+            np.nan_to_num(X),
+            y3 == 1,
+            {"link": "logit"},
+        ),
+        "xgboost-softprob-missing": (
+            xgboost.XGBClassifier(n_estimators=8, max_depth=4),
+            X,
+            y3,
+            {},
+        ),
+        "lightgbm-multiclass-missing": (
+            lightgbm.LGBMClassifier(n_estimators=8, num_leaves=6, verbose=-1),
+            X,
+            y3,
+            {},
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_hybrid_cases()))
+def test_hybrid_game_is_the_models_marginal_game(case):
+    """A classifier's probabilities from the trees' paths on the hybrid rows: the
+    model's own values, on shared and per-row coalitions, for any thread count."""
+    from threadpoolctl import threadpool_limits
+
+    model, X, y, kwargs = _hybrid_cases()[case]
+    model.fit(X, y)
+    marginal = MarginalGame(model, X[:20], **kwargs)
+    hybrid = tree_marginal_game(marginal, X)
+    assert isinstance(hybrid, TreeHybridMarginalGame)
+    rng = np.random.default_rng(0)
+    rows = X[100:110]
+    shared = rng.random((12, marginal.n_players)) < 0.5
+    per_row = rng.random((len(rows), 6, marginal.n_players)) < 0.5
+    # XGBoost and LightGBM predict in float32
+    atol = 1e-12 if "xgboost" not in case and "lightgbm" not in case else 2e-6
+    for masks in (shared, per_row):
+        values = hybrid(rows, masks)
+        np.testing.assert_allclose(values, marginal(rows, masks), rtol=0, atol=atol)
+        with threadpool_limits(1, "openmp"):
+            np.testing.assert_array_equal(hybrid(rows, masks), values)
+    assert hybrid.n_outputs == marginal.n_outputs == len(np.unique(y))
 
 
 def test_bad_input_raises():

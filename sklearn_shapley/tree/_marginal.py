@@ -38,9 +38,15 @@ from ..games import (
 )
 from ._ensemble import flatten_ensemble
 from ._flat import encode_inputs, goes_left, predict_raw
+from ._hybrid import hybrid_raw, leaf_offsets
 from ._interventional import InterventionalTrees
 
-__all__ = ["TreeMarginalGame", "TreeShapleyMarginalGame", "tree_marginal_game"]
+__all__ = [
+    "TreeHybridMarginalGame",
+    "TreeMarginalGame",
+    "TreeShapleyMarginalGame",
+    "tree_marginal_game",
+]
 
 #: Most table entries (float64) a :class:`TreeMarginalGame` may hold: a leaf on ``k``
 #: path players holds ``2^k (3d + 1) K`` (``d`` players, ``K`` outputs).
@@ -255,15 +261,9 @@ class TreeMarginalGame(Game):
     def _decisions(self, X):
         """Whether each row goes left at each internal node, then two padding
         columns, always true and always false: ``(n, n_internal + 2)``."""
-        flat, nodes = self.flat, self._internal
-        X = encode_inputs(flat, X).astype(flat.decision_dtype).astype(np.float64)
-        left = np.ones((len(X), len(nodes) + 2), dtype=bool)
+        left = np.ones((len(X), len(self._internal) + 2), dtype=bool)
         left[:, -1] = False
-        left[:, :-2] = goes_left(
-            flat,
-            np.broadcast_to(nodes, (len(X), len(nodes))),
-            X[:, flat.feature[nodes]],
-        )
+        left[:, :-2] = _node_decisions(self.flat, self._internal, X)
         return left
 
     def _patterns(self, left, leaves=slice(None)):
@@ -417,6 +417,135 @@ class TreeShapleyMarginalGame(Game):
         return self._interventional.values(X) @ self.output_map
 
 
+class TreeHybridMarginalGame(Game):
+    """The marginal game of a tree ensemble whose explained output is not linear in
+    its trees' sums (a classifier's probabilities, a logit of a forest's): the
+    model's values, from the trees' paths on the hybrid rows.
+
+    ``v_x(S) = mean_b link(g(f(x_S, b_{¬S})))``, ``f`` the raw sums and ``g`` the
+    model's map from them to its predictions. Each hybrid row's path follows from
+    the decisions of ``x`` and ``b`` at the nodes, made once per row by the model's
+    rule (:mod:`._hybrid`): the wrapped game's values to float64 rounding, a few
+    times faster than the model on the hybrid rows it would build, on every thread.
+
+    Parameters
+    ----------
+    game : MarginalGame
+    flat : FlatEnsemble
+        The game's model, flattened.
+    output : callable
+        ``g``: raw sums ``(n, n_raw_outputs)`` to the model's predictions.
+    """
+
+    matches_model = False
+    #: (pair, background row) raw sums held at once: 16 MB.
+    max_raw = 2**21
+
+    def __init__(self, game, flat, output):
+        self.game, self.flat, self.output = game, flat, output
+        self.n_players, self.n_features = game.n_players, game.n_features
+        self.n_outputs = output(flat.base_offset[None]).shape[1]
+        self.evaluation_cost = game.evaluation_cost
+        self.output_names = game.output_names
+        internal = np.flatnonzero(flat.children_left >= 0)
+        column = np.full(flat.n_nodes, -1, dtype=np.int64)
+        column[internal] = np.arange(len(internal))
+        self._nodes = np.ascontiguousarray(
+            np.stack([flat.children_left, flat.children_right, column], axis=1),
+            dtype=np.int32,
+        )
+        is_internal = (flat.children_left >= 0).astype(np.int64)
+        first = np.r_[0, np.cumsum(is_internal)][flat.tree_offsets]
+        self._trees = np.ascontiguousarray(
+            np.stack(
+                [flat.tree_offsets[:-1], flat.tree_group, first[:-1], np.diff(first)],
+                axis=1,
+            ),
+            dtype=np.int32,
+        )
+        self._leaf_offset = leaf_offsets(
+            *(
+                np.ascontiguousarray(a, dtype=np.int64)
+                for a in (flat.tree_offsets, flat.children_left, flat.children_right)
+            )
+        )
+        self._value = np.ascontiguousarray(flat.value, dtype=np.float64)
+        self._base = np.ascontiguousarray(flat.base_offset, dtype=np.float64)
+        membership = player_membership(game.players, self.n_features)
+        self._player = membership.argmax(axis=0)[flat.feature[internal]]
+        self._internal = internal
+        self._b_left = _node_decisions(flat, internal, game.background).view(np.uint8)
+
+    def __call__(self, X, masks):
+        from .._openmp import effective_n_threads
+
+        X = check_rows(X, self.n_features)
+        masks = check_masks(masks, self.n_players, len(X))
+        n, m, n_bg = len(X), masks.shape[-2], len(self._b_left)
+        x_left = _node_decisions(self.flat, self._internal, X).view(np.uint8)
+        pair_row = np.repeat(np.arange(n, dtype=np.int64), m)
+        pair_mask = np.tile(np.arange(m), n) if masks.ndim == 2 else np.arange(n * m)
+        masks = masks.reshape(-1, self.n_players)
+        out = np.empty((n * m, self.n_outputs))
+        step = max(1, self.max_raw // (n_bg * len(self._base)))
+        threads = int(effective_n_threads(None))
+        for a in range(0, n * m, step):
+            b = min(a + step, n * m)
+            raw = np.empty((b - a, n_bg, len(self._base)))
+            hybrid_raw(
+                np.ascontiguousarray(masks[pair_mask[a:b]][:, self._player], np.uint8),
+                x_left,
+                self._b_left,
+                pair_row[a:b],
+                self._nodes,
+                self._trees,
+                self._leaf_offset,
+                self._value,
+                self._base,
+                raw,
+                threads,
+            )
+            predicted = self.output(raw.reshape(-1, raw.shape[-1]))
+            values = apply_link(predicted, self.game.link)
+            out[a:b] = values.reshape(b - a, n_bg, -1).mean(axis=1)
+        return out.reshape(n, m, -1)
+
+    def grand_and_empty(self, X):
+        return self.game.grand_and_empty(X)
+
+    def proxy(self):
+        return self.game.proxy()
+
+    def split_thresholds(self):
+        return self.game.split_thresholds()
+
+
+def _node_decisions(flat, nodes, X):
+    """Whether each row of ``X`` goes left at each of the internal ``nodes`` by the
+    model's rule: ``(n, len(nodes))`` bool."""
+    left = np.empty((len(X), len(nodes)), dtype=bool)
+    step = max(1, MAX_DECISIONS // max(len(nodes), 1))
+    for a in range(0, len(X), step):
+        rows = encode_inputs(flat, X[a : a + step])
+        rows = rows.astype(flat.decision_dtype).astype(np.float64)
+        left[a : a + step] = goes_left(
+            flat,
+            np.broadcast_to(nodes, (len(rows), len(nodes))),
+            rows[:, flat.feature[nodes]],
+        )
+    return left
+
+
+def _softmax(raw):
+    e = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _sigmoid_pair(raw):
+    p = 1.0 / (1.0 + np.exp(-raw[:, :1]))
+    return np.hstack([1.0 - p, p])
+
+
 class _LeafGroup:
     """The leaves with ``k`` path players, and their tables over the ``2^k`` patterns.
 
@@ -539,7 +668,10 @@ def tree_marginal_game(game, rows=None, *, tables=True):
     true. When the tables would be too large (deep trees), a
     :class:`TreeShapleyMarginalGame`: the model's values, exact Shapley values;
     also with ``tables=False`` (for a small background, whose values cost the
-    model less than the tables).
+    model less than the tables). When the explained output is instead the
+    softmax of the sums (a multi-class classifier's probabilities), the sigmoid
+    pair of one sum (a binary one's) or the sums under a probability link, a
+    :class:`TreeHybridMarginalGame`: the model's values, from the trees' paths.
     """
     from sklearn.frozen import FrozenEstimator
 
@@ -566,11 +698,18 @@ def tree_marginal_game(game, rows=None, *, tables=True):
         # a binary classifier's probabilities are the sigmoid of its log-odds
         output_map = np.array([[-1.0, 1.0]])
         expected = 1.0 / (1.0 + np.exp(-(raw @ output_map)))
-    if output_map is None:
-        return None
     # to the model's own precision (XGBoost predicts in float32)
     scale = 1.0 + np.abs(predicted).max()
-    if np.abs(expected - predicted).max() > 1e-5 * scale:
+    if output_map is None or np.abs(expected - predicted).max() > 1e-5 * scale:
+        if not tables:
+            return None
+        # a map from the sums that is not linear after the link: the model's values
+        for output in (_softmax, _sigmoid_pair, lambda raw: raw):
+            expected = output(raw)
+            if expected.shape == predicted.shape and (
+                np.abs(expected - predicted).max() <= 1e-5 * scale
+            ):
+                return TreeHybridMarginalGame(game, flat, output)
         return None
     tree_game = None
     if tables:

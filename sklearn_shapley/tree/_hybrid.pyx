@@ -1,0 +1,163 @@
+"""Raw outputs of a tree ensemble on hybrid rows ``(x_S, b_¬S)``, without building them.
+
+A hybrid row goes left at an internal node exactly when the row it takes that node's
+feature from does: ``x`` where the feature's player is in ``S``, ``b`` elsewhere. So
+the decisions of the explained rows and of the background rows at every internal
+node, made once by the model's own rule, decide every hybrid row's path, with no
+feature value compared again. In a tree of at most ``SMALL_NODES`` internal nodes
+the hybrid's decisions form a bit pattern, ``(s & x) | (~s & b)`` over the tree's
+nodes, and a table gives the leaf it reaches: a few operations per tree, no branch.
+A larger tree is walked, each node's decision taken from ``x`` or ``b``.
+
+This is the marginal game's cost for a model whose output is not linear in its
+trees' sums (a classifier's probabilities), where one hybrid row per background row
+cannot be avoided.
+
+``hybrid_raw`` fills ``out[p, b] = base + Σ_t value_t(leaf reached by the hybrid of
+pair p's row, pair p's coalition and background row b)``; OpenMP over pairs, each
+pair's sums in tree order: bit-identical for any thread count.
+"""
+
+from cython.parallel cimport parallel, prange
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdlib cimport free, malloc
+
+import numpy as np
+
+cdef enum:
+    # most internal nodes of a tree whose leaves are looked up by decision pattern
+    SMALL_NODES = 8
+
+
+def leaf_offsets(const int64_t[::1] tree_offsets, const int64_t[::1] left,
+                 const int64_t[::1] right):
+    """Per small tree, the leaf each decision pattern at its nodes reaches.
+
+    Returns ``(n_trees, 2**SMALL_NODES)`` uint8: the leaf's node index less the
+    tree's root, for a pattern whose bit ``j`` says the hybrid goes left at the
+    tree's ``j``-th internal node (in node order); zeros for a larger tree.
+    """
+    cdef Py_ssize_t n_trees = tree_offsets.shape[0] - 1
+    out = np.zeros((n_trees, 1 << SMALL_NODES), dtype=np.uint8)
+    cdef uint8_t[:, ::1] table = out
+    cdef int64_t[::1] bit = np.zeros(left.shape[0], dtype=np.int64)
+    cdef Py_ssize_t t, n, j, pattern
+    cdef int64_t node, root
+    for t in range(n_trees):
+        root = tree_offsets[t]
+        j = 0
+        for n in range(root, tree_offsets[t + 1]):
+            if left[n] >= 0:
+                bit[n] = j
+                j += 1
+        if j > SMALL_NODES:
+            continue
+        for pattern in range(1 << j):
+            node = root
+            while left[node] >= 0:
+                node = left[node] if (pattern >> bit[node]) & 1 else right[node]
+            table[t, pattern] = node - root
+    return out
+
+
+def hybrid_raw(
+    const uint8_t[:, ::1] from_x,
+    const uint8_t[:, ::1] x_left,
+    const uint8_t[:, ::1] b_left,
+    const int64_t[::1] pair_row,
+    const int32_t[:, ::1] nodes,
+    const int32_t[:, ::1] trees,
+    const uint8_t[:, ::1] leaf_offset,
+    const double[:, ::1] value,
+    const double[::1] base,
+    double[:, :, ::1] out,
+    int n_threads,
+):
+    """Raw outputs of every (pair, background row) hybrid.
+
+    Parameters
+    ----------
+    from_x : (n_pairs, n_internal) uint8
+        1 where the pair's coalition holds the player of the internal node's feature.
+    x_left : (n_rows, n_internal) uint8
+        Whether each explained row goes left at each internal node.
+    b_left : (n_background, n_internal) uint8
+        The same for the background rows.
+    pair_row : (n_pairs,) int64
+        The explained row of each pair.
+    nodes : (n_nodes, 3) int32
+        Per node: left child, right child (-1 at a leaf), internal-node column.
+    trees : (n_trees, 4) int32
+        Per tree: root, the one output it adds to (-1: all of them), its first
+        internal-node column, its number of internal nodes.
+    leaf_offset : (n_trees, 2**SMALL_NODES) uint8
+        :func:`leaf_offsets`.
+    value : (n_nodes, n_outputs) float64
+        Leaf values.
+    base : (n_outputs,) float64
+    out : (n_pairs, n_background, n_outputs) float64
+    n_threads : int
+    """
+    cdef Py_ssize_t n_pairs = from_x.shape[0]
+    cdef Py_ssize_t n_bg = b_left.shape[0], n_trees = trees.shape[0]
+    cdef Py_ssize_t n_out = value.shape[1]
+    cdef Py_ssize_t p, b, t, k, j, c
+    cdef int32_t node, group, first, count
+    cdef uint8_t pattern
+    cdef const uint8_t* s
+    cdef const uint8_t* xl
+    cdef const uint8_t* bl
+    cdef double* o
+    cdef uint8_t* take_x
+    cdef uint8_t* x_bits
+    if n_pairs == 0 or n_bg == 0:
+        return
+    # every background row's decision pattern at every small tree, once
+    cdef uint8_t[:, ::1] b_bits = np.zeros((n_bg, n_trees), dtype=np.uint8)
+    for b in range(n_bg):
+        for t in range(n_trees):
+            first, count = trees[t, 2], trees[t, 3]
+            if count <= SMALL_NODES:
+                pattern = 0
+                for j in range(count):
+                    pattern = pattern | (b_left[b, first + j] << j)
+                b_bits[b, t] = pattern
+    with nogil, parallel(num_threads=n_threads):
+        take_x = <uint8_t*>malloc(2 * n_trees)
+        x_bits = take_x + n_trees
+        for p in prange(n_pairs, schedule="static"):
+            s = &from_x[p, 0]
+            xl = &x_left[pair_row[p], 0]
+            # the pair's patterns: the nodes decided by x, and x's decisions there
+            for t in range(n_trees):
+                first, count = trees[t, 2], trees[t, 3]
+                take_x[t] = 0
+                x_bits[t] = 0
+                if count <= SMALL_NODES:
+                    for j in range(count):
+                        take_x[t] = take_x[t] | (s[first + j] << j)
+                        x_bits[t] = x_bits[t] | ((s[first + j] & xl[first + j]) << j)
+            for b in range(n_bg):
+                bl = &b_left[b, 0]
+                o = &out[p, b, 0]
+                for k in range(n_out):
+                    o[k] = base[k]
+                for t in range(n_trees):
+                    node = trees[t, 0]
+                    if trees[t, 3] <= SMALL_NODES:
+                        pattern = x_bits[t] | (~take_x[t] & b_bits[b, t])
+                        node = node + leaf_offset[t, pattern]
+                    else:
+                        while nodes[node, 0] >= 0:
+                            c = nodes[node, 2]
+                            if (s[c] & xl[c]) | ((1 - s[c]) & bl[c]):
+                                node = nodes[node, 0]
+                            else:
+                                node = nodes[node, 1]
+                    group = trees[t, 1]
+                    if group >= 0:
+                        o[group] += value[node, group]
+                    else:
+                        for k in range(n_out):
+                            o[k] += value[node, k]
+        free(take_x)
