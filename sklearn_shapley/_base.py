@@ -75,7 +75,7 @@ def _model_outputs(model, X):
         device = "cpu" if param is None else param.device
         with torch.no_grad():
             out = model(torch.as_tensor(np.asarray(X), dtype=dtype, device=device))
-        out = out.detach().cpu().double().numpy()
+        out = out.detach().cpu().numpy().astype(np.float64)
     else:
         out = model(X)
     return np.array(out, dtype=np.float64)

@@ -148,7 +148,7 @@ class ModelFunction:
         device = "cpu" if param is None else param.device
         with torch.no_grad():
             out = self.model(torch.as_tensor(np.asarray(X), dtype=dtype, device=device))
-        return out.detach().cpu().double().numpy()
+        return out.detach().cpu().numpy().astype(np.float64)
 
 
 def model_function(model, frame=None):

@@ -48,6 +48,9 @@ def _check_same_game(model, X, players=None, background=None):
     got = mlp_game(rows, masks)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+    # v(full) from one evaluation a row, v(∅) once: the game's and the model's
+    for mine, theirs in zip(mlp_game.grand_and_empty(rows), game.grand_and_empty(rows)):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-10)
     return game, mlp_game
 
 

@@ -798,7 +798,7 @@ class FastSHAPExplainer(GameExplainer):
                     torch.as_tensor(total, dtype=torch.float32, device=param.device),
                     contributions,
                 )
-            values = phi.double().cpu().numpy()
+            values = phi.cpu().numpy().astype(np.float64)
             values += (total - values.sum(axis=1))[:, None, :] / d
         return ShapleyValues(values, np.array(empty), np.full(len(X), evaluations))
 

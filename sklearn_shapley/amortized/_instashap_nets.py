@@ -239,5 +239,7 @@ class MaskedGAMNet(NeuralNet):
                     )
                     for a in arrays
                 ]
-                outs.append(fn(*chunks, **kwargs).cpu().double().numpy())
+                outs.append(
+                    fn(*chunks, **kwargs).detach().cpu().numpy().astype(np.float64)
+                )
         return np.concatenate(outs)

@@ -189,7 +189,7 @@ class SurrogateGame(Game):
                 if self.task == "classification":
                     pred = torch.softmax(pred, dim=1)
                 out[start:stop] = (
-                    pred.double().cpu().numpy().reshape(stop - start, m, -1)
+                    pred.detach().cpu().numpy().reshape(stop - start, m, -1)
                 )
         if self.task == "regression" and self.target_scale is not None:
             out = out * self.target_scale + self.target_mean

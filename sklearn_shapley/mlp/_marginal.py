@@ -197,14 +197,27 @@ class MLPMarginalGame(Game):
                 raw[i] = self._raw(X[i : i + 1], fmasks[i])[0]
         return raw @ self.output_map + self.output_offset
 
-    def _raw(self, X, fmasks):
-        """The network's outputs averaged over the background: ``(n, m, K)``."""
+    def grand_and_empty(self, X):
+        """``v(full)``, one network evaluation a row (every feature comes from the
+        row, so one background row stands for all); ``v(∅)``, the same for every
+        row, computed once."""
+        X = check_rows(X, self.n_features)
+        every = np.ones((1, self.n_features), dtype=np.uint8)
+        full = self._raw(X, every, self.background[:1])[:, 0]
+        if getattr(self, "_empty", None) is None:
+            self._empty = self._raw(self.background[:1], 1 - every)[0, 0]
+        out = (np.vstack([full, self._empty]) @ self.output_map) + self.output_offset
+        return out[:-1], np.broadcast_to(out[-1], (len(X), self.n_outputs)).copy()
+
+    def _raw(self, X, fmasks, background=None):
+        """The network's outputs averaged over the ``background`` (default the
+        game's): ``(n, m, K)``."""
         W1, b1, W2, b2 = self.weights
         out = np.empty((len(X), len(fmasks), W2.shape[1]))
         _kernel.marginal_values(
             np.ascontiguousarray(X.T),
             np.ascontiguousarray(fmasks),
-            self.background,
+            self.background if background is None else background,
             W1,
             b1,
             W2,
