@@ -1,6 +1,8 @@
 """TreeMarginalGame: a tree ensemble's marginal game from its leaves, against
 MarginalGame (the model evaluated on every hybrid row) and exact enumeration."""
 
+import pickle
+
 import lightgbm
 import numpy as np
 import pytest
@@ -252,6 +254,9 @@ def test_hybrid_game_is_the_models_marginal_game(case):
         with threadpool_limits(1, "openmp"):
             np.testing.assert_array_equal(hybrid(rows, masks), values)
     assert hybrid.n_outputs == marginal.n_outputs == len(np.unique(y))
+    np.testing.assert_array_equal(
+        pickle.loads(pickle.dumps(hybrid))(rows, shared), hybrid(rows, shared)
+    )
 
 
 def test_bad_input_raises():

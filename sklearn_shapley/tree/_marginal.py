@@ -546,6 +546,10 @@ def _sigmoid_pair(raw):
     return np.hstack([1.0 - p, p])
 
 
+def _identity(raw):
+    return raw
+
+
 class _LeafGroup:
     """The leaves with ``k`` path players, and their tables over the ``2^k`` patterns.
 
@@ -704,7 +708,7 @@ def tree_marginal_game(game, rows=None, *, tables=True):
         if not tables:
             return None
         # a map from the sums that is not linear after the link: the model's values
-        for output in (_softmax, _sigmoid_pair, lambda raw: raw):
+        for output in (_softmax, _sigmoid_pair, _identity):
             expected = output(raw)
             if expected.shape == predicted.shape and (
                 np.abs(expected - predicted).max() <= 1e-5 * scale
