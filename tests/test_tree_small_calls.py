@@ -121,19 +121,41 @@ def test_an_xgboost_model_changed_after_fit_is_refused(data, change):
     np.testing.assert_array_equal(explainer.transform(X[:5]), _fresh_values(model, X[:5]))
 
 
-def test_the_read_probe_tolerates_float32_rounding_only(data):
+def test_the_read_probe_must_match_bit_for_bit(data, monkeypatch):
     xgb = pytest.importorskip("xgboost")
     X, y = data
-    model = xgb.XGBRegressor(n_estimators=50, max_depth=4).fit(X, 100 * y)
-    flat = flatten_ensemble(model)
+    model = xgb.XGBRegressor(n_estimators=20, max_depth=3).fit(X, 100 * y)
+    assert xgb_reader.probe_rows(model) is None  # never read with a probe
     rows = _fingerprint_rows(X)
     margins = xgb_reader.xgboost_margin(model, rows)
     assert margins.shape == (len(rows), 1)
-    assert xgb_reader._reproduces(flat, rows, margins)
-    scale = np.abs(margins).max()
-    assert not xgb_reader._reproduces(flat, rows, margins + 1e-4 * scale)
-    assert not xgb_reader._reproduces(flat, rows, margins[:, [0, 0]])
-    assert not xgb_reader._reproduces(flat, rows[:0], margins[:0])
+    flat = xgb_reader.read_xgboost(model, probe=(rows, margins))
+    kept = xgb_reader.probe_rows(model)
+    np.testing.assert_array_equal(kept, rows)
+    assert not kept.flags.writeable
+    again = xgb_reader.xgboost_margin(model, kept)
+    np.testing.assert_array_equal(again, margins)  # the booster is deterministic
+    counter = _SaveCounter(monkeypatch, xgb)
+    assert xgb_reader.read_xgboost(model, probe=(kept, again)) is flat
+    assert counter.calls == 0
+    # one float32 ulp off, or other rows: read by the bytes (found there)
+    off = np.nextafter(again.astype(np.float32), np.float32(np.inf)).astype(float)
+    assert xgb_reader.read_xgboost(model, probe=(kept, off)) is flat
+    assert counter.calls == 1
+    assert xgb_reader.read_xgboost(model, probe=(X[:5], again)) is flat
+    assert counter.calls == 2
+    # without a probe: by the bytes, and the next probe does not match
+    assert xgb_reader.read_xgboost(model) is flat
+    assert counter.calls == 3
+    assert xgb_reader.probe_rows(model) is None
+    # the explainer's fingerprint probes the kept rows: no hashing after the first
+    QuadratureTreeExplainer(FrozenEstimator(model)).fit(X)
+    calls = counter.calls
+    explainer = QuadratureTreeExplainer(FrozenEstimator(model)).fit(X[100:])
+    assert counter.calls == calls
+    np.testing.assert_array_equal(
+        explainer._model_fingerprint[0], xgb_reader.probe_rows(model)
+    )
 
 
 def test_xgboost_multiclass_and_early_stopping_take_the_probe(data, monkeypatch):
@@ -196,14 +218,14 @@ def test_the_kernel_data_kept_with_an_ensemble_is_dropped_with_it(data):
 
 def test_small_calls_run_on_one_thread_with_the_same_values(data):
     X, y = data
-    assert _kernel._n_threads(2, 50, 6_000) == 1
-    assert _kernel._n_threads(2, 50, 20_000) == 2
+    assert _kernel._n_threads(2, 4, 4_000) == 1
+    assert _kernel._n_threads(2, 50, 6_000) == 2
     assert _kernel._n_threads(1, 10_000, 20_000) == 1
     assert _kernel._n_threads(2, 1, 10**9) == 1
     assert _kernel._n_threads(2, 10_000) == 2  # no cap without the node count
     model = GradientBoostingRegressor(n_estimators=50, random_state=0).fit(X, y)
     flat = flatten_ensemble(model)
-    X = np.tile(X, (4, 1))
+    assert _kernel._n_threads(2, 20, flat.n_nodes) == 1
     one = _kernel.shap_values(flat, X, n_threads=1)
     assert _kernel._n_threads(2, len(X), flat.n_nodes) == 2
     np.testing.assert_array_equal(_kernel.shap_values(flat, X, n_threads=2), one)

@@ -25,7 +25,7 @@ from . import _kernel
 from ._ensemble import flatten_ensemble
 from ._flat import dense_rows, map_row_blocks, predict_raw
 from ._interventional import InterventionalTrees
-from ._xgboost import xgboost_margin
+from ._xgboost import probe_rows, xgboost_margin
 
 
 def _takes_sparse(model):
@@ -458,6 +458,16 @@ class QuadratureTreeExplainer(BaseExplainer):
             self._margin_fingerprint = False
             fingerprint = super()._fingerprint(X)
         return fingerprint
+
+    def _fingerprint_rows(self, X):
+        # The rows probed when this booster was last read (rows of the X of that
+        # fit, standing for the model's data as well): the same margins on them
+        # find that read again without hashing the model (read_xgboost's probe).
+        if self._margin_fingerprint:
+            rows = probe_rows(_unwrap(self.estimator_), self.missing)
+            if rows is not None and rows.shape[1] == X.shape[1]:
+                return rows
+        return super()._fingerprint_rows(X)
 
     def _fingerprint_outputs(self, rows):
         if getattr(self, "_margin_fingerprint", False):

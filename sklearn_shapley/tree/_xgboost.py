@@ -13,15 +13,41 @@ import numpy as np
 from ._ensemble import _Assembler, _model_type, _unsupported
 from ._flat import FlatEnsemble
 
-__all__ = ["read_xgboost", "xgboost_margin"]
+__all__ = ["probe_rows", "read_xgboost", "xgboost_margin"]
 
 #: The last models read, by their saved bytes (see ``read_xgboost``).
 _READ_CACHE: OrderedDict = OrderedDict()
 _READ_CACHE_SIZE = 4
 #: The same models by the booster object they were read from: ``(id(booster),
-#: missing, iteration_end, model_type) -> (weakref to the booster, its number of
-#: boosted rounds then, flat)``; used only with a ``probe`` (see ``read_xgboost``).
+#: missing, iteration_end, model_type) -> _Kept``; used with a ``probe`` (see
+#: ``read_xgboost``).
 _BY_BOOSTER: OrderedDict = OrderedDict()
+
+
+class _Kept:
+    """A model read from a booster: the booster (weakref), its number of boosted
+    rounds then, the flat ensemble, and the probe ``(rows, margins)`` the booster
+    gave just before it was read (``None`` without one)."""
+
+    __slots__ = ("booster", "n_rounds", "flat", "probe")
+
+    def __init__(self, booster, flat, probe):
+        self.booster = weakref.ref(booster)
+        self.n_rounds = booster.num_boosted_rounds()
+        self.flat = flat
+        self.probe = probe
+
+    def matches(self, booster, probe):
+        """Whether ``booster`` is the one read, with as many rounds, and gives
+        the kept margins, bit for bit, on the kept rows."""
+        return (
+            self.probe is not None
+            and self.booster() is booster
+            and self.n_rounds == booster.num_boosted_rounds()
+            and np.array_equal(probe[0], self.probe[0])
+            and np.array_equal(probe[1], self.probe[1])
+        )
+
 
 _XGB_LOGIT = {"binary:logistic", "reg:logistic"}
 _XGB_LOG = {"count:poisson", "reg:gamma", "reg:tweedie", "survival:cox", "survival:aft"}
@@ -59,13 +85,15 @@ def read_xgboost(model, missing=None, *, probe=None) -> FlatEnsemble:
         does not record it: ``None`` means NaN. A scikit-learn-API model uses its
         own ``missing`` attribute; a different value here is refused.
     probe : tuple of (ndarray, ndarray) or None, default=None
-        ``(rows, margins)``: the model's margin (:func:`xgboost_margin`) on a few
-        rows, just computed. With it, a model read before from this very booster
-        object, with as many boosted rounds, is taken as it was read when it
-        gives these margins (to float32 rounding, see ``_reproduces``), without
+        ``(rows, margins)``: the model's margin (:func:`xgboost_margin`), just
+        computed, on ``probe_rows(model, missing)`` when that gives rows (else on
+        any rows). A model read before from this very booster object, with as
+        many boosted rounds, is then reused when these margins are the ones the
+        booster gave on these rows just before it was read, bit for bit, without
         saving the booster to hash its bytes (a millisecond for a few hundred
-        trees). Without it, or when the check fails, the model is looked up by
-        the sha256 of its saved bytes, and read from its JSON when not found.
+        trees). Otherwise, or without a probe, the model is looked up by the
+        sha256 of its saved bytes (and read from its JSON when not found), and
+        the probe kept with it.
 
     Returns
     -------
@@ -83,16 +111,10 @@ def read_xgboost(model, missing=None, *, probe=None) -> FlatEnsemble:
     """
     booster, missing, iteration_end, model_type = _resolve(model, missing)
     by_booster = (id(booster), repr(missing), iteration_end, model_type)
-    if probe is not None:
-        kept = _BY_BOOSTER.get(by_booster)
-        if (
-            kept is not None
-            and kept[0]() is booster
-            and kept[1] == booster.num_boosted_rounds()
-            and _reproduces(kept[2], *probe)
-        ):
-            _BY_BOOSTER.move_to_end(by_booster)
-            return kept[2]
+    kept = _BY_BOOSTER.get(by_booster)
+    if probe is not None and kept is not None and kept.matches(booster, probe):
+        _BY_BOOSTER.move_to_end(by_booster)
+        return kept.flat
     key = (
         hashlib.sha256(booster.save_raw(raw_format="ubj")).digest(),
         repr(missing),
@@ -106,11 +128,12 @@ def read_xgboost(model, missing=None, *, probe=None) -> FlatEnsemble:
         while len(_READ_CACHE) > _READ_CACHE_SIZE:
             _READ_CACHE.popitem(last=False)
     _READ_CACHE.move_to_end(key)
-    _BY_BOOSTER[by_booster] = (
-        weakref.ref(booster),
-        booster.num_boosted_rounds(),
-        flat,
-    )
+    if probe is not None:
+        rows, margins = (np.array(a) for a in probe)  # copies, kept read-only
+        rows.setflags(write=False)
+        margins.setflags(write=False)
+        probe = (rows, margins)
+    _BY_BOOSTER[by_booster] = _Kept(booster, flat, probe)
     _BY_BOOSTER.move_to_end(by_booster)
     while len(_BY_BOOSTER) > _READ_CACHE_SIZE:
         _BY_BOOSTER.popitem(last=False)
@@ -175,31 +198,18 @@ def xgboost_margin(model, rows, missing=None):
     return np.array(out, dtype=np.float64).reshape(len(rows), -1)
 
 
-def _reproduces(flat, rows, margins):
-    """Whether ``flat`` gives ``margins`` (XGBoost's, in float32) on ``rows``.
-
-    XGBoost adds the leaves in float32, the flat ensemble in float64: they differ
-    by float32 rounding, about ``sqrt(n_trees)`` roundings of the margin's size
-    (3e-7 of the margin for 200 trees). The tolerance is 2**-20 times that
-    scale, times ``sqrt(n_trees)``: any other model that gives these margins
-    within it on every row is taken for the one read (a model that differs
-    only there would have to be built so); a check that fails reads the model
-    again, by its bytes.
-    """
-    from ._flat import predict_raw
-
-    margins = np.asarray(margins, dtype=np.float64)
-    if len(rows) == 0 or margins.shape != (len(rows), flat.n_outputs):
-        return False
+def probe_rows(model, missing=None):
+    """The rows of the probe kept with the model last read from this booster
+    object (read-only; see ``read_xgboost``), or ``None``: probing the booster on
+    them again tells whether it still is the model read."""
     try:
-        raw = predict_raw(flat, rows)
-    except ValueError:
-        return False
-    if not (np.isfinite(raw).all() and np.isfinite(margins).all()):
-        return False
-    scale = max(1.0, float(np.abs(margins).max()))
-    tol = 2.0**-20 * scale * max(1.0, math.sqrt(flat.n_trees))
-    return bool(np.abs(raw - margins).max() <= tol)
+        booster, missing, iteration_end, model_type = _resolve(model, missing)
+    except Exception:  # read_xgboost raises it
+        return None
+    kept = _BY_BOOSTER.get((id(booster), repr(missing), iteration_end, model_type))
+    if kept is None or kept.probe is None or kept.booster() is not booster:
+        return None
+    return kept.probe[0]
 
 
 def _read_booster(booster, missing, iteration_end, model_type):
