@@ -121,6 +121,27 @@ def test_an_xgboost_model_changed_after_fit_is_refused(data, change):
     np.testing.assert_array_equal(explainer.transform(X[:5]), _fresh_values(model, X[:5]))
 
 
+def test_the_fingerprint_keeps_fits_missing_value(data):
+    # a bare Booster's margin depends on `missing`: set again after fit, it must
+    # not look like a changed model (the explainer explains fit's until refitted)
+    xgb = pytest.importorskip("xgboost")
+    X, y = data
+    X = X.copy()
+    X[::2, 0] = 0.0  # the median of feature 0 is a missing value
+    y = 3 * np.abs(X[:, 0]) + y
+    booster = xgb.train({"max_depth": 3}, xgb.DMatrix(X, label=y, missing=0.0), 10)
+    explainer = QuadratureTreeExplainer(booster, missing=0.0).fit(X)
+    rows = explainer._model_fingerprint[0]
+    assert not np.array_equal(  # the fingerprint depends on `missing`
+        xgb_reader.xgboost_margin(booster, rows, 0.0),
+        xgb_reader.xgboost_margin(booster, rows, None),
+    )
+    values = explainer.transform(X[:20])
+    explainer.set_params(missing=None)
+    np.testing.assert_array_equal(explainer.transform(X[:20]), values)
+    np.testing.assert_array_equal(values, _fresh_values(booster, X[:20], 0.0))
+
+
 def test_the_read_probe_must_match_bit_for_bit(data, monkeypatch):
     xgb = pytest.importorskip("xgboost")
     X, y = data

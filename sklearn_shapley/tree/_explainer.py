@@ -453,6 +453,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         self._margin_fingerprint = _is_xgboost(_unwrap(self.estimator_)) and (
             getattr(self, "_frame_codec", None) is None
         )
+        self._fingerprint_missing = self.missing  # fit's, should it be set again
         fingerprint = super()._fingerprint(X)
         if fingerprint is None and self._margin_fingerprint:  # refused: as others
             self._margin_fingerprint = False
@@ -464,7 +465,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         # fit, standing for the model's data as well): the same margins on them
         # find that read again without hashing the model (read_xgboost's probe).
         if self._margin_fingerprint:
-            rows = probe_rows(_unwrap(self.estimator_), self.missing)
+            rows = probe_rows(_unwrap(self.estimator_), self._fingerprint_missing)
             if rows is not None and rows.shape[1] == X.shape[1]:
                 return rows
         return super()._fingerprint_rows(X)
@@ -473,7 +474,9 @@ class QuadratureTreeExplainer(BaseExplainer):
         if getattr(self, "_margin_fingerprint", False):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return xgboost_margin(_unwrap(self.estimator_), rows, self.missing)
+                model = _unwrap(self.estimator_)
+                missing = getattr(self, "_fingerprint_missing", self.missing)
+                return xgboost_margin(model, rows, missing)
         return super()._fingerprint_outputs(rows)
 
     def _model_is_deterministic(self):
