@@ -504,6 +504,8 @@ def test_trees_of_mixed_sizes_match_oracle(seed, build, monkeypatch):
     """Single leaves, stumps and deep trees in random order, two blocks of rows on
     two threads: no tree may depend on what the previous one left in the scratch
     (with the per-node tables and without)."""
+    # small calls run on one thread (_n_threads): here every call uses two
+    monkeypatch.setattr(_kernel, "_ROW_NODES_PER_THREAD", 1)
     rng = np.random.default_rng(100 + seed)
     depths = rng.choice([0, 1, 2, 3, 6, 9], size=int(rng.integers(3, 7)))
     trees = [random_tree(rng, 7, int(dep), 2, p_leaf=0.1) for dep in depths]
@@ -537,7 +539,9 @@ def test_efficiency_and_expected_value(cases):
         )
 
 
-def test_threads_are_bit_identical(cases, build):
+def test_threads_are_bit_identical(cases, build, monkeypatch):
+    # small calls run on one thread (_n_threads): here every call uses two
+    monkeypatch.setattr(_kernel, "_ROW_NODES_PER_THREAD", 1)
     flat, _, _ = cases[0]
     X = random_X(7, 203, flat.n_features)
     for fn in (shap_values, shap_interaction_values):

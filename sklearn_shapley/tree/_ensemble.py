@@ -286,7 +286,7 @@ def _unsupported(model):
     )
 
 
-def flatten_ensemble(model, *, missing=None) -> FlatEnsemble:
+def flatten_ensemble(model, *, missing=None, probe=None) -> FlatEnsemble:
     """Read a fitted tree ensemble into a :class:`FlatEnsemble`.
 
     Parameters
@@ -299,6 +299,11 @@ def flatten_ensemble(model, *, missing=None) -> FlatEnsemble:
         XGBoost only: the value that marks a missing entry besides NaN, as given to
         ``xgboost.DMatrix(..., missing=...)`` (a bare ``Booster`` does not record
         it; the scikit-learn API models use their own ``missing``).
+    probe : tuple of (ndarray, ndarray) or None, default=None
+        XGBoost only (ignored for the others): ``(rows, margins)``, the model's
+        margin on a few rows, which lets a model read before from the same booster
+        be found without hashing its bytes (see
+        :func:`~sklearn_shapley.tree._xgboost.read_xgboost`).
 
     Returns
     -------
@@ -334,7 +339,7 @@ def flatten_ensemble(model, *, missing=None) -> FlatEnsemble:
     ):
         from ._xgboost import read_xgboost
 
-        return read_xgboost(model, missing)
+        return read_xgboost(model, missing, probe=probe)
     lgb = sys.modules.get("lightgbm")
     if lgb is not None and isinstance(
         model, (getattr(lgb, "Booster", ()), getattr(lgb, "LGBMModel", ()))

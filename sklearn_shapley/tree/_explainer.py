@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numbers
 import sys
+import warnings
 
 import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array, check_scalar, get_tags
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -23,6 +25,7 @@ from . import _kernel
 from ._ensemble import flatten_ensemble
 from ._flat import dense_rows, map_row_blocks, predict_raw
 from ._interventional import InterventionalTrees
+from ._xgboost import probe_rows, xgboost_margin
 
 
 def _takes_sparse(model):
@@ -74,6 +77,14 @@ def check_model_accepts(model, flat, X):
                     "check, while `missing` is not set to `inf`): clip them, or set "
                     "them to NaN to mark them missing."
                 )
+
+
+def _is_xgboost(model):
+    """Whether ``model`` is an XGBoost ``Booster`` or scikit-learn-API model."""
+    xgboost = sys.modules.get("xgboost")
+    return xgboost is not None and isinstance(
+        model, (xgboost.Booster, xgboost.XGBModel)
+    )
 
 
 def _refuse_dmatrix(X):
@@ -278,7 +289,11 @@ class QuadratureTreeExplainer(BaseExplainer):
         if isinstance(model, FrozenEstimator):
             model = model.estimator
         self._preprocessing, model = split_pipeline(model)
-        self.ensemble_ = flatten_ensemble(model, missing=self.missing)
+        # the model's margin on the fingerprint's rows lets an XGBoost model read
+        # before from the same booster be found without hashing its bytes
+        fingerprint = self._model_fingerprint
+        probe = fingerprint if getattr(self, "_margin_fingerprint", False) else None
+        self.ensemble_ = flatten_ensemble(model, missing=self.missing, probe=probe)
         if self._preprocessing is None:  # else the Pipeline's steps check the rows
             check_model_accepts(model, self.ensemble_, X)
         self._prepared = {}  # kernel data per order, see _kernel_data
@@ -304,7 +319,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         if self.feature_perturbation == "tree_path_dependent":
             self.background_ = None
             self._interventional = None
-            self.expected_value_ = _kernel.expected_value(self.ensemble_)
+            self.expected_value_ = _kernel.expected_value_kept(self.ensemble_)
             return
         if self.background is None:
             background = default_background(X, self.n_background, self.random_state)
@@ -424,10 +439,49 @@ class QuadratureTreeExplainer(BaseExplainer):
         if key not in cache:
             for stale in [k for k in cache if k[1:] != key[1:]]:
                 del cache[stale]
-            cache[key] = _kernel.prepare(
+            cache[key] = _kernel.prepare_kept(  # kept with the ensemble too
                 self.ensemble_, order, self.n_quadrature, self.index
             )
         return cache[key]
+
+    # -- the model's fingerprint (see BaseExplainer._fingerprint) -----------------------
+    def _fingerprint(self, X):
+        # An XGBoost model given rows as an array is fingerprinted by its margin,
+        # one inplace_predict of its booster (what the explained trees give): the
+        # fingerprint is then also the probe of read_xgboost (see _fit_explainer).
+        # A frame's rows go through the scikit-learn wrapper's own predict.
+        self._margin_fingerprint = _is_xgboost(_unwrap(self.estimator_)) and (
+            getattr(self, "_frame_codec", None) is None
+        )
+        self._fingerprint_missing = self.missing  # fit's, should it be set again
+        fingerprint = super()._fingerprint(X)
+        if fingerprint is None and self._margin_fingerprint:  # refused: as others
+            self._margin_fingerprint = False
+            fingerprint = super()._fingerprint(X)
+        return fingerprint
+
+    def _fingerprint_rows(self, X):
+        # The rows probed when this booster was last read (rows of the X of that
+        # fit, standing for the model's data as well): the same margins on them
+        # find that read again without hashing the model (read_xgboost's probe).
+        if self._margin_fingerprint:
+            rows = probe_rows(_unwrap(self.estimator_), self._fingerprint_missing)
+            if rows is not None and rows.shape[1] == X.shape[1]:
+                return rows
+        return super()._fingerprint_rows(X)
+
+    def _fingerprint_outputs(self, rows):
+        if getattr(self, "_margin_fingerprint", False):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = _unwrap(self.estimator_)
+                missing = getattr(self, "_fingerprint_missing", self.missing)
+                return xgboost_margin(model, rows, missing)
+        return super()._fingerprint_outputs(rows)
+
+    def _model_is_deterministic(self):
+        # a tree ensemble is (the kernel reads it); a Pipeline's steps may not be
+        return not isinstance(_unwrap(self.estimator_), Pipeline)
 
     def _explained_output(self, X):
         return predict_raw(self.ensemble_, self._tree_input(X))
