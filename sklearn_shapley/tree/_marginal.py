@@ -373,7 +373,24 @@ class TreeMarginalGame(Game):
         return ensemble_thresholds(self.flat, self.n_features)
 
 
-class TreeShapleyMarginalGame(Game):
+class _ModelValuesGame(Game):
+    """A tree ensemble's marginal game whose values are the wrapped
+    :class:`~sklearn_shapley.games.MarginalGame`'s: ``v(full)``, ``v(∅)``, the proxy
+    and the split thresholds are that game's."""
+
+    matches_model = False
+
+    def grand_and_empty(self, X):
+        return self.game.grand_and_empty(X)
+
+    def proxy(self):
+        return self.game.proxy()
+
+    def split_thresholds(self):
+        return self.game.split_thresholds()
+
+
+class TreeShapleyMarginalGame(_ModelValuesGame):
     """A tree ensemble's marginal game whose leaves test too many players for
     :class:`TreeMarginalGame`'s tables: its values are the wrapped
     :class:`~sklearn_shapley.games.MarginalGame`'s (the model evaluated on hybrid
@@ -389,8 +406,6 @@ class TreeShapleyMarginalGame(Game):
         The game's outputs as a linear map of the ensemble's raw outputs.
     """
 
-    matches_model = False
-
     def __init__(self, game, flat, output_map):
         self.game, self.flat, self.output_map = game, flat, output_map
         self.n_players, self.n_outputs = game.n_players, output_map.shape[1]
@@ -402,22 +417,13 @@ class TreeShapleyMarginalGame(Game):
     def __call__(self, X, masks):
         return self.game(X, masks)
 
-    def grand_and_empty(self, X):
-        return self.game.grand_and_empty(X)
-
-    def proxy(self):
-        return self.game.proxy()
-
-    def split_thresholds(self):
-        return self.game.split_thresholds()
-
     def shapley_values(self, X):
         """Exact Shapley values, ``(n, n_players, n_outputs)``."""
         X = check_rows(X, self.game.n_features)
         return self._interventional.values(X) @ self.output_map
 
 
-class TreeHybridMarginalGame(Game):
+class TreeHybridMarginalGame(_ModelValuesGame):
     """The marginal game of a tree ensemble whose explained output is not linear in
     its trees' sums (a classifier's probabilities, a logit of a forest's): the
     model's values, from the trees' paths on the hybrid rows.
@@ -437,7 +443,6 @@ class TreeHybridMarginalGame(Game):
         ``g``: raw sums ``(n, n_raw_outputs)`` to the model's predictions.
     """
 
-    matches_model = False
     #: (pair, background row) raw sums held at once: 16 MB.
     max_raw = 2**21
 
@@ -509,15 +514,6 @@ class TreeHybridMarginalGame(Game):
             values = apply_link(predicted, self.game.link)
             out[a:b] = values.reshape(b - a, n_bg, -1).mean(axis=1)
         return out.reshape(n, m, -1)
-
-    def grand_and_empty(self, X):
-        return self.game.grand_and_empty(X)
-
-    def proxy(self):
-        return self.game.proxy()
-
-    def split_thresholds(self):
-        return self.game.split_thresholds()
 
 
 def _node_decisions(flat, nodes, X):
