@@ -216,12 +216,8 @@ def _validate_X(flat, X):
     return np.ascontiguousarray(encode_inputs(flat, X))
 
 
-#: Row-node visits (rows times the ensemble's nodes) of order-1 work that make a
-#: second thread worth waking: about 0.1 ms of the kernel (5-6 ns a visit).
-#: Below it, waking and joining OpenMP threads costs about what it saves, and
-#: more on a loaded machine. Measured on 200 depth-4 trees (6,150 nodes), 2
-#: threads against 1: 4 rows 0.145 / 0.145 ms, 8 rows 0.16 / 0.26 ms, 50 rows
-#: 0.97 / 1.51 ms.
+#: Row-node visits (rows times the ensemble's nodes) of order-1 work per thread:
+#: below it, waking and joining an OpenMP thread costs about what it saves.
 _ROW_NODES_PER_THREAD = 1 << 14
 
 

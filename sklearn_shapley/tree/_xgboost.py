@@ -90,8 +90,7 @@ def read_xgboost(model, missing=None, *, probe=None) -> FlatEnsemble:
         any rows). A model read before from this very booster object, with as
         many boosted rounds, is then reused when these margins are the ones the
         booster gave on these rows just before it was read, bit for bit, without
-        saving the booster to hash its bytes (a millisecond for a few hundred
-        trees). Otherwise, or without a probe, the model is looked up by the
+        saving the booster to hash its bytes. Otherwise, or without a probe, the model is looked up by the
         sha256 of its saved bytes (and read from its JSON when not found), and
         the probe kept with it.
 
@@ -180,9 +179,9 @@ def xgboost_margin(model, rows, missing=None):
     of the scikit-learn models), with the same missing value.
 
     One ``inplace_predict`` of the booster, on one thread (where the booster does
-    not set ``nthread`` itself): a few rows gain nothing from more, and OpenMP
-    threads waiting for a busy core took 15 ms instead of 0.3 ms on a loaded
-    2-core machine. This is what a ``probe`` of ``read_xgboost`` holds.
+    not set ``nthread`` itself): a few rows gain nothing from more, and threads
+    waiting for a busy core cost far more than the prediction. This is what a
+    ``probe`` of ``read_xgboost`` holds.
     """
     import xgboost
 
