@@ -84,7 +84,7 @@ def _model_outputs(model, X):
 def _fingerprint_rows(X):
     """A few rows that stand for ``X``: its per-column quantiles (values it holds)."""
     if not np.isnan(X).any():  # the same rows, vectorised (nanquantile loops on
-        # the columns in Python: 2 ms for 127 columns)
+        # the columns in Python)
         rows = np.quantile(X, FINGERPRINT_QUANTILES, axis=0, method="nearest")
         return np.ascontiguousarray(rows, dtype=X.dtype)
     with warnings.catch_warnings():

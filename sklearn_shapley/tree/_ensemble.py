@@ -286,6 +286,17 @@ def _unsupported(model):
     )
 
 
+def is_xgboost(model):
+    """Whether ``model`` is an XGBoost ``Booster`` or scikit-learn-API model (without
+    importing xgboost)."""
+    import sys
+
+    xgb = sys.modules.get("xgboost")
+    return xgb is not None and isinstance(
+        model, (getattr(xgb, "Booster", ()), getattr(xgb, "XGBModel", ()))
+    )
+
+
 def flatten_ensemble(model, *, missing=None, probe=None) -> FlatEnsemble:
     """Read a fitted tree ensemble into a :class:`FlatEnsemble`.
 
@@ -333,10 +344,7 @@ def flatten_ensemble(model, *, missing=None, probe=None) -> FlatEnsemble:
 
     from ._sklearn import read_sklearn
 
-    xgb = sys.modules.get("xgboost")
-    if xgb is not None and isinstance(
-        model, (getattr(xgb, "Booster", ()), getattr(xgb, "XGBModel", ()))
-    ):
+    if is_xgboost(model):
         from ._xgboost import read_xgboost
 
         return read_xgboost(model, missing, probe=probe)

@@ -22,7 +22,7 @@ from .._memory import check_fits_in_memory
 from .._pipelines import input_column_groups, split_pipeline, transform_rows
 from ..games import default_background
 from . import _kernel
-from ._ensemble import flatten_ensemble
+from ._ensemble import flatten_ensemble, is_xgboost
 from ._flat import dense_rows, map_row_blocks, predict_raw
 from ._interventional import InterventionalTrees
 from ._xgboost import probe_rows, xgboost_margin
@@ -77,14 +77,6 @@ def check_model_accepts(model, flat, X):
                     "check, while `missing` is not set to `inf`): clip them, or set "
                     "them to NaN to mark them missing."
                 )
-
-
-def _is_xgboost(model):
-    """Whether ``model`` is an XGBoost ``Booster`` or scikit-learn-API model."""
-    xgboost = sys.modules.get("xgboost")
-    return xgboost is not None and isinstance(
-        model, (xgboost.Booster, xgboost.XGBModel)
-    )
 
 
 def _refuse_dmatrix(X):
@@ -450,7 +442,7 @@ class QuadratureTreeExplainer(BaseExplainer):
         # one inplace_predict of its booster (what the explained trees give): the
         # fingerprint is then also the probe of read_xgboost (see _fit_explainer).
         # A frame's rows go through the scikit-learn wrapper's own predict.
-        self._margin_fingerprint = _is_xgboost(_unwrap(self.estimator_)) and (
+        self._margin_fingerprint = is_xgboost(_unwrap(self.estimator_)) and (
             getattr(self, "_frame_codec", None) is None
         )
         self._fingerprint_missing = self.missing  # fit's, should it be set again

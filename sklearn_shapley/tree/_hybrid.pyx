@@ -18,9 +18,8 @@ pair p's row, pair p's coalition and background row b)``; OpenMP over pairs, eac
 pair's sums in tree order: bit-identical for any thread count.
 """
 
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport int32_t, int64_t, uint8_t
-from libc.stdlib cimport free, malloc
 
 import numpy as np
 
@@ -112,6 +111,9 @@ def hybrid_raw(
     cdef uint8_t* x_bits
     if n_pairs == 0 or n_bg == 0:
         return
+    # per thread: the pair's patterns (which nodes x decides, x's decisions there)
+    cdef uint8_t[:, ::1] scratch = np.zeros((max(n_threads, 1), 2 * n_trees + 1),
+                                            dtype=np.uint8)
     # every background row's decision pattern at every small tree, once
     cdef uint8_t[:, ::1] b_bits = np.zeros((n_bg, n_trees), dtype=np.uint8)
     for b in range(n_bg):
@@ -123,7 +125,7 @@ def hybrid_raw(
                     pattern = pattern | (b_left[b, first + j] << j)
                 b_bits[b, t] = pattern
     with nogil, parallel(num_threads=n_threads):
-        take_x = <uint8_t*>malloc(2 * n_trees)
+        take_x = &scratch[threadid(), 0]
         x_bits = take_x + n_trees
         for p in prange(n_pairs, schedule="static"):
             s = &from_x[p, 0]
@@ -160,4 +162,3 @@ def hybrid_raw(
                     else:
                         for k in range(n_out):
                             o[k] += value[node, k]
-        free(take_x)
