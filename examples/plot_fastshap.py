@@ -4,8 +4,8 @@ FastSHAP next to exact Shapley values
 =====================================
 
 FastSHAP trains an explainer network once; afterwards one forward pass explains a row
-(in a game of at most 16 players, with the players' first and last marginal
-contributions as inputs: ``2d + 2`` game evaluations).
+(with the players' first and last marginal contributions as inputs where the game
+computes them cheaply: ``2d + 2`` game evaluations, or a fast form of them).
 Here a neural network regressor on the diabetes data (10 features) is explained with
 the baseline value function (held-out features set to their means), where exact
 Shapley values can still be enumerated (``2^10`` coalitions per row) to check FastSHAP's

@@ -257,6 +257,12 @@ class Game:
         values = self(X, masks)
         return values[:, 0], values[:, 1]
 
+    @property
+    def first_last_cost(self):
+        """Model evaluations one row's :meth:`first_last_values` cost, roughly: by
+        default one value per coalition, the same coalitions for every row."""
+        return (2 * self.n_players + 2) * self.shared_evaluation_cost
+
     def first_last_values(self, X):
         """The game on :func:`first_last_masks`: ``(n_rows, 2 d + 2, n_outputs)``."""
         return self(X, first_last_masks(self.n_players))
@@ -403,6 +409,24 @@ class BaselineGame(_ModelGame):
         Z = np.where(fmasks, X[:, None, :], self.baseline)
         n, m, d = Z.shape
         return self._predict(Z.reshape(n * m, d)).reshape(n, m, -1)
+
+    def proxy(self):
+        """The same game in a one-hidden-layer MLP's exact form
+        (:func:`~sklearn_shapley.mlp.mlp_marginal_game` over the baseline row),
+        whose first and last values cost a fraction of the model's; else itself."""
+        if getattr(self, "_proxy", None) is None:
+            from .mlp import mlp_marginal_game
+
+            marginal = MarginalGame(
+                self.model,
+                self.baseline[None],
+                link=self.link,
+                players=self.players,
+                batch_size=self.batch_size,
+                frame=self.frame,
+            )
+            self._proxy = mlp_marginal_game(marginal) or self
+        return self._proxy
 
 
 class MarginalGame(_ModelGame):

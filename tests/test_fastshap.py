@@ -776,11 +776,24 @@ def test_first_last_of_the_marginal_game_come_from_the_background_mean(data):
     )
 
 
-def test_first_last_auto_depends_on_the_number_of_players(data, monkeypatch):
+def test_first_last_auto_depends_on_their_cost(data, monkeypatch):
+    """``first_last="auto"`` feeds the contributions when the game's proxy computes
+    them for at most ``FIRST_LAST_COST`` model evaluations a row: a model's game
+    of 16 players, not 17; a tree ensemble's over one baseline row at any size."""
     X, _ = data
     kwargs = dict(value_function="baseline", random_state=0, **TINY)
     assert FastSHAPExplainer(additive_model, **kwargs).fit(X).module_.first_last
-    monkeypatch.setattr(_fastshap, "FIRST_LAST_PLAYERS", 3)
+    rng = np.random.default_rng(0)
+    for d, expected in ((16, True), (17, False)):
+        wide = rng.normal(size=(60, d))
+        explainer = FastSHAPExplainer(additive_model, **kwargs).fit(wide)
+        assert explainer.module_.first_last is expected
+    y = wide[:, 0] * wide[:, 1] + wide[:, 2]
+    trees = GradientBoostingRegressor(n_estimators=5, random_state=0).fit(wide, y)
+    explainer = FastSHAPExplainer(trees, **kwargs).fit(wide)
+    assert explainer.module_.first_last
+    assert explainer._proxy.first_last_cost < 2 * 17 + 2
+    monkeypatch.setattr(_fastshap, "FIRST_LAST_COST", 9)
     explainer = FastSHAPExplainer(additive_model, **kwargs).fit(X)
     assert not explainer.module_.first_last
     assert explainer._proxy is None

@@ -18,7 +18,7 @@ from sklearn.preprocessing import (
 
 from sklearn_shapley import exact_shapley
 from sklearn_shapley.amortized import FastSHAPExplainer
-from sklearn_shapley.games import BaselineGame, MarginalGame
+from sklearn_shapley.games import BaselineGame, MarginalGame, first_last_masks
 from sklearn_shapley.mlp import MLPMarginalGame, _marginal, mlp_marginal_game
 from sklearn_shapley.mlp import _kernel as portable_kernel
 from sklearn_shapley.sampling import all_coalitions
@@ -51,6 +51,17 @@ def _check_same_game(model, X, players=None, background=None):
     # v(full) from one evaluation a row, v(∅) once: the game's and the model's
     for mine, theirs in zip(mlp_game.grand_and_empty(rows), game.grand_and_empty(rows)):
         np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-10)
+    # over one baseline row, the first and last values from one step per player
+    baseline = BaselineGame(model, background[0], players=players)
+    proxy = baseline.proxy()
+    assert isinstance(proxy, MLPMarginalGame) and proxy is baseline.proxy()
+    assert proxy.first_last_cost < 2 * game.n_players + 2
+    np.testing.assert_allclose(
+        proxy.first_last_values(rows),
+        baseline(rows, first_last_masks(game.n_players)),
+        rtol=1e-10,
+        atol=1e-10,
+    )
     return game, mlp_game
 
 
@@ -134,11 +145,17 @@ def test_any_thread_count_and_either_build_give_the_same_values(monkeypatch):
     masks = all_coalitions(5)
     game = mlp_marginal_game(MarginalGame(model, X[:30]), X)
     values = game(X[:70], masks)
+    one_row = game.with_background(X[:1])
+    first_last = one_row.first_last_values(X[:70])
     for n_jobs in (1, 2, 3):
-        game.n_jobs = n_jobs
+        game.n_jobs = one_row.n_jobs = n_jobs
         np.testing.assert_array_equal(game(X[:70], masks), values)
+        np.testing.assert_array_equal(one_row.first_last_values(X[:70]), first_last)
     monkeypatch.setattr(_marginal, "_kernel", portable_kernel)
     np.testing.assert_allclose(game(X[:70], masks), values, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        one_row.first_last_values(X[:70]), first_last, rtol=1e-12, atol=1e-12
+    )
 
 
 def test_with_background_is_the_same_network_on_other_rows():

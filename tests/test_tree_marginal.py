@@ -22,7 +22,12 @@ from sklearn_shapley import exact_shapley
 from sklearn_shapley.amortized import FastSHAPExplainer
 from sklearn_shapley.amortized._fastshap import _kernel_coalitions, exact_statistics
 from sklearn_shapley.amortized._nets import kernel_gram, shapley_kernel_gram
-from sklearn_shapley.games import BaselineGame, MarginalGame, first_last_masks
+from sklearn_shapley.games import (
+    BaselineGame,
+    MarginalGame,
+    first_last_masks,
+    resolve_game,
+)
 from sklearn_shapley.tree import flatten_ensemble
 from sklearn_shapley.tree._flat import predict_raw
 from sklearn_shapley.tree._marginal import (
@@ -180,7 +185,9 @@ def test_unsupported_games_give_none():
     for link in ("identity", "log_softmax"):
         game = MarginalGame(multiclass, Xc[:10], link=link)
         assert isinstance(tree_marginal_game(game, X), TreeHybridMarginalGame)
-        assert tree_marginal_game(game, X, tables=False) is None
+        assert isinstance(
+            tree_marginal_game(game, X, tables=False), TreeHybridMarginalGame
+        )
     assert tree_marginal_game(MarginalGame(FrozenEstimator(gb), X[:10])) is not None
 
 
@@ -257,6 +264,60 @@ def test_hybrid_game_is_the_models_marginal_game(case):
     np.testing.assert_array_equal(
         pickle.loads(pickle.dumps(hybrid))(rows, shared), hybrid(rows, shared)
     )
+
+
+@pytest.mark.parametrize("case", sorted(_hybrid_cases()))
+def test_first_and_last_values_over_one_row_are_the_models(case):
+    """Against one baseline row (with missing values where the data has them), the
+    players' singletons and leave-one-outs from a few walks per tree: the model's
+    own values on those hybrid rows, bit-identical for any thread count."""
+    from threadpoolctl import threadpool_limits
+
+    model, X, y, kwargs = _hybrid_cases()[case]
+    model.fit(X, y)
+    baseline = BaselineGame(model, X[3], **kwargs)
+    proxy = resolve_game(baseline, X).proxy()
+    assert isinstance(proxy, TreeHybridMarginalGame)
+    assert proxy.first_last_cost < 2 * baseline.n_players + 2
+    rows = X[100:130]
+    values = proxy.first_last_values(rows)
+    masks = first_last_masks(baseline.n_players)
+    atol = 1e-12 if "xgboost" not in case and "lightgbm" not in case else 2e-6
+    np.testing.assert_allclose(values, baseline(rows, masks), rtol=0, atol=atol)
+    np.testing.assert_allclose(values, proxy(rows, masks), rtol=0, atol=1e-12)
+    with threadpool_limits(1, "openmp"):
+        np.testing.assert_array_equal(proxy.first_last_values(rows), values)
+    assert proxy.first_last_values(rows[:0]).shape == (0, *values.shape[1:])
+
+
+def test_the_proxy_of_a_tree_baseline_game_is_its_hybrid_form():
+    """A tree ensemble's baseline game takes its first and last values from its
+    one-row hybrid form (a regressor's too, whose values are the model's); a
+    marginal game over a background from the baseline game at its mean."""
+    X, y = _regression(seed=1)
+    players = [[0, 1], [2], [3, 4, 5]]
+    classifier = GradientBoostingClassifier(n_estimators=10, random_state=0)
+    classifier.fit(X, y > 1)
+    regressor = GradientBoostingRegressor(n_estimators=10, random_state=0).fit(X, y)
+    rows = X[100:120]
+    masks = first_last_masks(len(players))
+    for game in (
+        BaselineGame(classifier, X[0], players=players),
+        BaselineGame(classifier, X[0], players=players, link="logit"),
+        BaselineGame(regressor, X[0], players=players),
+    ):
+        fast = resolve_game(game, X)
+        assert isinstance(fast, (TreeHybridMarginalGame, TreeShapleyMarginalGame))
+        proxy = fast.proxy()
+        assert isinstance(proxy, TreeHybridMarginalGame) and proxy is fast.proxy()
+        np.testing.assert_allclose(
+            proxy.first_last_values(rows), game(rows, masks), rtol=0, atol=1e-12
+        )
+    marginal = resolve_game(MarginalGame(classifier, X[:30], players=players), X)
+    assert isinstance(marginal, TreeHybridMarginalGame)
+    proxy = marginal.proxy()
+    assert isinstance(proxy, BaselineGame)
+    np.testing.assert_allclose(proxy.baseline, X[:30].mean(axis=0))
 
 
 def test_bad_input_raises():

@@ -4,10 +4,10 @@ FastSHAP (Jethani et al., 2022) trains an explainer network ``φ(x; θ) ∈ R^{d
 minimise ``E_x E_{S ~ Shapley kernel} Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀ φ_k(x; θ))²`` with
 the additive efficient normalization as its output layer; the global optimum is the
 exact Shapley value of the game ``v``. After training, explaining a row costs one
-forward pass plus ``v(full)``, and with ``first_last`` (games of up to 16 players by
-default) ``2d + 1`` more evaluations of the game's cheap proxy: the players' first and
-last marginal contributions, inputs of the network, which learns a correction to their
-average.
+forward pass plus ``v(full)``, and with ``first_last`` (by default where the game
+computes them cheaply) ``2d + 1`` more values of the game's proxy: the players' first
+and last marginal contributions, inputs of the network, which learns a correction to
+their average.
 
 Training has one mechanism: the loss above, on targets from one coalition source that
 :func:`plan_coalitions` picks from the game's size, the number of rows and the budget
@@ -73,8 +73,9 @@ SLOW_TARGETS = 30
 #: Most bytes of coalitions and values evaluated before training (else fresh ones
 #: are evaluated for every batch).
 MAX_POOL_BYTES = 2**28
-#: Most players for which ``first_last="auto"`` feeds the contributions.
-FIRST_LAST_PLAYERS = 16
+#: Most model evaluations a row's first and last contributions may cost with
+#: ``first_last="auto"`` (16 players' at one each): every explained row pays them.
+FIRST_LAST_COST = 34
 #: Quantile bins per feature with ``n_bins="auto"`` for a piecewise-constant game.
 AUTO_BINS = 32
 #: Most split thresholds per feature in the step encoding (more are thinned).
@@ -149,7 +150,7 @@ def plan_coalitions(
     shared_evaluation_cost : float, default=None
         The same when every row has the same coalitions, as with every coalition
         (:attr:`Game.shared_evaluation_cost`); ``None``: ``evaluation_cost``.
-    extra_per_row : int, default=0
+    extra_per_row : float, default=0
         Game values each row copy costs besides its coalitions (``v(full)``,
         ``v(∅)``, the first and last contributions).
     n_outputs : int, default=1
@@ -286,8 +287,12 @@ class FastSHAPExplainer(GameExplainer):
         Feed every player's first and last marginal contributions
         ``v({i}) − v(∅)`` and ``v(N) − v(N∖{i})`` (in the game's proxy) to the
         network, which outputs a correction to their average (exact for games
-        whose interactions involve at most two players). ``"auto"``: for at most
-        16 players, where the ``2d + 2`` evaluations per row stay cheap.
+        whose interactions involve at most two players). ``"auto"``: where they
+        cost at most 34 model evaluations a row
+        (:attr:`~sklearn_shapley.games.Game.first_last_cost`): for a game of at
+        most 16 players, and for any number where the game has a fast form for
+        them (a tree ensemble's or a one-hidden-layer MLP's game over one
+        baseline row).
     efficiency_lambda : float, default=0.0
         Weight of the penalty ``(1ᵀφ − v(full) + v(∅))²`` added to the loss.
     input_noise : float, default=0.1
@@ -522,13 +527,13 @@ class FastSHAPExplainer(GameExplainer):
         self.plan_ = None
         if d < 2:  # one player: φ = v(full) − v(∅), nothing to learn
             return
+        proxy = self._grand_game.proxy()
         use_first_last = (
-            d <= FIRST_LAST_PLAYERS
+            proxy.first_last_cost <= FIRST_LAST_COST
             if isinstance(self.first_last, str)
             else bool(self.first_last)
         )
         if use_first_last:
-            proxy = self._grand_game.proxy()
             self._proxy = proxy
         full, empty, contributions = self._inputs(X)
         self._output_scale = _value_scale(full - empty)
@@ -544,7 +549,10 @@ class FastSHAPExplainer(GameExplainer):
             if isinstance(self.max_evaluations, str)
             else int(self.max_evaluations)
         )
-        extra = 2 + (2 * d + 2 if use_first_last else 0)
+        # v(full), v(∅) and the contributions, in the game's values
+        extra = 2
+        if use_first_last:
+            extra += proxy.first_last_cost / max(game.evaluation_cost, 1e-9)
         self.plan_ = plan = plan_coalitions(
             d,
             len(train),

@@ -209,6 +209,56 @@ class MLPMarginalGame(Game):
         out = (np.vstack([full, self._empty]) @ self.output_map) + self.output_offset
         return out[:-1], np.broadcast_to(out[-1], (len(X), self.n_outputs)).copy()
 
+    @property
+    def first_last_cost(self):
+        """Model evaluations a row's first and last values cost: with one
+        background row, each coalition's hidden layer costs ``H (1 + K)``
+        multiply-adds against a model evaluation's ``H (n_features + K)`` (its
+        pre-activation differs from the row's or the baseline's by one player's
+        part); else one value per coalition."""
+        if len(self.background) == 1:
+            K = self.weights[2].shape[1]
+            return (2 * self.n_players + 2) * (1 + K) / (self.n_features + K)
+        return super().first_last_cost
+
+    def first_last_values(self, X):
+        """The game on the singletons, the leave-one-outs, then the grand and empty
+        coalitions, ``(n, 2 n_players + 2, n_outputs)``.
+
+        With one background row ``b``, player ``i``'s singleton's hidden
+        pre-activation is ``b``'s plus ``i``'s part of ``(x − b) W1``, its
+        leave-one-out's ``x``'s minus it: no product over the features per
+        coalition. Else the values of the coalitions.
+        """
+        if len(self.background) != 1:
+            return super().first_last_values(X)
+        X = check_rows(X, self.n_features)
+        W1, b1, W2, b2 = self.weights
+        if getattr(self, "_players_csr", None) is None:
+            groups = [np.flatnonzero(row) for row in self._membership]
+            self._players_csr = (
+                np.r_[0, np.cumsum([len(g) for g in groups])].astype(np.longlong),
+                np.concatenate(groups).astype(np.longlong),
+                np.ascontiguousarray(W1.T),
+            )
+        indptr, indices, W1T = self._players_csr
+        out = np.empty((len(X), 2 * self.n_players + 2, W2.shape[1]))
+        _kernel.first_last_values(
+            X,
+            self.background[0],
+            indptr,
+            indices,
+            W1T,
+            b1,
+            W2,
+            b2,
+            ACTIVATIONS[self.activation],
+            ACTIVATIONS[self.out_activation],
+            out,
+            effective_n_threads(self.n_jobs),
+        )
+        return out @ self.output_map + self.output_offset
+
     def _raw(self, X, fmasks, background=None):
         """The network's outputs averaged over the ``background`` (default the
         game's): ``(n, m, K)``."""

@@ -37,8 +37,8 @@ from ..games import (
     player_membership,
 )
 from ._ensemble import flatten_ensemble
-from ._flat import encode_inputs, goes_left, predict_raw
-from ._hybrid import hybrid_raw, leaf_offsets
+from ._flat import CATEGORICAL_SPLIT, encode_inputs, goes_left, predict_raw
+from ._hybrid import first_last_raw, hybrid_raw, leaf_offsets
 from ._interventional import InterventionalTrees
 
 __all__ = [
@@ -341,6 +341,12 @@ class TreeMarginalGame(Game):
         full = self._offset + self._table_sum(X, self._first_last[:, : self.n_outputs])
         return full, np.broadcast_to(self._empty, full.shape).copy()
 
+    @property
+    def first_last_cost(self):
+        """Model evaluations a row's first and last values cost: one look-up per
+        unit, as for one value (:meth:`first_last_values`)."""
+        return self.evaluation_cost
+
     def first_last_values(self, X):
         """The game on the singletons, the leave-one-outs, then the grand and empty
         coalitions, ``(n, 2 n_players + 2, n_outputs)`` (the order of
@@ -384,7 +390,15 @@ class _ModelValuesGame(Game):
         return self.game.grand_and_empty(X)
 
     def proxy(self):
-        return self.game.proxy()
+        """Over one background row (a baseline game), the game in the form of a
+        :class:`TreeHybridMarginalGame`: the same values, and the first and last
+        values of every player from a few walks per tree. Else the wrapped game's
+        proxy (the baseline game at the background's mean)."""
+        if len(self.game.background) > 1:
+            return self.game.proxy()
+        if getattr(self, "_proxy", None) is None:
+            self._proxy = TreeHybridMarginalGame(self.game, self.flat, self.output)
+        return self._proxy
 
     def split_thresholds(self):
         return self.game.split_thresholds()
@@ -404,10 +418,15 @@ class TreeShapleyMarginalGame(_ModelValuesGame):
         The game's model, flattened.
     output_map : ndarray of shape (n_raw_outputs, n_outputs)
         The game's outputs as a linear map of the ensemble's raw outputs.
+    output : callable, default=None
+        The model's map from the raw sums ``(n, n_raw_outputs)`` to its
+        predictions (before the game's link), for :meth:`proxy`; None: the
+        identity.
     """
 
-    def __init__(self, game, flat, output_map):
+    def __init__(self, game, flat, output_map, output=None):
         self.game, self.flat, self.output_map = game, flat, output_map
+        self.output = _identity if output is None else output
         self.n_players, self.n_outputs = game.n_players, output_map.shape[1]
         self.evaluation_cost = game.evaluation_cost
         self._interventional = InterventionalTrees(
@@ -477,9 +496,63 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         self._value = np.ascontiguousarray(flat.value, dtype=np.float64)
         self._base = np.ascontiguousarray(flat.base_offset, dtype=np.float64)
         membership = player_membership(game.players, self.n_features)
-        self._player = membership.argmax(axis=0)[flat.feature[internal]]
+        self._player = np.ascontiguousarray(
+            membership.argmax(axis=0)[flat.feature[internal]], dtype=np.int32
+        )
         self._internal = internal
         self._b_left = _node_decisions(flat, internal, game.background).view(np.uint8)
+
+    @property
+    def first_last_cost(self):
+        """Model evaluations a row's first and last values cost: with one
+        background row, a few walks per tree for all of them (``first_last_raw``);
+        else the model's hybrid values, one per background row and coalition."""
+        if len(self._b_left) == 1:
+            return 4
+        return super().first_last_cost
+
+    def proxy(self):
+        """Itself over one background row; else the wrapped game's proxy."""
+        return self if len(self._b_left) == 1 else super().proxy()
+
+    def first_last_values(self, X):
+        """The game on the singletons, the leave-one-outs, then the grand and empty
+        coalitions, ``(n, 2 n_players + 2, n_outputs)``; with one background row
+        from a few walks per tree (:func:`._hybrid.first_last_raw`), else the
+        hybrid values."""
+        if len(self._b_left) != 1:
+            return super().first_last_values(X)
+        from .._openmp import effective_n_threads
+
+        X = check_rows(X, self.n_features)
+        n, d, K = len(X), self.n_players, len(self._base)
+        first, last = np.zeros((n, d, K)), np.zeros((n, d, K))
+        full, empty = np.zeros((n, K)), np.zeros((1, K))
+        args = (self._player, self._nodes, self._trees, self._value)
+        first_last_raw(
+            self._b_left, self._b_left[0], *args, first[:1], last[:1], empty, 1
+        )
+        first_last_raw(
+            _node_decisions(self.flat, self._internal, X).view(np.uint8),
+            self._b_left[0],
+            *args,
+            first,
+            last,
+            full,
+            int(effective_n_threads(None)),
+        )
+        empty, full = empty + self._base, full + self._base
+        raw = np.concatenate(
+            [
+                first + empty[:, None],
+                last + full[:, None],
+                full[:, None],
+                np.broadcast_to(empty[:, None], (n, 1, K)),
+            ],
+            axis=1,
+        )
+        values = apply_link(self.output(raw.reshape(-1, K)), self.game.link)
+        return values.reshape(n, 2 * d + 2, self.n_outputs)
 
     def __call__(self, X, masks):
         from .._openmp import effective_n_threads
@@ -518,17 +591,27 @@ class TreeHybridMarginalGame(_ModelValuesGame):
 
 def _node_decisions(flat, nodes, X):
     """Whether each row of ``X`` goes left at each of the internal ``nodes`` by the
-    model's rule: ``(n, len(nodes))`` bool."""
+    model's rule: ``(n, len(nodes))`` bool. The nodes' thresholds are compared with
+    the rows' values in one broadcast; the rule's exceptions (missing values,
+    categorical splits) are applied where they occur."""
     left = np.empty((len(X), len(nodes)), dtype=bool)
+    feature, threshold = flat.feature[nodes], flat.threshold[nodes]
+    categorical = np.flatnonzero(flat.split_kind[nodes] == CATEGORICAL_SPLIT)
     step = max(1, MAX_DECISIONS // max(len(nodes), 1))
     for a in range(0, len(X), step):
         rows = encode_inputs(flat, X[a : a + step])
         rows = rows.astype(flat.decision_dtype).astype(np.float64)
-        left[a : a + step] = goes_left(
-            flat,
-            np.broadcast_to(nodes, (len(rows), len(nodes))),
-            rows[:, flat.feature[nodes]],
-        )
+        x = np.take(rows, feature, axis=1)
+        out = left[a : a + step]
+        np.less_equal(x, threshold, out=out)
+        missing = np.isnan(rows).any(axis=0)[feature]
+        exceptions = np.union1d(categorical, np.flatnonzero(missing))
+        if exceptions.size:
+            out[:, exceptions] = goes_left(
+                flat,
+                np.broadcast_to(nodes[exceptions], (len(rows), exceptions.size)),
+                x[:, exceptions],
+            )
     return left
 
 
@@ -691,26 +774,26 @@ def tree_marginal_game(game, rows=None, *, tables=True):
         return None
     predicted = game._f(probe)  # before the link
     raw = predict_raw(flat, probe)
-    output_map = None
-    if game.link == "identity" and raw.shape[1] == predicted.shape[1]:
-        output_map, expected = np.eye(raw.shape[1]), raw
-    elif game.link == "logit" and raw.shape[1] == 1 and predicted.shape[1] == 2:
+    # the model's map from its trees' sums to its predictions, to the model's own
+    # precision (XGBoost predicts in float32)
+    scale = 1.0 + np.abs(predicted).max()
+    output = None
+    for candidate in (_identity, _sigmoid_pair, _softmax):
+        expected = candidate(raw)
+        if expected.shape == predicted.shape and (
+            np.abs(expected - predicted).max() <= 1e-5 * scale
+        ):
+            output = candidate
+            break
+    if output is None:
+        return None
+    if game.link == "identity" and output is _identity:
+        output_map = np.eye(raw.shape[1])
+    elif game.link == "logit" and output is _sigmoid_pair:
         # a binary classifier's probabilities are the sigmoid of its log-odds
         output_map = np.array([[-1.0, 1.0]])
-        expected = 1.0 / (1.0 + np.exp(-(raw @ output_map)))
-    # to the model's own precision (XGBoost predicts in float32)
-    scale = 1.0 + np.abs(predicted).max()
-    if output_map is None or np.abs(expected - predicted).max() > 1e-5 * scale:
-        if not tables:
-            return None
-        # a map from the sums that is not linear after the link: the model's values
-        for output in (_softmax, _sigmoid_pair, _identity):
-            expected = output(raw)
-            if expected.shape == predicted.shape and (
-                np.abs(expected - predicted).max() <= 1e-5 * scale
-            ):
-                return TreeHybridMarginalGame(game, flat, output)
-        return None
+    else:  # not linear in the sums after the link: the model's values
+        return TreeHybridMarginalGame(game, flat, output)
     tree_game = None
     if tables:
         with contextlib.suppress(TablesTooLargeError):
@@ -718,7 +801,7 @@ def tree_marginal_game(game, rows=None, *, tables=True):
                 flat, game.background, players=game.players, output_map=output_map
             )
     if tree_game is None:
-        tree_game = TreeShapleyMarginalGame(game, flat, output_map)
+        tree_game = TreeShapleyMarginalGame(game, flat, output_map, output)
     tree_game.output_names = game.output_names
     # whether the explained outputs (after the link) are the trees' sums to float64
     # precision, or only to the model's rounding
