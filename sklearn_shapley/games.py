@@ -273,11 +273,13 @@ class Game:
         none: then they are enumerated or estimated from the game's values."""
         return None
 
-    def proxy(self):
+    def proxy(self, max_cost=None):
         """A game with the same ``v(full)``, at most one model evaluation a value.
 
         Features computed from a game (the players' first and last contributions)
-        come from it; the game itself by default.
+        come from it; the game itself by default. A game with several proxies
+        returns the most faithful one whose :attr:`first_last_cost` is at most
+        ``max_cost`` where it has one (None: no limit).
         """
         return self
 
@@ -410,7 +412,7 @@ class BaselineGame(_ModelGame):
         n, m, d = Z.shape
         return self._predict(Z.reshape(n * m, d)).reshape(n, m, -1)
 
-    def proxy(self):
+    def proxy(self, max_cost=None):
         """The same game in a one-hidden-layer MLP's exact form
         (:func:`~sklearn_shapley.mlp.mlp_marginal_game` over the baseline row),
         whose first and last values cost a fraction of the model's; else itself."""
@@ -493,7 +495,7 @@ class MarginalGame(_ModelGame):
             self._empty = self._predict(self.background).mean(axis=0)
         return full, np.broadcast_to(self._empty, full.shape).copy()
 
-    def proxy(self):
+    def proxy(self, max_cost=None):
         """The baseline game at the background's mean (its mode in a categorical
         column): the same ``v(full)``, one model evaluation a value instead of
         ``n_background``."""

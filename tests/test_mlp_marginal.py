@@ -255,6 +255,12 @@ def test_fastshap_trains_on_the_exact_mlp_game():
         contributions.background,
         explainer.game_.background[: MLPMarginalGame.PROXY_BACKGROUND],
     )
+    # where those cost too much, the baseline game at the background's mean
+    cheap = explainer.game_.proxy(max_cost=contributions.first_last_cost - 1)
+    np.testing.assert_allclose(
+        cheap.background, explainer.game_.background.mean(axis=0)[None]
+    )
+    assert cheap.first_last_cost < contributions.first_last_cost
     values = explainer.explain(X[:5])
     np.testing.assert_allclose(
         values.values.sum(axis=1) + values.base_values,

@@ -290,10 +290,11 @@ def test_first_and_last_values_over_one_row_are_the_models(case):
     assert proxy.first_last_values(rows[:0]).shape == (0, *values.shape[1:])
 
 
-def test_the_proxy_of_a_tree_baseline_game_is_its_hybrid_form():
+def test_the_proxy_of_a_tree_game_is_a_hybrid_form_over_one_row():
     """A tree ensemble's baseline game takes its first and last values from its
     one-row hybrid form (a regressor's too, whose values are the model's); a
-    marginal game over a background from the baseline game at its mean."""
+    marginal game over a background from its baseline game at the mean, in the
+    same form."""
     X, y = _regression(seed=1)
     players = [[0, 1], [2], [3, 4, 5]]
     classifier = GradientBoostingClassifier(n_estimators=10, random_state=0)
@@ -316,8 +317,11 @@ def test_the_proxy_of_a_tree_baseline_game_is_its_hybrid_form():
     marginal = resolve_game(MarginalGame(classifier, X[:30], players=players), X)
     assert isinstance(marginal, TreeHybridMarginalGame)
     proxy = marginal.proxy()
-    assert isinstance(proxy, BaselineGame)
-    np.testing.assert_allclose(proxy.baseline, X[:30].mean(axis=0))
+    assert isinstance(proxy, TreeHybridMarginalGame) and proxy is marginal.proxy()
+    at_mean = BaselineGame(classifier, X[:30].mean(axis=0), players=players)
+    np.testing.assert_allclose(
+        proxy.first_last_values(rows), at_mean(rows, masks), rtol=0, atol=1e-12
+    )
 
 
 def test_bad_input_raises():

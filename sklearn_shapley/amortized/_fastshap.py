@@ -527,7 +527,7 @@ class FastSHAPExplainer(GameExplainer):
         self.plan_ = None
         if d < 2:  # one player: φ = v(full) − v(∅), nothing to learn
             return
-        proxy = self._grand_game.proxy()
+        proxy = self._grand_game.proxy(max_cost=FIRST_LAST_COST)
         use_first_last = (
             proxy.first_last_cost <= FIRST_LAST_COST
             if isinstance(self.first_last, str)

@@ -153,10 +153,16 @@ class MLPMarginalGame(Game):
         of a model evaluation per background row."""
         return max(1, len(self.background) // 16)
 
-    def proxy(self):
+    def proxy(self, max_cost=None):
         """The same network's marginal game on the first ``PROXY_BACKGROUND``
-        background rows: features at a fraction of the cost, same ``v(full)``."""
-        return self.with_background(self.background[: self.PROXY_BACKGROUND])
+        background rows: features at a fraction of the cost, same ``v(full)``.
+        Where their first and last values cost more than ``max_cost``, its
+        baseline game at the background's mean, whose cost a step per player
+        (:meth:`first_last_values`)."""
+        proxy = self.with_background(self.background[: self.PROXY_BACKGROUND])
+        if max_cost is not None and proxy.first_last_cost > max_cost:
+            proxy = self.with_background(self.background.mean(axis=0)[None])
+        return proxy
 
     def with_background(self, background):
         """The same network's marginal game over another ``background``."""

@@ -32,6 +32,7 @@ from ..games import (
     Game,
     MarginalGame,
     apply_link,
+    baseline_values,
     check_masks,
     check_rows,
     player_membership,
@@ -389,15 +390,23 @@ class _ModelValuesGame(Game):
     def grand_and_empty(self, X):
         return self.game.grand_and_empty(X)
 
-    def proxy(self):
-        """Over one background row (a baseline game), the game in the form of a
-        :class:`TreeHybridMarginalGame`: the same values, and the first and last
-        values of every player from a few walks per tree. Else the wrapped game's
-        proxy (the baseline game at the background's mean)."""
-        if len(self.game.background) > 1:
-            return self.game.proxy()
+    def proxy(self, max_cost=None):
+        """The baseline game at the background's mean (the game itself over one
+        background row) as a :class:`TreeHybridMarginalGame`: the wrapped game's
+        proxy's values, and the first and last values of every player from a few
+        walks per tree."""
         if getattr(self, "_proxy", None) is None:
-            self._proxy = TreeHybridMarginalGame(self.game, self.flat, self.output)
+            game = self.game
+            if len(game.background) > 1:
+                game = MarginalGame(
+                    game.model,
+                    baseline_values(game.background, game.frame)[None],
+                    link=game.link,
+                    players=game.players,
+                    batch_size=game.batch_size,
+                    frame=game.frame,
+                )
+            self._proxy = TreeHybridMarginalGame(game, self.flat, self.output)
         return self._proxy
 
     def split_thresholds(self):
@@ -511,8 +520,9 @@ class TreeHybridMarginalGame(_ModelValuesGame):
             return 4
         return super().first_last_cost
 
-    def proxy(self):
-        """Itself over one background row; else the wrapped game's proxy."""
+    def proxy(self, max_cost=None):
+        """Itself over one background row; else its baseline game at the
+        background's mean in this form."""
         return self if len(self._b_left) == 1 else super().proxy()
 
     def first_last_values(self, X):
