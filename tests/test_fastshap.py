@@ -861,10 +861,10 @@ def test_plan_coalitions_fits_the_budget():
     plan = plan_coalitions(4, 100, n_coalitions=8, max_evaluations=14 * 100 * 3)
     assert plan == CoalitionPlan("all", 14, 3, 100)
     plan = plan_coalitions(4, 100, n_coalitions=8, max_evaluations=10**12)
-    assert plan == CoalitionPlan("all", 14, _fastshap.MAX_COPIES, 100)
+    assert plan == CoalitionPlan("all", 14, _fastshap.MAX_ROWS // 100, 100)
     # many rows: fewer copies, so that an epoch stays short
     plan = plan_coalitions(4, 10_000, n_coalitions=8, max_evaluations=10**12)
-    assert plan == CoalitionPlan("all", 14, _fastshap.MAX_ROW_COPIES // 10_000, 10_000)
+    assert plan == CoalitionPlan("all", 14, 1, 10_000)
     # a costly value (a marginal game's): fewer copies, then sampled coalitions
     plan = plan_coalitions(
         4, 100, n_coalitions=8, max_evaluations=14 * 100 * 3, evaluation_cost=3

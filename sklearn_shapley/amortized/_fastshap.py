@@ -63,11 +63,6 @@ VALUE_FUNCTIONS = ("surrogate", "baseline", "marginal")
 MAX_EVALUATIONS = 10_000_000
 #: Most players for which the targets are the expected loss over every coalition.
 MAX_ENUMERATED_PLAYERS = 10
-#: Most augmented copies of a training row (more add little but memory).
-MAX_COPIES = 64
-#: Most row copies in all (an epoch's optimizer steps, hence the fit time, grow
-#: with them).
-MAX_ROW_COPIES = 10_000
 #: Seconds of evaluating the game for the targets past which ``fit`` warns.
 SLOW_TARGETS = 30
 #: Most bytes of coalitions and values evaluated before training (else fresh ones
@@ -133,9 +128,9 @@ def plan_coalitions(
     else a pool of ``n_coalitions`` sampled coalitions per row copy, evaluated
     before training, when it fits ``MAX_POOL_BYTES``; else fresh coalitions for
     every batch. The copies of the rows (augmented, to generalise beyond them) are
-    as many as the budget pays for, at most ``MAX_COPIES`` and ``MAX_ROW_COPIES``
-    in all; when one copy of every row's sampled coalitions exceeds the budget,
-    fewer rows (at least ``MIN_ROWS``).
+    as many as the budget pays for, at most ``MAX_ROWS`` row copies in all; when
+    one copy of every row's sampled coalitions exceeds the budget, fewer rows (at
+    least ``MIN_ROWS``).
 
     Parameters
     ----------
@@ -164,7 +159,7 @@ def plan_coalitions(
     CoalitionPlan
     """
     n_rows = max(int(n_rows), 1)
-    max_copies = min(MAX_COPIES, max(1, MAX_ROW_COPIES // n_rows))
+    max_copies = max(1, MAX_ROWS // n_rows)
     if shared_evaluation_cost is None:
         shared_evaluation_cost = evaluation_cost
     per_value, per_shared_value = (
@@ -286,8 +281,9 @@ class FastSHAPExplainer(GameExplainer):
     first_last : "auto" or bool, default="auto"
         Feed every player's first and last marginal contributions
         ``v({i}) − v(∅)`` and ``v(N) − v(N∖{i})`` (in the game's proxy) to the
-        network, which outputs a correction to their average (exact for games
-        whose interactions involve at most two players). ``"auto"``: where they
+        network (the player's own branch, and the joint MLP where they at most
+        double its first layer), which outputs a correction to their average
+        (exact for games whose interactions involve at most two players). ``"auto"``: where they
         cost at most 34 model evaluations a row
         (:attr:`~sklearn_shapley.games.Game.first_last_cost`): for a game of at
         most 16 players, and for any number where the game has a fast form for
@@ -523,7 +519,7 @@ class FastSHAPExplainer(GameExplainer):
         hidden = tuple(int(h) for h in self.hidden_layer_sizes)
         self.module_ = ShapleyModule(X.shape[1], d, K, hidden, self.normalization)
         self.history_ = []
-        self._proxy = None
+        self._proxy = self._empty = None
         self.plan_ = None
         if d < 2:  # one player: φ = v(full) − v(∅), nothing to learn
             return
@@ -536,6 +532,8 @@ class FastSHAPExplainer(GameExplainer):
         if use_first_last:
             self._proxy = proxy
         full, empty, contributions = self._inputs(X)
+        if np.all(empty == empty[:1]):  # v(∅) knows nothing of the row: kept
+            self._empty = empty[0]
         self._output_scale = _value_scale(full - empty)
 
         rng = np.random.default_rng(self._rng_seed(5))
@@ -774,7 +772,11 @@ class FastSHAPExplainer(GameExplainer):
             return full, empty, None
         first, last, full, empty = first_last_contributions(proxy.first_last_values(X))
         if proxy is not grand:  # the same v(full), not the same v(∅)
-            empty = grand.grand_and_empty(X)[1]
+            empty = (
+                grand.grand_and_empty(X)[1]
+                if self._empty is None
+                else np.broadcast_to(self._empty, full.shape)
+            )
         return full, empty, np.concatenate([first, last], axis=2)
 
     def _grand_and_empty(self, X):

@@ -396,10 +396,12 @@ class ShapleyModule(nn.Module):
     first_last : bool, default=False
         ``forward`` takes every player's first and last marginal contributions
         ``v({i}) − v(∅)`` and ``v(N) − v(N∖{i})`` (:func:`first_last_contributions`,
-        divided by ``output_scale``), inputs of the joint MLP's and of the player's
-        own first layer, and the networks' output is a correction to their average
-        (the Shapley value of a game whose interactions involve two players at most),
-        from which the networks start (their last layers are initialised to zero).
+        divided by ``output_scale``), inputs of the player's own first layer, and of
+        the joint MLP's where they at most double its cost (``2 d K`` at most its
+        first hidden width: not for many players and outputs, where they gain
+        little); the networks' output is a correction to their average (the Shapley
+        value of a game whose interactions involve two players at most), from which
+        the networks start (their last layers are initialised to zero).
     """
 
     def __init__(
@@ -426,7 +428,11 @@ class ShapleyModule(nn.Module):
         self.normalization = normalization
         self.first_last = bool(first_last)
         # the contributions (first, last) of every player and output join the rows
-        n_inputs = n_features + (2 * n_players * n_outputs if first_last else 0)
+        # while they at most double the joint MLP's first layer
+        n_contributions = 2 * self.n_players * self.n_outputs
+        width = (tuple(hidden_layer_sizes) or (self.n_players * self.n_outputs,))[0]
+        self.joint = self.first_last and n_contributions <= width
+        n_inputs = n_features + (n_contributions if self.joint else 0)
         self.mlp = make_mlp(n_inputs, n_players * n_outputs, hidden_layer_sizes)
         self.register_buffer("output_scale", torch.tensor(float(output_scale)))
         self.binned = None
@@ -467,7 +473,7 @@ class ShapleyModule(nn.Module):
         ``contributions (n, n_players, 2 * n_outputs)``: the first then the last
         marginal contributions, divided by ``output_scale`` (``first_last`` only).
         """
-        if self.first_last:
+        if self.joint:
             # in float64: a float32 product rounds a row by its place in the batch,
             # and the contributions, this layer's largest inputs, would make a row's
             # explanation depend on the rows explained with it

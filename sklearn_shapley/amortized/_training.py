@@ -52,8 +52,8 @@ def split_rows(n, validation_fraction, rng):
     return order[n_valid:], order[:n_valid]
 
 
-#: Most rows an amortized explainer trains on (a random subsample beyond), so that
-#: an epoch, hence the fit, stays short on large data.
+#: Most rows an amortized explainer trains on (a random subsample beyond; FastSHAP's
+#: augmented copies of them count), so that an epoch, hence the fit, stays short.
 MAX_ROWS = 10_000
 
 

@@ -171,37 +171,46 @@ def marginal_values(
 cdef void _first_last_row(
     const double* x, const double* baseline, Py_ssize_t n_features,
     const long long* indptr, const long long* indices, Py_ssize_t d,
-    const double* W1T, const double* b1, const double* empty, Py_ssize_t H,
+    const double* W1, const double* empty, Py_ssize_t H,
     const double* W2, const double* b2, Py_ssize_t K,
     int activation, int out_fn,
-    double* out, double* diff, double* pre, double* acc,
+    double* out, double* full, double* part, double* pre, double* acc,
 ) noexcept nogil:
     """One row's network outputs on its ``C = 2d + 2`` first-last coalitions.
 
-    ``pre`` holds ``[unit][coalition]`` (coalitions innermost, in vectors): the
-    singletons' pre-activations ``empty + part_p``, the leave-one-outs' ``full −
-    part_p``, then ``full`` and ``empty``, where ``part_p`` is player ``p``'s share
-    of ``(x − b) W1``.
+    ``part`` holds each player's share of ``(x − b) W1`` (``[player][unit]``, built
+    along ``W1``'s rows, in vectors); ``pre`` holds ``[unit][coalition]``
+    (coalitions innermost, in vectors): the singletons' pre-activations ``empty +
+    part_p``, the leave-one-outs' ``full − part_p``, then ``full`` and ``empty``.
     """
     cdef Py_ssize_t C = 2 * d + 2, h, j, p, k, c, q
-    cdef double full, part, z, top, norm, w
+    cdef double v, z, top, norm, w
     cdef double* ph
-    cdef const double* wh
+    cdef double* pp
+    cdef const double* wj
+    for h in range(H):
+        full[h] = empty[h]
     for j in range(n_features):
-        diff[j] = x[j] - baseline[j]
+        v = x[j] - baseline[j]
+        wj = W1 + j * H
+        for h in range(H):
+            full[h] += v * wj[h]
+    for p in range(d):
+        pp = part + p * H
+        for h in range(H):
+            pp[h] = 0.0
+        for q in range(indptr[p], indptr[p + 1]):
+            j = indices[q]
+            v = x[j] - baseline[j]
+            wj = W1 + j * H
+            for h in range(H):
+                pp[h] += v * wj[h]
     for h in range(H):
         ph = pre + h * C
-        wh = W1T + h * n_features
-        full = empty[h]
-        for j in range(n_features):
-            full = full + diff[j] * wh[j]
         for p in range(d):
-            part = 0.0
-            for q in range(indptr[p], indptr[p + 1]):
-                part = part + diff[indices[q]] * wh[indices[q]]
-            ph[p] = empty[h] + part
-            ph[d + p] = full - part
-        ph[2 * d] = full
+            ph[p] = empty[h] + part[p * H + h]
+            ph[d + p] = full[h] - part[p * H + h]
+        ph[2 * d] = full[h]
         ph[2 * d + 1] = empty[h]
         if activation == RELU:
             for c in range(C):
@@ -241,7 +250,7 @@ def first_last_values(
     const double[::1] baseline,
     const long long[::1] indptr,
     const long long[::1] indices,
-    const double[:, ::1] W1T,
+    const double[:, ::1] W1,
     const double[::1] b1,
     const double[:, ::1] W2,
     const double[::1] b2,
@@ -253,20 +262,19 @@ def first_last_values(
     """Fill ``out (n_rows, 2d + 2, K)`` with the network's outputs on every row's
     singletons, leave-one-outs, grand and empty coalitions against ``baseline``.
 
-    ``indptr (d + 1,)`` and ``indices``: each player's features (CSR); ``W1T (H,
-    n_features)``: the first layer, transposed; the rest as in
-    :func:`marginal_values`. Rows are spread over OpenMP threads, each value
+    ``indptr (d + 1,)`` and ``indices``: each player's features (CSR); the rest as
+    in :func:`marginal_values`. Rows are spread over OpenMP threads, each value
     computed by one thread in a fixed order.
     """
     cdef Py_ssize_t n_rows = X.shape[0], n_features = X.shape[1]
-    cdef Py_ssize_t d = indptr.shape[0] - 1, H = W1T.shape[0], K = W2.shape[1]
+    cdef Py_ssize_t d = indptr.shape[0] - 1, H = W1.shape[1], K = W2.shape[1]
     cdef Py_ssize_t C = 2 * d + 2, r, t, h, j, per_thread
     cdef double[:, ::1] scratch
     cdef double[::1] empty
     if n_rows == 0:
         return
     if (
-        baseline.shape[0] != n_features or W1T.shape[1] != n_features
+        baseline.shape[0] != n_features or W1.shape[0] != n_features
         or b1.shape[0] != H or W2.shape[0] != H or b2.shape[0] != K
         or out.shape[0] != n_rows or out.shape[1] != C or out.shape[2] != K
         or H == 0 or K == 0
@@ -275,19 +283,21 @@ def first_last_values(
     empty = np.empty(H)
     for h in range(H):
         empty[h] = b1[h]
-        for j in range(n_features):
-            empty[h] += baseline[j] * W1T[h, j]
+    for j in range(n_features):
+        for h in range(H):
+            empty[h] += baseline[j] * W1[j, h]
     n_threads = max(1, min(n_threads, n_rows))
-    # each thread's buffers: x − b, the pre-activations, the outputs' sums
-    per_thread = n_features + H * C + K * C
+    # each thread's buffers: the row's pre-activation, the players' parts, the
+    # coalitions' pre-activations, the outputs' sums
+    per_thread = H + d * H + H * C + K * C
     scratch = np.empty((n_threads, per_thread))
     with nogil, parallel(num_threads=n_threads):
         for r in prange(n_rows, schedule="static"):
             t = threadid()
             _first_last_row(
                 &X[r, 0], &baseline[0], n_features, &indptr[0], &indices[0], d,
-                &W1T[0, 0], &b1[0], &empty[0], H, &W2[0, 0], &b2[0], K,
+                &W1[0, 0], &empty[0], H, &W2[0, 0], &b2[0], K,
                 activation, out_fn, &out[r, 0, 0],
-                &scratch[t, 0], &scratch[t, n_features],
-                &scratch[t, n_features + H * C],
+                &scratch[t, 0], &scratch[t, H], &scratch[t, H + d * H],
+                &scratch[t, H + d * H + H * C],
             )

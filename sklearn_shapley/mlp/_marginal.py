@@ -245,16 +245,15 @@ class MLPMarginalGame(Game):
             self._players_csr = (
                 np.r_[0, np.cumsum([len(g) for g in groups])].astype(np.longlong),
                 np.concatenate(groups).astype(np.longlong),
-                np.ascontiguousarray(W1.T),
             )
-        indptr, indices, W1T = self._players_csr
+        indptr, indices = self._players_csr
         out = np.empty((len(X), 2 * self.n_players + 2, W2.shape[1]))
         _kernel.first_last_values(
             X,
             self.background[0],
             indptr,
             indices,
-            W1T,
+            W1,
             b1,
             W2,
             b2,
