@@ -12,6 +12,11 @@ costs one add, one activation and one multiply-add per hidden unit and output,
 instead of the ``n_features × H`` of the first layer. Blocks of ``ROWS`` rows are laid
 out ``[unit][row]`` so the inner loops run over rows, in vectors.
 
+``first_last_values`` gives the same network's values on every row's singletons and
+leave-one-outs against one baseline row ``b``: player ``i``'s singleton's
+pre-activation is ``b``'s plus ``i``'s share of ``(x − b) W1``, its leave-one-out's
+the row's minus it, so ``2d`` coalitions cost ``d`` shares and ``2d`` hidden layers.
+
 Coalitions are spread over OpenMP threads with a dynamic ``prange``; each value is
 computed by one thread in a fixed order, so results are bit-identical for any thread
 count.

@@ -157,8 +157,8 @@ class MLPMarginalGame(Game):
         """The same network's marginal game on the first ``PROXY_BACKGROUND``
         background rows: features at a fraction of the cost, same ``v(full)``.
         Where their first and last values cost more than ``max_cost``, its
-        baseline game at the background's mean, whose cost a step per player
-        (:meth:`first_last_values`)."""
+        baseline game at the background's mean, whose first and last values cost
+        a step per player (:meth:`first_last_values`)."""
         proxy = self.with_background(self.background[: self.PROXY_BACKGROUND])
         if max_cost is not None and proxy.first_last_cost > max_cost:
             proxy = self.with_background(self.background.mean(axis=0)[None])

@@ -13,6 +13,11 @@ This is the marginal game's cost for a model whose output is not linear in its
 trees' sums (a classifier's probabilities), where one hybrid row per background row
 cannot be avoided.
 
+``first_last_raw`` gives every row's singletons ``(x_i, b_¬i)`` and leave-one-outs
+``(b_i, x_¬i)`` against one baseline ``b``: a singleton leaves ``b``'s path only at
+the first node of it where its player's feature decides differently, so all ``2d``
+coalitions cost a walk per player diverging there, per tree.
+
 ``hybrid_raw`` fills ``out[p, b] = base + Σ_t value_t(leaf reached by the hybrid of
 pair p's row, pair p's coalition and background row b)``; OpenMP over pairs, each
 pair's sums in tree order: bit-identical for any thread count.

@@ -536,12 +536,13 @@ class TreeHybridMarginalGame(_ModelValuesGame):
 
         X = check_rows(X, self.n_features)
         n, d, K = len(X), self.n_players, len(self._base)
-        first, last = np.zeros((n, d, K)), np.zeros((n, d, K))
-        full, empty = np.zeros((n, K)), np.zeros((1, K))
         args = (self._player, self._nodes, self._trees, self._value)
+        empty = np.zeros((1, K))  # the baseline's own sums (its other parts: 0)
         first_last_raw(
-            self._b_left, self._b_left[0], *args, first[:1], last[:1], empty, 1
+            self._b_left, self._b_left[0], *args, *np.zeros((2, 1, d, K)), empty, 1
         )
+        first, last = np.zeros((n, d, K)), np.zeros((n, d, K))
+        full = np.zeros((n, K))
         first_last_raw(
             _node_decisions(self.flat, self._internal, X).view(np.uint8),
             self._b_left[0],
