@@ -412,6 +412,17 @@ class BaselineGame(_ModelGame):
         n, m, d = Z.shape
         return self._predict(Z.reshape(n * m, d)).reshape(n, m, -1)
 
+    def as_marginal(self):
+        """The same game as a :class:`MarginalGame` over the one baseline row."""
+        return MarginalGame(
+            self.model,
+            self.baseline[None],
+            link=self.link,
+            players=self.players,
+            batch_size=self.batch_size,
+            frame=self.frame,
+        )
+
     def proxy(self, max_cost=None):
         """The same game in a one-hidden-layer MLP's exact form
         (:func:`~sklearn_shapley.mlp.mlp_marginal_game` over the baseline row),
@@ -419,15 +430,7 @@ class BaselineGame(_ModelGame):
         if getattr(self, "_proxy", None) is None:
             from .mlp import mlp_marginal_game
 
-            marginal = MarginalGame(
-                self.model,
-                self.baseline[None],
-                link=self.link,
-                players=self.players,
-                batch_size=self.batch_size,
-                frame=self.frame,
-            )
-            self._proxy = mlp_marginal_game(marginal) or self
+            self._proxy = mlp_marginal_game(self.as_marginal()) or self
         return self._proxy
 
 
@@ -563,15 +566,7 @@ def resolve_game(game, rows=None):
     from .tree import tree_marginal_game
 
     if type(game) is BaselineGame:
-        marginal = MarginalGame(
-            game.model,
-            game.baseline[None],
-            link=game.link,
-            players=game.players,
-            batch_size=game.batch_size,
-            frame=game.frame,
-        )
-        fast = tree_marginal_game(marginal, rows, tables=False)
+        fast = tree_marginal_game(game.as_marginal(), rows, tables=False)
         return game if fast is None else fast
     if type(game) is not MarginalGame:
         return game

@@ -51,9 +51,7 @@ class _SaveCounter:
         monkeypatch.setattr(xgb.Booster, "save_raw", save_raw)
 
 
-def test_a_new_explainer_on_the_same_xgboost_model_skips_hashing_it(
-    data, monkeypatch
-):
+def test_a_new_explainer_on_the_same_xgboost_model_skips_hashing_it(data, monkeypatch):
     xgb = pytest.importorskip("xgboost")
     X, y = data
     model = xgb.XGBRegressor(n_estimators=20, max_depth=3).fit(X, y)
@@ -84,7 +82,9 @@ def test_an_xgboost_booster_changed_in_place_is_read_again(data, monkeypatch):
     second = QuadratureTreeExplainer(booster).fit(X)
     assert counter.calls >= 1
     assert second.ensemble_ is not first.ensemble_
-    np.testing.assert_array_equal(second.transform(X[:30]), _fresh_values(other, X[:30]))
+    np.testing.assert_array_equal(
+        second.transform(X[:30]), _fresh_values(other, X[:30])
+    )
 
     # one more round in place: another number of rounds, read again
     booster.update(dtrain, 10)
@@ -118,7 +118,9 @@ def test_an_xgboost_model_changed_after_fit_is_refused(data, change):
     with pytest.raises(ValueError, match="changed after fit"):
         explainer.transform(X[:3])
     explainer.fit(X)  # explains the model as it is now
-    np.testing.assert_array_equal(explainer.transform(X[:5]), _fresh_values(model, X[:5]))
+    np.testing.assert_array_equal(
+        explainer.transform(X[:5]), _fresh_values(model, X[:5])
+    )
 
 
 def test_the_fingerprint_keeps_fits_missing_value(data):
@@ -223,7 +225,8 @@ def test_the_kernel_data_kept_with_an_ensemble_is_dropped_with_it(data):
     assert _kernel.prepare_kept(flat, 2) is not kd
     assert _kernel.prepare_kept(flat, 1, index="banzhaf") is not kd
     np.testing.assert_array_equal(
-        _kernel.shap_values(flat, X[:20], prepared=kd), _kernel.shap_values(flat, X[:20])
+        _kernel.shap_values(flat, X[:20], prepared=kd),
+        _kernel.shap_values(flat, X[:20]),
     )
     base = _kernel.expected_value_kept(flat)
     base[0] = np.inf  # a copy: the kept one is not changed
@@ -250,7 +253,9 @@ def test_small_calls_run_on_one_thread_with_the_same_values(data):
     one = _kernel.shap_values(flat, X, n_threads=1)
     assert _kernel._n_threads(2, len(X), flat.n_nodes) == 2
     np.testing.assert_array_equal(_kernel.shap_values(flat, X, n_threads=2), one)
-    np.testing.assert_array_equal(_kernel.shap_values(flat, X[:7], n_threads=2), one[:7])
+    np.testing.assert_array_equal(
+        _kernel.shap_values(flat, X[:7], n_threads=2), one[:7]
+    )
 
 
 @pytest.mark.parametrize("n_rows", [1, 2, 3, 5, 10, 51, 1000])

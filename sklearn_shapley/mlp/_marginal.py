@@ -239,7 +239,6 @@ class MLPMarginalGame(Game):
         if len(self.background) != 1:
             return super().first_last_values(X)
         X = check_rows(X, self.n_features)
-        W1, b1, W2, b2 = self.weights
         if getattr(self, "_players_csr", None) is None:
             groups = [np.flatnonzero(row) for row in self._membership]
             self._players_csr = (
@@ -247,38 +246,37 @@ class MLPMarginalGame(Game):
                 np.concatenate(groups).astype(np.longlong),
             )
         indptr, indices = self._players_csr
-        out = np.empty((len(X), 2 * self.n_players + 2, W2.shape[1]))
+        K = self.weights[2].shape[1]
+        out = np.empty((len(X), 2 * self.n_players + 2, K))
         _kernel.first_last_values(
             X,
             self.background[0],
             indptr,
             indices,
-            W1,
-            b1,
-            W2,
-            b2,
-            ACTIVATIONS[self.activation],
-            ACTIVATIONS[self.out_activation],
+            *self._network(),
             out,
             effective_n_threads(self.n_jobs),
         )
         return out @ self.output_map + self.output_offset
 
+    def _network(self):
+        """The kernels' arguments for the network: its weights, then the codes of
+        its activations."""
+        return (
+            *self.weights,
+            ACTIVATIONS[self.activation],
+            ACTIVATIONS[self.out_activation],
+        )
+
     def _raw(self, X, fmasks, background=None):
         """The network's outputs averaged over the ``background`` (default the
         game's): ``(n, m, K)``."""
-        W1, b1, W2, b2 = self.weights
-        out = np.empty((len(X), len(fmasks), W2.shape[1]))
+        out = np.empty((len(X), len(fmasks), self.weights[2].shape[1]))
         _kernel.marginal_values(
             np.ascontiguousarray(X.T),
             np.ascontiguousarray(fmasks),
             self.background if background is None else background,
-            W1,
-            b1,
-            W2,
-            b2,
-            ACTIVATIONS[self.activation],
-            ACTIVATIONS[self.out_activation],
+            *self._network(),
             out,
             effective_n_threads(self.n_jobs),
         )

@@ -196,6 +196,27 @@ cdef inline void _add(double* o, const double[:, ::1] value, int32_t group,
             o[k] += value[leaf, k] - (value[minus, k] if minus >= 0 else 0.0)
 
 
+cdef inline void _diverging(const int32_t[:, ::1] nodes, int32_t root,
+                            const uint8_t* own, const uint8_t* other,
+                            const int32_t* player, int64_t* seen, int64_t stamp,
+                            double* out, Py_ssize_t n_out, const double[:, ::1] value,
+                            int32_t group, int32_t own_leaf) noexcept nogil:
+    """Along ``own``'s path, at the first node of each player where ``other``
+    decides differently, the walk of the hybrid taking that player's decisions
+    from ``other``: ``out[p] += value[its leaf] − value[own_leaf]``."""
+    cdef int32_t node = root, c, p
+    while nodes[node, 0] >= 0:
+        c = nodes[node, 2]
+        p = player[c]
+        if own[c] != other[c] and seen[p] != stamp:
+            seen[p] = stamp
+            _add(out + p * n_out, value, group,
+                 _leaf(nodes, nodes[node, 0] if other[c] else nodes[node, 1],
+                       other, own, player, p),
+                 own_leaf, n_out)
+        node = nodes[node, 0] if own[c] else nodes[node, 1]
+
+
 def first_last_raw(
     const uint8_t[:, ::1] x_left,
     const uint8_t[::1] b_left,
@@ -238,7 +259,7 @@ def first_last_raw(
     cdef Py_ssize_t n = x_left.shape[0], n_trees = trees.shape[0]
     cdef Py_ssize_t n_out = value.shape[1], d = first.shape[1]
     cdef Py_ssize_t r, t
-    cdef int32_t node, leaf_x, leaf_b, group, c, p
+    cdef int32_t leaf_x, leaf_b, group
     cdef int64_t stamp
     cdef const uint8_t* xl
     cdef const uint8_t* bl = &b_left[0] if b_left.shape[0] else NULL
@@ -257,29 +278,9 @@ def first_last_raw(
                 leaf_x = _leaf(nodes, trees[t, 0], xl, xl, &player[0], -1)
                 leaf_b = _leaf(nodes, trees[t, 0], bl, bl, &player[0], -1)
                 _add(&full[r, 0], value, group, leaf_x, -1, n_out)
-                # singletons, along b's path
                 stamp = 2 * (r * n_trees + t)
-                node = trees[t, 0]
-                while nodes[node, 0] >= 0:
-                    c = nodes[node, 2]
-                    p = player[c]
-                    if xl[c] != bl[c] and seen[p] != stamp:
-                        seen[p] = stamp
-                        _add(&first[r, p, 0], value, group,
-                             _leaf(nodes, nodes[node, 0] if xl[c] else nodes[node, 1],
-                                   xl, bl, &player[0], p),
-                             leaf_b, n_out)
-                    node = nodes[node, 0] if bl[c] else nodes[node, 1]
-                # leave-one-outs, along x's path
-                stamp = stamp + 1
-                node = trees[t, 0]
-                while nodes[node, 0] >= 0:
-                    c = nodes[node, 2]
-                    p = player[c]
-                    if xl[c] != bl[c] and seen[p] != stamp:
-                        seen[p] = stamp
-                        _add(&last[r, p, 0], value, group,
-                             _leaf(nodes, nodes[node, 0] if bl[c] else nodes[node, 1],
-                                   bl, xl, &player[0], p),
-                             leaf_x, n_out)
-                    node = nodes[node, 0] if xl[c] else nodes[node, 1]
+                # singletons, along b's path; leave-one-outs, along x's
+                _diverging(nodes, trees[t, 0], bl, xl, &player[0], seen, stamp,
+                           &first[r, 0, 0], n_out, value, group, leaf_b)
+                _diverging(nodes, trees[t, 0], xl, bl, &player[0], seen, stamp + 1,
+                           &last[r, 0, 0], n_out, value, group, leaf_x)

@@ -32,7 +32,6 @@ from ..games import (
     Game,
     MarginalGame,
     apply_link,
-    baseline_values,
     check_masks,
     check_rows,
     player_membership,
@@ -398,14 +397,7 @@ class _ModelValuesGame(Game):
         if getattr(self, "_proxy", None) is None:
             game = self.game
             if len(game.background) > 1:
-                game = MarginalGame(
-                    game.model,
-                    baseline_values(game.background, game.frame)[None],
-                    link=game.link,
-                    players=game.players,
-                    batch_size=game.batch_size,
-                    frame=game.frame,
-                )
+                game = game.proxy().as_marginal()
             self._proxy = TreeHybridMarginalGame(game, self.flat, self.output)
         return self._proxy
 
