@@ -57,7 +57,7 @@ def _check_same_game(model, X, players=None, background=None):
     assert isinstance(proxy, MLPMarginalGame) and proxy is baseline.proxy()
     assert proxy.first_last_cost < 2 * game.n_players + 2
     np.testing.assert_allclose(
-        proxy.first_last_values(rows),
+        proxy.first_last_values(np.asfortranarray(rows)),  # any memory layout
         baseline(rows, first_last_masks(game.n_players)),
         rtol=1e-10,
         atol=1e-10,

@@ -238,7 +238,7 @@ class MLPMarginalGame(Game):
         """
         if len(self.background) != 1:
             return super().first_last_values(X)
-        X = check_rows(X, self.n_features)
+        X = np.ascontiguousarray(check_rows(X, self.n_features))
         if getattr(self, "_players_csr", None) is None:
             groups = [np.flatnonzero(row) for row in self._membership]
             self._players_csr = (
