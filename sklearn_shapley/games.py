@@ -559,8 +559,10 @@ def resolve_game(game, rows=None):
     from its weights (:func:`~sklearn_shapley.mlp.mlp_marginal_game`); ``game``
     itself when it has none. A tree ensemble's baseline game, the marginal game
     over the one baseline row, keeps the model's values (one evaluation each)
-    and gains exact Shapley values. ``rows`` are probe rows on which the exact
-    form is checked against the model.
+    and gains exact Shapley values; a tree classifier's probabilities take the
+    hybrid form. Both give every player's first and last values in a few walks
+    per tree (their ``proxy``). ``rows`` are probe rows on which the exact form
+    is checked against the model.
     """
     from .mlp import mlp_marginal_game
     from .tree import tree_marginal_game
