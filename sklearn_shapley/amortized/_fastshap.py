@@ -283,8 +283,8 @@ class FastSHAPExplainer(GameExplainer):
         ``v({i}) − v(∅)`` and ``v(N) − v(N∖{i})`` (in the game's proxy) to the
         network (the player's own branch, and the joint MLP where they at most
         double its first layer), which outputs a correction to their average
-        (exact for games whose interactions involve at most two players). ``"auto"``: where they
-        cost at most 34 model evaluations a row
+        (exact for games whose interactions involve at most two players).
+        ``"auto"``: where they cost at most 34 model evaluations a row
         (:attr:`~sklearn_shapley.games.Game.first_last_cost`): for a game of at
         most 16 players, and for any number where the game has a fast form for
         them (a tree ensemble's or a one-hidden-layer MLP's game over one
@@ -523,12 +523,12 @@ class FastSHAPExplainer(GameExplainer):
         self.plan_ = None
         if d < 2:  # one player: φ = v(full) − v(∅), nothing to learn
             return
-        proxy = self._grand_game.proxy(max_cost=FIRST_LAST_COST)
-        use_first_last = (
-            proxy.first_last_cost <= FIRST_LAST_COST
-            if isinstance(self.first_last, str)
-            else bool(self.first_last)
-        )
+        if isinstance(self.first_last, str):  # "auto": where they are cheap
+            proxy = self._grand_game.proxy(max_cost=FIRST_LAST_COST)
+            use_first_last = proxy.first_last_cost <= FIRST_LAST_COST
+        else:
+            use_first_last = bool(self.first_last)
+            proxy = self._grand_game.proxy() if use_first_last else None
         if use_first_last:
             self._proxy = proxy
         full, empty, contributions = self._inputs(X)

@@ -259,7 +259,7 @@ def first_last_raw(
     cdef Py_ssize_t n = x_left.shape[0], n_trees = trees.shape[0]
     cdef Py_ssize_t n_out = value.shape[1], d = first.shape[1]
     cdef Py_ssize_t r, t
-    cdef int32_t leaf_x, leaf_b, group
+    cdef int32_t leaf_x, group
     cdef int64_t stamp
     cdef const uint8_t* xl
     cdef const uint8_t* bl = &b_left[0] if b_left.shape[0] else NULL
@@ -269,6 +269,10 @@ def first_last_raw(
     # per thread: the stamp of the (row, tree, path) that last saw each player
     cdef int64_t[:, ::1] scratch = np.full((max(n_threads, 1), max(d, 1)), -1,
                                            dtype=np.int64)
+    # the baseline's leaf in every tree, the same for every row
+    cdef int32_t[::1] leaf_b = np.empty(n_trees, dtype=np.int32)
+    for t in range(n_trees):
+        leaf_b[t] = _leaf(nodes, trees[t, 0], bl, bl, &player[0], -1)
     with nogil, parallel(num_threads=n_threads):
         seen = &scratch[threadid(), 0]
         for r in prange(n, schedule="static"):
@@ -276,11 +280,10 @@ def first_last_raw(
             for t in range(n_trees):
                 group = trees[t, 1]
                 leaf_x = _leaf(nodes, trees[t, 0], xl, xl, &player[0], -1)
-                leaf_b = _leaf(nodes, trees[t, 0], bl, bl, &player[0], -1)
                 _add(&full[r, 0], value, group, leaf_x, -1, n_out)
                 stamp = 2 * (r * n_trees + t)
                 # singletons, along b's path; leave-one-outs, along x's
                 _diverging(nodes, trees[t, 0], bl, xl, &player[0], seen, stamp,
-                           &first[r, 0, 0], n_out, value, group, leaf_b)
+                           &first[r, 0, 0], n_out, value, group, leaf_b[t])
                 _diverging(nodes, trees[t, 0], xl, bl, &player[0], seen, stamp + 1,
                            &last[r, 0, 0], n_out, value, group, leaf_x)

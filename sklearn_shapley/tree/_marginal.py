@@ -529,10 +529,16 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         X = check_rows(X, self.n_features)
         n, d, K = len(X), self.n_players, len(self._base)
         args = (self._player, self._nodes, self._trees, self._value)
-        empty = np.zeros((1, K))  # the baseline's own sums (its other parts: 0)
-        first_last_raw(
-            self._b_left, self._b_left[0], *args, *np.zeros((2, 1, d, K)), empty, 1
-        )
+        if getattr(self, "_baseline_raw", None) is None:  # its sums, once
+            self._baseline_raw = np.zeros((1, K))
+            first_last_raw(
+                self._b_left,
+                self._b_left[0],
+                *args,
+                *np.zeros((2, 1, d, K)),
+                self._baseline_raw,
+                1,
+            )
         first, last = np.zeros((n, d, K)), np.zeros((n, d, K))
         full = np.zeros((n, K))
         first_last_raw(
@@ -544,7 +550,7 @@ class TreeHybridMarginalGame(_ModelValuesGame):
             full,
             int(effective_n_threads(None)),
         )
-        empty, full = empty + self._base, full + self._base
+        empty, full = self._baseline_raw + self._base, full + self._base
         raw = np.concatenate(
             [
                 first + empty[:, None],

@@ -90,9 +90,9 @@ def read_xgboost(model, missing=None, *, probe=None) -> FlatEnsemble:
         any rows). A model read before from this very booster object, with as
         many boosted rounds, is then reused when these margins are the ones the
         booster gave on these rows just before it was read, bit for bit, without
-        saving the booster to hash its bytes. Otherwise, or without a probe, the model is looked up by the
-        sha256 of its saved bytes (and read from its JSON when not found), and
-        the probe kept with it.
+        saving the booster to hash its bytes. Otherwise, or without a probe, the
+        model is looked up by the sha256 of its saved bytes (and read from its
+        JSON when not found), and the probe kept with it.
 
     Returns
     -------
