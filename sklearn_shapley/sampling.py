@@ -41,8 +41,12 @@ def as_generator(random_state):
 def _masks_of_sizes(sizes, n_players, rng):
     """Uniformly random coalitions with the given sizes (one per entry of ``sizes``)."""
     scores = rng.random((len(sizes), n_players))
-    ranks = np.argsort(np.argsort(scores, axis=1), axis=1)
-    return ranks < np.asarray(sizes)[:, None]
+    sizes = np.asarray(sizes)
+    # the players of the ``size`` smallest scores (one sort, no ties almost surely)
+    kth = np.take_along_axis(
+        np.sort(scores, axis=1), np.maximum(sizes - 1, 0)[:, None], 1
+    )
+    return (scores <= kth) & (sizes[:, None] > 0)
 
 
 class CoalitionSampler:

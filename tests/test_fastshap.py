@@ -38,6 +38,7 @@ from sklearn_shapley.amortized._nets import (
     first_last_contributions,
     kernel_gram,
     quantile_bin_edges,
+    sample_statistics,
 )
 from sklearn_shapley.games import (
     BaselineGame,
@@ -432,7 +433,7 @@ def test_long_target_evaluation_is_announced(data, monkeypatch):
         ({"first_last": "yes"}, "first_last"),
         ({"n_coalitions": 0}, "n_coalitions"),
         ({"n_coalitions": "many"}, "n_coalitions"),
-        ({"n_coalitions": "auto"}, "n_coalitions"),
+        ({"n_coalitions": "all"}, "n_coalitions"),
         ({"first_last": None}, "first_last"),
         ({"hidden_layer_sizes": "wide"}, "hidden_layer_sizes"),
         ({"hidden_layer_sizes": (32, 0)}, "hidden_layer_sizes"),
@@ -905,6 +906,39 @@ def test_plan_coalitions_fits_the_budget():
     assert plan == CoalitionPlan("pool", 8, 1, 250)
     plan = plan_coalitions(30, 1000, n_coalitions=8, max_evaluations=1)
     assert plan == CoalitionPlan("pool", 8, 1, _fastshap.MIN_ROWS)
+    # copies at their cap: what the budget leaves raises the coalitions per copy
+    grow = {"n_coalitions": 8, "grow_coalitions": True}
+    plan = plan_coalitions(
+        30, 1000, max_evaluations=1000 * 10 * 22, extra_per_row=2, **grow
+    )
+    assert plan == CoalitionPlan("pool", 20, 10, 1000)
+    plan = plan_coalitions(30, 1000, max_evaluations=10**12, **grow)
+    assert plan == CoalitionPlan("pool", _fastshap.MAX_COALITIONS, 10, 1000)
+    plan = plan_coalitions(30, 1000, max_evaluations=8 * 1000 * 5, **grow)
+    assert plan == CoalitionPlan("pool", 8, 5, 1000)
+
+
+def test_sample_statistics_give_the_sampled_loss():
+    """A row's loss over its coalitions, from statistics whose size does not grow
+    with the coalitions."""
+    rng = np.random.default_rng(0)
+    masks = rng.random((5, 40, 6)) < 0.5
+    values = rng.normal(size=(5, 40, 3))
+    phi = rng.normal(size=(5, 6, 3))
+    gram, cross, square = sample_statistics(masks, values)
+    sampled = np.square(values - np.einsum("nmd,ndk->nmk", masks, phi)).mean(axis=1)
+    quadratic = np.einsum("ndk,nde,nek->nk", phi, gram.astype(np.float64), phi)
+    from_statistics = square - 2 * np.einsum("ndk,ndk->nk", phi, cross) + quadratic
+    np.testing.assert_allclose(from_statistics, sampled, rtol=1e-6)
+    # and the same least loss of an efficient φ (the validation loss's floor)
+    total = values[:, :2].sum(axis=1)
+    floors = [
+        _loss_floor({"total": total, "masks": masks, "values": values}, None),
+        _loss_floor(
+            {"total": total, "gram": gram, "cross": cross, "square": square}, None
+        ),
+    ]
+    np.testing.assert_allclose(*floors, rtol=1e-4)
 
 
 @pytest.mark.parametrize("source", ["pool", "fresh"])

@@ -40,7 +40,9 @@ from ._nets import (
     first_last_contributions,
     kernel_gram,
     quantile_bin_edges,
+    sample_statistics,
     shapley_kernel_gram,
+    statistics_bytes,
 )
 from ._surrogate import fit_surrogate
 from ._training import (
@@ -63,14 +65,18 @@ VALUE_FUNCTIONS = ("surrogate", "baseline", "marginal")
 MAX_EVALUATIONS = 10_000_000
 #: Most players for which the targets are the expected loss over every coalition.
 MAX_ENUMERATED_PLAYERS = 10
+#: Sampled coalitions per row copy with ``n_coalitions="auto"``, raised to at most
+#: ``MAX_COALITIONS`` by the budget the copies leave (their noise limits accuracy).
+MIN_COALITIONS, MAX_COALITIONS = 32, 128
 #: Seconds of evaluating the game for the targets past which ``fit`` warns.
 SLOW_TARGETS = 30
 #: Most bytes of coalitions and values evaluated before training (else fresh ones
 #: are evaluated for every batch).
 MAX_POOL_BYTES = 2**28
 #: Most model evaluations a row's first and last contributions may cost with
-#: ``first_last="auto"`` (16 players' at one each): every explained row pays them.
-FIRST_LAST_COST = 34
+#: ``first_last="auto"``: what a training row's targets cost at the least (16
+#: players' at one each), as every explained row pays them.
+FIRST_LAST_COST = MIN_COALITIONS + 2
 #: Quantile bins per feature with ``n_bins="auto"`` for a piecewise-constant game.
 AUTO_BINS = 32
 #: Most split thresholds per feature in the step encoding (more are thinned).
@@ -114,6 +120,7 @@ def plan_coalitions(
     *,
     n_coalitions,
     max_evaluations,
+    grow_coalitions=False,
     evaluation_cost=1,
     shared_evaluation_cost=None,
     extra_per_row=0,
@@ -130,7 +137,9 @@ def plan_coalitions(
     every batch. The copies of the rows (augmented, to generalise beyond them) are
     as many as the budget pays for, at most ``MAX_ROWS`` row copies in all; when
     one copy of every row's sampled coalitions exceeds the budget, fewer rows (at
-    least ``MIN_ROWS``).
+    least ``MIN_ROWS``). With ``grow_coalitions``, what the budget leaves once the
+    copies reach their cap raises the coalitions per copy, to at most
+    ``MAX_COALITIONS``.
 
     Parameters
     ----------
@@ -140,6 +149,8 @@ def plan_coalitions(
         Sampled coalitions per row copy.
     max_evaluations : int
         Model evaluations the targets may cost.
+    grow_coalitions : bool, default=False
+        Spend the budget the copies leave on more coalitions per copy.
     evaluation_cost : float, default=1
         Model evaluations per game value (:attr:`Game.evaluation_cost`).
     shared_evaluation_cost : float, default=None
@@ -179,7 +190,12 @@ def plan_coalitions(
     per_row = (m + extra_per_row) * per_value
     rows = min(n_rows, max(MIN_ROWS, int(max_evaluations // per_row)))
     copies = max(1, int(max_evaluations // (rows * per_row)))
-    bytes_per_copy = rows * m * (n_players + 4 * n_outputs)
+    if grow_coalitions and copies > max_copies:
+        affordable = max_evaluations // (rows * max_copies * per_value) - extra_per_row
+        m = max(m, min(int(affordable) // 2 * 2, MAX_COALITIONS))
+    bytes_per_copy = rows * min(
+        m * (n_players + 4 * n_outputs), statistics_bytes(n_players, n_outputs)
+    )
     pooled = min(copies, max_copies, MAX_POOL_BYTES // max(bytes_per_copy, 1))
     if pooled >= 1:
         return CoalitionPlan("pool", m, int(pooled), rows)
@@ -254,10 +270,12 @@ class FastSHAPExplainer(GameExplainer):
         ``efficiency_lambda``).
     paired_sampling : bool, default=True
         Sample every coalition together with its complement.
-    n_coalitions : int, default=32
+    n_coalitions : int or "auto", default="auto"
         Sampled coalitions per training row copy, when the game is too large for
         every coalition (rounded up to even when paired); more make each target
-        less noisy and cost proportionally more evaluations.
+        less noisy and cost proportionally more evaluations. ``"auto"``: 32, and
+        up to 128 where the budget has evaluations left once the copies reach
+        their cap (10,000 row copies).
     max_evaluations : int or "auto", default="auto"
         Budget of model evaluations for the training targets (a marginal value
         costs one per background row). ``"auto"``: 10 million, a few seconds for
@@ -364,7 +382,10 @@ class FastSHAPExplainer(GameExplainer):
     _parameter_constraints = {
         "normalization": [StrOptions(set(NORMALIZATIONS))],
         "paired_sampling": ["boolean"],
-        "n_coalitions": [Interval(Integral, 1, None, closed="left")],
+        "n_coalitions": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "max_evaluations": [
             StrOptions({"auto"}),
             Interval(Integral, 1, None, closed="left"),
@@ -403,7 +424,7 @@ class FastSHAPExplainer(GameExplainer):
         players=None,
         normalization="additive",
         paired_sampling=True,
-        n_coalitions=32,
+        n_coalitions="auto",
         max_evaluations="auto",
         hidden_layer_sizes=(256, 256),
         playerwise_layer_sizes=(16, 16),
@@ -540,7 +561,8 @@ class FastSHAPExplainer(GameExplainer):
         fraction = self.validation_fraction if self.early_stopping else 0
         train, valid = split_rows(n, fraction, rng)
         n_valid = len(valid)
-        m = int(self.n_coalitions)
+        auto = self.n_coalitions == "auto"
+        m = MIN_COALITIONS if auto else int(self.n_coalitions)
         m += m % 2 if self.paired_sampling else 0
         budget = (
             MAX_EVALUATIONS
@@ -556,6 +578,7 @@ class FastSHAPExplainer(GameExplainer):
             len(train),
             n_coalitions=m,
             max_evaluations=budget,
+            grow_coalitions=auto,
             evaluation_cost=game.evaluation_cost,
             shared_evaluation_cost=game.shared_evaluation_cost,
             extra_per_row=extra,
@@ -597,15 +620,19 @@ class FastSHAPExplainer(GameExplainer):
                     ("cross", "square"),
                 )
 
+            # each row's loss statistics, or its masks and values where smaller
+            statistics = statistics_bytes(d, K) < coalitions * (d + 4 * K)
+
             def sampled(r, e):
                 masks = sampler.sample(len(r) * coalitions, rng)
                 masks = masks[: len(r) * coalitions].reshape(len(r), coalitions, d)
                 values = game(r, masks) - e[:, None, :]
+                if statistics:
+                    return sample_statistics(masks, values)
                 return masks, values.astype(np.float32)
 
-            return _chunked(
-                sampled, rows, row_empty, coalitions * X.shape[1], ("masks", "values")
-            )
+            names = ("gram", "cross", "square") if statistics else ("masks", "values")
+            return _chunked(sampled, rows, row_empty, coalitions * X.shape[1], names)
 
         data = {
             "x": self._standardize(X),
@@ -620,7 +647,7 @@ class FastSHAPExplainer(GameExplainer):
         valid_data = None
         if n_valid:
             valid_data = {key: value[valid] for key, value in data.items()}
-            valid_data.update(targets(X[valid], empty[valid], 4 * m))
+            valid_data.update(targets(X[valid], empty[valid], 4 * plan.n_coalitions))
             valid_data["empty"] = np.zeros_like(valid_data["empty"])
             valid_data["floor"] = _loss_floor(valid_data, gram)
         if plan.source == "fresh":
@@ -670,7 +697,7 @@ class FastSHAPExplainer(GameExplainer):
                 tol=float(self.tol),
             ),
             game=game,
-            n_coalitions=m,
+            n_coalitions=plan.n_coalitions,
             efficiency_lambda=self.efficiency_lambda,
             input_noise=self.input_noise,
             swap_probability=self.swap_probability,
@@ -871,12 +898,15 @@ def _loss_floor(data, gram):
     The validation loss less it is the excess over the best fit, which goes to
     zero as the explainer improves, so that a relative ``tol`` means the same on
     every game. ``data`` holds ``"total"`` and either the statistics
-    ``"cross"``/``"square"`` (of the expected loss with quadratic term ``gram``) or
-    ``"masks"``/``"values"``.
+    ``"cross"``/``"square"`` (of the expected loss with quadratic term ``gram``, or
+    each row's ``"gram"``) or ``"masks"``/``"values"``.
     """
     total = np.asarray(data["total"], dtype=np.float64)  # (n, K)
     if "cross" in data:
-        gram = np.broadcast_to(gram, (len(total), *gram.shape))
+        gram = data.get("gram", gram)  # each row's own, or the shared one
+        gram = np.broadcast_to(
+            np.asarray(gram, np.float64), (len(total), *gram.shape[-2:])
+        )
         cross = np.asarray(data["cross"], dtype=np.float64)
         square = np.asarray(data["square"], dtype=np.float64)
     else:

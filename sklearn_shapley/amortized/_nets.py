@@ -517,6 +517,23 @@ def kernel_gram(masks, weights):
     return (masks.T * np.asarray(weights, dtype=np.float64)) @ masks
 
 
+def sample_statistics(masks, values):
+    """``(gram (n, d, d), cross (n, d, K), square (n, K))`` of each row's sampled
+    loss: ``mean_S Σ_k (t_Sk − 1_Sᵀφ_k)² = Σ_k (square_k − 2 φ_kᵀ cross_k +
+    φ_kᵀ gram φ_k)`` over its coalitions ``masks (n, m, d)`` with targets
+    ``values (n, m, K)``, so that training costs the same for any ``m``."""
+    m = masks.shape[1]
+    ones = np.asarray(masks, dtype=np.float64).transpose(0, 2, 1)
+    gram = (ones @ ones.transpose(0, 2, 1) / m).astype(np.float32)
+    cross = ones @ np.asarray(values, dtype=np.float64) / m
+    return gram, cross, np.square(values).mean(axis=1)
+
+
+def statistics_bytes(n_players, n_outputs):
+    """Bytes of one row's :func:`sample_statistics` (float32 gram, float64 rest)."""
+    return 4 * n_players * n_players + 8 * (n_players + 1) * n_outputs
+
+
 def shapley_kernel_gram(n_players):
     """:func:`kernel_gram` of every coalition but the empty and full ones under the
     Shapley kernel, in closed form: ``A_ii = E[k] / d`` and
@@ -662,9 +679,12 @@ class ShapleyNet(_CoalitionNet):
       (:meth:`~sklearn_shapley.games.Game.kernel_statistics` over every coalition
       with its Shapley-kernel probability): the loss is the expectation over the
       kernel itself, ``Σ_k (square_k − 2 φ_kᵀ cross_k + φ_kᵀ A φ_k)`` with
-      ``A = gram`` (:func:`kernel_gram`);
+      ``A = gram`` (:func:`kernel_gram`); with a ``"gram"`` ``(n, d, d)`` of each
+      row's own, the same loss over sampled coalitions evaluated before training
+      (:func:`sample_statistics`);
     - ``"masks"`` ``(n, m, d)`` and ``"values"`` ``(n, m, K)``, coalitions evaluated
-      before training: the mean squared error over them;
+      before training (where they take less memory than the statistics): the mean
+      squared error over them;
     - neither: ``n_coalitions`` coalitions per row are drawn (paired when the
       sampler is) and ``game`` is evaluated on them for the batch's rows
       (``"rows"``, the raw rows). With ``swap_probability`` / ``input_noise`` the
@@ -771,8 +791,11 @@ class ShapleyNet(_CoalitionNet):
     def _expected_loss(self, y_pred, X):
         # in float64: near its minimum the loss is a small difference of large terms
         phi = y_pred.double()
-        gram = torch.as_tensor(self.gram, dtype=phi.dtype, device=phi.device)
-        quadratic = torch.einsum("ndk,de,nek->nk", phi, gram, phi)
+        if "gram" in X:  # each row's own (sampled coalitions)
+            quadratic = torch.einsum("ndk,nde,nek->nk", phi, X["gram"].double(), phi)
+        else:
+            gram = torch.as_tensor(self.gram, dtype=phi.dtype, device=phi.device)
+            quadratic = torch.einsum("ndk,de,nek->nk", phi, gram, phi)
         cross = (phi * X["cross"].to(phi.dtype)).sum(dim=1)
         per_row = X["square"].to(phi.dtype) - 2 * cross + quadratic
         return per_row.sum(dim=1).mean().to(y_pred.dtype)

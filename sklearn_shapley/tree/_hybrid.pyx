@@ -65,7 +65,9 @@ def leaf_offsets(const int64_t[::1] tree_offsets, const int64_t[::1] left,
 
 
 def hybrid_raw(
-    const uint8_t[:, ::1] from_x,
+    const uint8_t[:, ::1] masks,
+    const int64_t[::1] pair_mask,
+    const int32_t[::1] player,
     const uint8_t[:, ::1] x_left,
     const uint8_t[:, ::1] b_left,
     const int64_t[::1] pair_row,
@@ -81,8 +83,12 @@ def hybrid_raw(
 
     Parameters
     ----------
-    from_x : (n_pairs, n_internal) uint8
-        1 where the pair's coalition holds the player of the internal node's feature.
+    masks : (n_masks, n_players) uint8
+        Coalitions.
+    pair_mask : (n_pairs,) int64
+        The coalition of each pair.
+    player : (n_internal,) int32
+        The player of each internal node's feature.
     x_left : (n_rows, n_internal) uint8
         Whether each explained row goes left at each internal node.
     b_left : (n_background, n_internal) uint8
@@ -102,7 +108,7 @@ def hybrid_raw(
     out : (n_pairs, n_background, n_outputs) float64
     n_threads : int
     """
-    cdef Py_ssize_t n_pairs = from_x.shape[0]
+    cdef Py_ssize_t n_pairs = pair_mask.shape[0]
     cdef Py_ssize_t n_bg = b_left.shape[0], n_trees = trees.shape[0]
     cdef Py_ssize_t n_out = value.shape[1]
     cdef Py_ssize_t p, b, t, k, j, c
@@ -133,7 +139,7 @@ def hybrid_raw(
         take_x = &scratch[threadid(), 0]
         x_bits = take_x + n_trees
         for p in prange(n_pairs, schedule="static"):
-            s = &from_x[p, 0]
+            s = &masks[pair_mask[p], 0]
             xl = &x_left[pair_row[p], 0]
             # the pair's patterns: the nodes decided by x, and x's decisions there
             for t in range(n_trees):
@@ -142,8 +148,9 @@ def hybrid_raw(
                 x_bits[t] = 0
                 if count <= SMALL_NODES:
                     for j in range(count):
-                        take_x[t] = take_x[t] | (s[first + j] << j)
-                        x_bits[t] = x_bits[t] | ((s[first + j] & xl[first + j]) << j)
+                        c = first + j
+                        take_x[t] = take_x[t] | (s[player[c]] << j)
+                        x_bits[t] = x_bits[t] | ((s[player[c]] & xl[c]) << j)
             for b in range(n_bg):
                 bl = &b_left[b, 0]
                 o = &out[p, b, 0]
@@ -157,7 +164,7 @@ def hybrid_raw(
                     else:
                         while nodes[node, 0] >= 0:
                             c = nodes[node, 2]
-                            if (s[c] & xl[c]) | ((1 - s[c]) & bl[c]):
+                            if xl[c] if s[player[c]] else bl[c]:
                                 node = nodes[node, 0]
                             else:
                                 node = nodes[node, 1]

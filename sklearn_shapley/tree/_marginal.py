@@ -572,7 +572,7 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         x_left = _node_decisions(self.flat, self._internal, X).view(np.uint8)
         pair_row = np.repeat(np.arange(n, dtype=np.int64), m)
         pair_mask = np.tile(np.arange(m), n) if masks.ndim == 2 else np.arange(n * m)
-        masks = masks.reshape(-1, self.n_players)
+        masks = np.ascontiguousarray(masks.reshape(-1, self.n_players), np.uint8)
         out = np.empty((n * m, self.n_outputs))
         step = max(1, self.max_raw // (n_bg * len(self._base)))
         threads = int(effective_n_threads(None))
@@ -580,7 +580,9 @@ class TreeHybridMarginalGame(_ModelValuesGame):
             b = min(a + step, n * m)
             raw = np.empty((b - a, n_bg, len(self._base)))
             hybrid_raw(
-                np.ascontiguousarray(masks[pair_mask[a:b]][:, self._player], np.uint8),
+                masks,
+                pair_mask[a:b],
+                self._player,
                 x_left,
                 self._b_left,
                 pair_row[a:b],
