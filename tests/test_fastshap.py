@@ -840,19 +840,22 @@ def test_loss_on_every_coalition_is_minimised_by_the_shapley_value():
         )
         rhs = np.append(2 * A.T @ (weights * (values[row] - empty)), total[row])
         np.testing.assert_allclose(np.linalg.solve(kkt, rhs)[:4], exact[row], atol=1e-5)
-    # ShapleyNet's loss on the statistics is the weighted mean, for any φ
-    phi = rng.normal(size=(3, 4, 1))
+    # ShapleyNet's loss on the minimiser is the weighted mean up to a constant
     empty_rows = np.full((3, 1), empty)
-    cross, square = game.kernel_statistics(X, empty_rows, masks, weights)
-    batch = {"cross": torch.as_tensor(cross), "square": torch.as_tensor(square)}
-    net = ShapleyNet(
-        ShapleyModule, criterion=torch.nn.MSELoss, gram=kernel_gram(masks, weights)
+    cross, _ = game.kernel_statistics(X, empty_rows, masks, weights)
+    gram = kernel_gram(masks, weights)
+    batch = {"target": torch.as_tensor(np.linalg.solve(gram, cross))}
+    net = ShapleyNet(ShapleyModule, criterion=torch.nn.MSELoss, gram=gram)
+
+    def losses(phi):
+        loss = net.get_loss(torch.as_tensor(phi), None, X=batch)
+        residual = values - empty - np.einsum("md,nd->nm", A, phi[:, :, 0])
+        return float(loss), np.mean((weights * residual**2).sum(axis=1))
+
+    (net_a, mean_a), (net_b, mean_b) = (
+        losses(rng.normal(size=(3, 4, 1))) for _ in "ab"
     )
-    loss = net.get_loss(torch.as_tensor(phi), None, X=batch)
-    residual = values - empty - np.einsum("md,nd->nm", A, phi[:, :, 0])
-    np.testing.assert_allclose(
-        float(loss), np.mean((weights * residual**2).sum(axis=1)), rtol=1e-10
-    )
+    np.testing.assert_allclose(net_a - net_b, mean_a - mean_b, rtol=1e-8)
 
 
 def test_plan_coalitions_fits_the_budget():
@@ -918,27 +921,38 @@ def test_plan_coalitions_fits_the_budget():
     assert plan == CoalitionPlan("pool", 8, 5, 1000)
 
 
-def test_sample_statistics_give_the_sampled_loss():
-    """A row's loss over its coalitions, from statistics whose size does not grow
-    with the coalitions."""
+@pytest.mark.parametrize("n_coalitions", [40, 4])  # the gram singular with 4
+def test_sample_statistics_give_the_sampled_loss(n_coalitions):
+    """A row's loss over its coalitions, up to a constant, from statistics whose
+    size does not grow with the coalitions: the same training step."""
     rng = np.random.default_rng(0)
-    masks = rng.random((5, 40, 6)) < 0.5
-    values = rng.normal(size=(5, 40, 3))
-    phi = rng.normal(size=(5, 6, 3))
-    gram, cross, square = sample_statistics(masks, values)
-    sampled = np.square(values - np.einsum("nmd,ndk->nmk", masks, phi)).mean(axis=1)
-    quadratic = np.einsum("ndk,nde,nek->nk", phi, gram.astype(np.float64), phi)
-    from_statistics = square - 2 * np.einsum("ndk,ndk->nk", phi, cross) + quadratic
-    np.testing.assert_allclose(from_statistics, sampled, rtol=1e-6)
-    # and the same least loss of an efficient φ (the validation loss's floor)
+    masks = rng.random((5, n_coalitions, 6)) < 0.5
+    values = rng.normal(size=(5, n_coalitions, 3))
+    gram, target = sample_statistics(masks, values)
+    net = ShapleyNet(ShapleyModule, criterion=torch.nn.MSELoss)
+    pooled = {"masks": torch.as_tensor(masks), "values": torch.as_tensor(values)}
+    pooled["empty"] = torch.zeros(5, 3, dtype=torch.float64)
+    centred = {"gram": torch.as_tensor(gram), "target": torch.as_tensor(target)}
+    phi_a, phi_b = (torch.as_tensor(rng.normal(size=(5, 6, 3))) for _ in "ab")
+    gaps = [
+        float(net.get_loss(phi_a, None, X=batch) - net.get_loss(phi_b, None, X=batch))
+        for batch in (pooled, centred)
+    ]
+    np.testing.assert_allclose(*gaps, rtol=1e-5)
+    # the validation loss's floor: its excess at φ is the same in both forms
     total = values[:, :2].sum(axis=1)
     floors = [
         _loss_floor({"total": total, "masks": masks, "values": values}, None),
-        _loss_floor(
-            {"total": total, "gram": gram, "cross": cross, "square": square}, None
-        ),
+        _loss_floor({"total": total, "gram": gram, "target": target}, None),
     ]
-    np.testing.assert_allclose(*floors, rtol=1e-4)
+    phi = phi_a.numpy() + (total - phi_a.numpy().sum(axis=1))[:, None] / 6
+    phi = torch.as_tensor(phi)
+    excess = [
+        float(net.get_loss(phi, None, X=batch)) - floor.mean()
+        for batch, floor in zip((pooled, centred), floors)
+    ]
+    np.testing.assert_allclose(*excess, rtol=1e-4)
+    assert excess[0] >= 0
 
 
 @pytest.mark.parametrize("source", ["pool", "fresh"])
@@ -965,13 +979,13 @@ def test_validation_floor_is_the_loss_of_the_shapley_value():
     game = BaselineGame(three_way_model, baseline)
     kernel = _kernel_coalitions(4)
     empty = np.full((3, 1), three_way_model(baseline[None])[0])
-    cross, square = game.kernel_statistics(X, empty, *kernel)
+    cross, _ = game.kernel_statistics(X, empty, *kernel)
     total = three_way_model(X)[:, None] - empty
     gram = kernel_gram(*kernel)
-    floor = _loss_floor({"total": total, "cross": cross, "square": square}, gram)
+    target = np.linalg.solve(gram, cross)
+    floor = _loss_floor({"total": total, "target": target}, gram)
     phi = exact_shapley(game, X).values.reshape(3, 4, 1)
-    at_phi = square - 2 * np.einsum("ndk,ndk->nk", phi, cross)
-    at_phi += np.einsum("ndk,de,nek->nk", phi, gram, phi)
+    at_phi = np.einsum("ndk,de,nek->nk", phi - target, gram, phi - target)
     np.testing.assert_allclose(floor, at_phi[:, 0], rtol=1e-5, atol=1e-9)
     masks = rng.random((3, 20, 4)) < 0.5
     values = game(X, masks) - empty[:, None]

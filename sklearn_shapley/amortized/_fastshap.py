@@ -39,15 +39,14 @@ from ._nets import (
     augment_rows,
     first_last_contributions,
     kernel_gram,
+    pooled_bytes,
     quantile_bin_edges,
     sample_statistics,
     shapley_kernel_gram,
-    statistics_bytes,
 )
 from ._surrogate import fit_surrogate
 from ._training import (
     MAX_ROWS,
-    BatchIterator,
     fit_net,
     inference_threads,
     split_rows,
@@ -193,9 +192,7 @@ def plan_coalitions(
     if grow_coalitions and copies > max_copies:
         affordable = max_evaluations // (rows * max_copies * per_value) - extra_per_row
         m = max(m, min(int(affordable) // 2 * 2, MAX_COALITIONS))
-    bytes_per_copy = rows * min(
-        m * (n_players + 4 * n_outputs), statistics_bytes(n_players, n_outputs)
-    )
+    bytes_per_copy = rows * pooled_bytes(n_players, n_outputs, m)[0]
     pooled = min(copies, max_copies, MAX_POOL_BYTES // max(bytes_per_copy, 1))
     if pooled >= 1:
         return CoalitionPlan("pool", m, int(pooled), rows)
@@ -602,26 +599,26 @@ class FastSHAPExplainer(GameExplainer):
         membership = player_membership(self.players, X.shape[1])
 
         def targets(rows, row_empty, coalitions):
-            """The loss's targets at ``rows``: statistics, or masks and values."""
-            if plan.source == "exact":
+            """The loss's targets at ``rows``: its minimiser (and gram), or masks
+            and values."""
+            if plan.source == "exact":  # the game's Shapley values
                 return _chunked(
-                    lambda r, e: exact_statistics(game, r, gram),
+                    lambda r, e: (game.shapley_values(r).astype(np.float32),),
                     rows,
                     row_empty,
                     d * X.shape[1],
-                    ("cross", "square"),
+                    ("target",),
                 )
             if kernel is not None:
-                return _chunked(
-                    lambda r, e: game.kernel_statistics(r, e, *kernel),
-                    rows,
-                    row_empty,
-                    len(kernel[0]) * X.shape[1],
-                    ("cross", "square"),
-                )
 
-            # each row's loss statistics, or its masks and values where smaller
-            statistics = statistics_bytes(d, K) < coalitions * (d + 4 * K)
+                def minimiser(r, e):
+                    cross, _ = game.kernel_statistics(r, e, *kernel)
+                    return (np.linalg.solve(gram, cross).astype(np.float32),)
+
+                return _chunked(
+                    minimiser, rows, row_empty, len(kernel[0]) * X.shape[1], ("target",)
+                )
+            statistics = pooled_bytes(d, K, coalitions)[1]
 
             def sampled(r, e):
                 masks = sampler.sample(len(r) * coalitions, rng)
@@ -631,7 +628,7 @@ class FastSHAPExplainer(GameExplainer):
                     return sample_statistics(masks, values)
                 return masks, values.astype(np.float32)
 
-            names = ("gram", "cross", "square") if statistics else ("masks", "values")
+            names = ("gram", "target") if statistics else ("masks", "values")
             return _chunked(sampled, rows, row_empty, coalitions * X.shape[1], names)
 
         data = {
@@ -689,8 +686,6 @@ class FastSHAPExplainer(GameExplainer):
             lr=self.learning_rate,
             batch_size=int(self.batch_size),
             max_epochs=max_epochs,
-            iterator_train=BatchIterator,
-            iterator_valid=BatchIterator,
             callbacks=training_callbacks(
                 early_stopping=valid_data is not None,
                 n_iter_no_change=n_iter,
@@ -882,50 +877,37 @@ def _chunked(function, rows, empty, cost_per_row, names, max_cost=2**23):
     return {name: np.concatenate(p) for name, p in zip(names, zip(*parts))}
 
 
-def exact_statistics(game, rows, gram):
-    """``(cross, square)`` of the expected loss over every coalition from the
-    game's exact Shapley values ``φ*``: with ``cross = A φ*`` and
-    ``square = φ*ᵀ A φ*`` (``A = gram``) the loss reads ``(φ − φ*)ᵀ A (φ − φ*)``,
-    for an efficient ``φ`` the loss over every coalition less its floor."""
-    phi = game.shapley_values(rows)
-    cross = np.einsum("de,nek->ndk", gram, phi)
-    return cross, np.einsum("ndk,ndk->nk", phi, cross)
-
-
 def _loss_floor(data, gram):
     """Per row, the least loss an efficient ``φ`` reaches on the row's targets.
 
     The validation loss less it is the excess over the best fit, which goes to
     zero as the explainer improves, so that a relative ``tol`` means the same on
-    every game. ``data`` holds ``"total"`` and either the statistics
-    ``"cross"``/``"square"`` (of the expected loss with quadratic term ``gram``, or
-    each row's ``"gram"``) or ``"masks"``/``"values"``.
+    every game. ``data`` holds ``"total"`` and either the minimiser ``"target"``
+    of the loss ``(φ − φ*)ᵀ A (φ − φ*)`` (``A = gram``, or each row's ``"gram"``)
+    or ``"masks"``/``"values"`` (the mean squared error over them).
     """
     total = np.asarray(data["total"], dtype=np.float64)  # (n, K)
-    if "cross" in data:
+    if "target" in data:
         gram = data.get("gram", gram)  # each row's own, or the shared one
         gram = np.broadcast_to(
             np.asarray(gram, np.float64), (len(total), *gram.shape[-2:])
         )
-        cross = np.asarray(data["cross"], dtype=np.float64)
-        square = np.asarray(data["square"], dtype=np.float64)
+        best = np.asarray(data["target"], dtype=np.float64)  # φ*, (n, d, K)
+        least = 0.0
     else:
         masks = np.asarray(data["masks"], dtype=np.float64)  # (n, m, d)
         values = np.asarray(data["values"], dtype=np.float64)  # (n, m, K)
         m = masks.shape[1]
         gram = np.einsum("nmd,nme->nde", masks, masks) / m
         cross = np.einsum("nmd,nmk->ndk", masks, values) / m
-        square = np.square(values).mean(axis=1)
-    d = gram.shape[-1]
-    inverse = np.linalg.pinv(gram)  # (n, d, d)
-    ones = np.ones(d)
-    a = inverse @ ones  # A⁻¹1, (n, d)
-    b = np.einsum("nde,nek->ndk", inverse, cross)  # A⁻¹ cross
-    # φ = A⁻¹(cross − λ1) with 1ᵀφ = total
-    lam = (b.sum(axis=1) - total) / np.maximum(a.sum(axis=1), 1e-300)[:, None]
-    phi = b - a[:, :, None] * lam[:, None, :]
-    quadratic = np.einsum("ndk,nde,nek->nk", phi, gram, phi)
-    floor = square - 2 * np.einsum("ndk,ndk->nk", phi, cross) + quadratic
+        best = np.linalg.pinv(gram, hermitian=True) @ cross
+        # the loss at φ* (cross lies in the range of gram)
+        least = np.square(values).mean(axis=1) - np.einsum("ndk,ndk->nk", best, cross)
+    a = np.linalg.pinv(gram, hermitian=True) @ np.ones(gram.shape[-1])  # A⁺1, (n, d)
+    # the efficient φ nearest φ*: φ* − A⁺1 λ with 1ᵀφ = total
+    lam = (best.sum(axis=1) - total) / np.maximum(a.sum(axis=1), 1e-300)[:, None]
+    curvature = np.einsum("nd,nde,ne->n", a, gram, a)[:, None]
+    floor = least + lam**2 * curvature
     return floor.sum(axis=1).astype(np.float32)
 
 

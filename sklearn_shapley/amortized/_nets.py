@@ -518,20 +518,29 @@ def kernel_gram(masks, weights):
 
 
 def sample_statistics(masks, values):
-    """``(gram (n, d, d), cross (n, d, K), square (n, K))`` of each row's sampled
-    loss: ``mean_S Σ_k (t_Sk − 1_Sᵀφ_k)² = Σ_k (square_k − 2 φ_kᵀ cross_k +
-    φ_kᵀ gram φ_k)`` over its coalitions ``masks (n, m, d)`` with targets
-    ``values (n, m, K)``, so that training costs the same for any ``m``."""
+    """``(gram (n, d, d), target (n, d, K))`` of each row's sampled loss: over its
+    coalitions ``masks (n, m, d)`` with values ``values (n, m, K)``,
+    ``mean_S Σ_k (t_Sk − 1_Sᵀφ_k)² = Σ_k (φ_k − φ*_k)ᵀ gram (φ_k − φ*_k)`` plus a
+    constant, with ``gram = mean_S 1_S 1_Sᵀ`` and ``φ*`` its least-squares
+    solution; a training step then costs the same for any ``m``."""
     m = masks.shape[1]
     ones = np.asarray(masks, dtype=np.float64).transpose(0, 2, 1)
-    gram = (ones @ ones.transpose(0, 2, 1) / m).astype(np.float32)
+    gram = ones @ ones.transpose(0, 2, 1) / m
     cross = ones @ np.asarray(values, dtype=np.float64) / m
-    return gram, cross, np.square(values).mean(axis=1)
+    # cross lies in the range of gram, so that gram φ* = cross exactly
+    target = np.linalg.pinv(gram, hermitian=True) @ cross
+    return gram.astype(np.float32), target.astype(np.float32)
 
 
-def statistics_bytes(n_players, n_outputs):
-    """Bytes of one row's :func:`sample_statistics` (float32 gram, float64 rest)."""
-    return 4 * n_players * n_players + 8 * (n_players + 1) * n_outputs
+def pooled_bytes(n_players, n_outputs, n_coalitions):
+    """``(bytes, statistics)``: what a row copy's ``n_coalitions`` evaluated
+    coalitions take in memory, as :func:`sample_statistics` where a training step
+    on them costs no more than on the coalitions (``d <= m``), else as boolean
+    masks and float32 values."""
+    d, K, m = n_players, n_outputs, n_coalitions
+    if d <= m:
+        return 4 * d * (d + K), True
+    return m * (d + 4 * K), False
 
 
 def shapley_kernel_gram(n_players):
@@ -675,13 +684,15 @@ class ShapleyNet(_CoalitionNet):
     when the module takes the first and last contributions. Their targets come from
     one of three sources:
 
-    - ``"cross"`` ``(n, d, K)`` and ``"square"`` ``(n, K)``
-      (:meth:`~sklearn_shapley.games.Game.kernel_statistics` over every coalition
-      with its Shapley-kernel probability): the loss is the expectation over the
-      kernel itself, ``Σ_k (square_k − 2 φ_kᵀ cross_k + φ_kᵀ A φ_k)`` with
-      ``A = gram`` (:func:`kernel_gram`); with a ``"gram"`` ``(n, d, d)`` of each
-      row's own, the same loss over sampled coalitions evaluated before training
-      (:func:`sample_statistics`);
+    - ``"target"`` ``(n, d, K)``: ``φ*``, the minimiser of the expected loss over
+      every coalition with its Shapley-kernel probability (the game's exact
+      Shapley values, or from
+      :meth:`~sklearn_shapley.games.Game.kernel_statistics`), which is
+      ``Σ_k (φ_k − φ*_k)ᵀ A (φ_k − φ*_k)`` up to a constant with ``A = gram``
+      (:func:`kernel_gram`); with a ``"gram"`` ``(n, d, d)`` of each row's own, the
+      same loss over sampled coalitions evaluated before training
+      (:func:`sample_statistics`). A difference from the optimum, it is accurate
+      in float32;
     - ``"masks"`` ``(n, m, d)`` and ``"values"`` ``(n, m, K)``, coalitions evaluated
       before training (where they take less memory than the statistics): the mean
       squared error over them;
@@ -726,7 +737,7 @@ class ShapleyNet(_CoalitionNet):
         self.gram = gram
 
     def add_coalitions(self, Xi, yi):
-        if "cross" in Xi or "masks" in Xi:  # evaluated before training
+        if "target" in Xi or "masks" in Xi:  # evaluated before training
             return Xi
         device = Xi["x"].device
         masks, values = self._fresh_coalitions(Xi)
@@ -777,7 +788,7 @@ class ShapleyNet(_CoalitionNet):
         return super().infer(x, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        if "cross" in X:
+        if "target" in X:
             loss = self._expected_loss(y_pred, X)
         else:
             loss = self._sampled_loss(y_pred, X)
@@ -789,16 +800,13 @@ class ShapleyNet(_CoalitionNet):
         return loss
 
     def _expected_loss(self, y_pred, X):
-        # in float64: near its minimum the loss is a small difference of large terms
-        phi = y_pred.double()
+        diff = y_pred - X["target"].to(y_pred.dtype)  # (n, d, K)
         if "gram" in X:  # each row's own (sampled coalitions)
-            quadratic = torch.einsum("ndk,nde,nek->nk", phi, X["gram"].double(), phi)
+            weighted = torch.bmm(X["gram"].to(y_pred.dtype), diff)
         else:
-            gram = torch.as_tensor(self.gram, dtype=phi.dtype, device=phi.device)
-            quadratic = torch.einsum("ndk,de,nek->nk", phi, gram, phi)
-        cross = (phi * X["cross"].to(phi.dtype)).sum(dim=1)
-        per_row = X["square"].to(phi.dtype) - 2 * cross + quadratic
-        return per_row.sum(dim=1).mean().to(y_pred.dtype)
+            gram = torch.as_tensor(self.gram, dtype=y_pred.dtype, device=y_pred.device)
+            weighted = torch.matmul(gram, diff)
+        return (diff * weighted).sum(dim=(1, 2)).mean()
 
     def _sampled_loss(self, y_pred, X):
         masks = X["masks"].to(y_pred.dtype)

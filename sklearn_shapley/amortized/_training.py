@@ -192,7 +192,8 @@ def fit_net(
 
     The module is made, and the net fitted, in a forked torch RNG seeded with
     ``seed`` on ``n_threads`` threads, so that equal seeds give equal networks
-    and the caller's torch state is left as it was.
+    and the caller's torch state is left as it was. Batches come from
+    :class:`BatchIterator` (one indexing per batch, not a collation of rows).
 
     Parameters
     ----------
@@ -225,6 +226,8 @@ def fit_net(
             optimizer=optimizer,
             optimizer__fused=True,
             train_split=split,
+            iterator_train=BatchIterator,
+            iterator_valid=BatchIterator,
             iterator_train__shuffle=True,
             device=device,
             **params,
