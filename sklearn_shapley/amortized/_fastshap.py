@@ -69,8 +69,8 @@ MAX_ENUMERATED_PLAYERS = 10
 MIN_COALITIONS, MAX_COALITIONS = 32, 128
 #: Seconds of evaluating the game for the targets past which ``fit`` warns.
 SLOW_TARGETS = 30
-#: Most bytes of coalitions and values evaluated before training (else fresh ones
-#: are evaluated for every batch).
+#: Most bytes of the targets evaluated before training (else fresh coalitions are
+#: evaluated for every batch).
 MAX_POOL_BYTES = 2**28
 #: Most model evaluations a row's first and last contributions may cost with
 #: ``first_last="auto"``: what a training row's targets cost at the least (16

@@ -694,7 +694,7 @@ class ShapleyNet(_CoalitionNet):
       (:func:`sample_statistics`). A difference from the optimum, it is accurate
       in float32;
     - ``"masks"`` ``(n, m, d)`` and ``"values"`` ``(n, m, K)``, coalitions evaluated
-      before training (where they take less memory than the statistics): the mean
+      before training (fewer than the players, :func:`pooled_bytes`): the mean
       squared error over them;
     - neither: ``n_coalitions`` coalitions per row are drawn (paired when the
       sampler is) and ``game`` is evaluated on them for the batch's rows

@@ -7,7 +7,9 @@ node, made once by the model's own rule, decide every hybrid row's path, with no
 feature value compared again. In a tree of at most ``SMALL_NODES`` internal nodes
 the hybrid's decisions form a bit pattern, ``(s & x) | (~s & b)`` over the tree's
 nodes, and a table gives the leaf it reaches: a few operations per tree, no branch.
-A larger tree is walked, each node's decision taken from ``x`` or ``b``.
+A larger tree is walked, each node's decision taken from ``x`` or ``b``. With one
+background row only the nodes where ``x`` and ``b`` decide differently depend on the
+coalition, and only those are read from it.
 
 This is the marginal game's cost for a model whose output is not linear in its
 trees' sums (a classifier's probabilities), where one hybrid row per background row
@@ -111,7 +113,7 @@ def hybrid_raw(
     cdef Py_ssize_t n_pairs = pair_mask.shape[0]
     cdef Py_ssize_t n_bg = b_left.shape[0], n_trees = trees.shape[0]
     cdef Py_ssize_t n_out = value.shape[1]
-    cdef Py_ssize_t p, b, t, k, j, c
+    cdef Py_ssize_t p, b, t, k, j, c, r
     cdef int32_t node, group, first, count
     cdef uint8_t pattern
     cdef const uint8_t* s
@@ -125,32 +127,30 @@ def hybrid_raw(
     # per thread: the pair's patterns (which nodes x decides, x's decisions there)
     cdef uint8_t[:, ::1] scratch = np.zeros((max(n_threads, 1), 2 * n_trees + 1),
                                             dtype=np.uint8)
-    # every background row's decision pattern at every small tree, once
-    cdef uint8_t[:, ::1] b_bits = np.zeros((n_bg, n_trees), dtype=np.uint8)
-    for b in range(n_bg):
-        for t in range(n_trees):
-            first, count = trees[t, 2], trees[t, 3]
-            if count <= SMALL_NODES:
-                pattern = 0
-                for j in range(count):
-                    pattern = pattern | (b_left[b, first + j] << j)
-                b_bits[b, t] = pattern
+    # every background row's and explained row's decision pattern at every small
+    # tree, once
+    cdef uint8_t[:, ::1] b_bits = _patterns(b_left, trees)
+    cdef uint8_t[:, ::1] x_bits_of = _patterns(x_left, trees)
+    cdef uint8_t relevant
     with nogil, parallel(num_threads=n_threads):
         take_x = &scratch[threadid(), 0]
         x_bits = take_x + n_trees
         for p in prange(n_pairs, schedule="static"):
             s = &masks[pair_mask[p], 0]
-            xl = &x_left[pair_row[p], 0]
+            r = pair_row[p]
+            xl = &x_left[r, 0]
             # the pair's patterns: the nodes decided by x, and x's decisions there
             for t in range(n_trees):
                 first, count = trees[t, 2], trees[t, 3]
                 take_x[t] = 0
-                x_bits[t] = 0
                 if count <= SMALL_NODES:
+                    # the nodes where the coalition matters: with one background
+                    # row, those where x and b decide differently (often none)
+                    relevant = (x_bits_of[r, t] ^ b_bits[0, t]) if n_bg == 1 else 255
                     for j in range(count):
-                        c = first + j
-                        take_x[t] = take_x[t] | (s[player[c]] << j)
-                        x_bits[t] = x_bits[t] | ((s[player[c]] & xl[c]) << j)
+                        if (relevant >> j) & 1:
+                            take_x[t] = take_x[t] | (s[player[first + j]] << j)
+                x_bits[t] = take_x[t] & x_bits_of[r, t]
             for b in range(n_bg):
                 bl = &b_left[b, 0]
                 o = &out[p, b, 0]
@@ -174,6 +174,25 @@ def hybrid_raw(
                     else:
                         for k in range(n_out):
                             o[k] += value[node, k]
+
+
+def _patterns(const uint8_t[:, ::1] left, const int32_t[:, ::1] trees):
+    """Each row's decision pattern at every tree of at most ``SMALL_NODES``
+    internal nodes: ``(n_rows, n_trees)`` uint8, bit ``j`` the ``j``-th node's."""
+    cdef Py_ssize_t n = left.shape[0], n_trees = trees.shape[0], i, t, j
+    cdef uint8_t[:, ::1] out = np.zeros((n, n_trees), dtype=np.uint8)
+    cdef uint8_t pattern
+    cdef int32_t first, count
+    with nogil:
+        for i in range(n):
+            for t in range(n_trees):
+                first, count = trees[t, 2], trees[t, 3]
+                if count <= SMALL_NODES:
+                    pattern = 0
+                    for j in range(count):
+                        pattern = pattern | (left[i, first + j] << j)
+                    out[i, t] = pattern
+    return out
 
 
 cdef inline int32_t _leaf(const int32_t[:, ::1] nodes, int32_t node,
