@@ -524,9 +524,9 @@ def sample_statistics(masks, values):
     constant, with ``gram = mean_S 1_S 1_Sᵀ`` and ``φ*`` its least-squares
     solution; a training step then costs the same for any ``m``."""
     m = masks.shape[1]
-    ones = np.asarray(masks, dtype=np.float64).transpose(0, 2, 1)
-    gram = ones @ ones.transpose(0, 2, 1) / m
-    cross = ones @ np.asarray(values, dtype=np.float64) / m
+    members = np.asarray(masks, dtype=np.float64).transpose(0, 2, 1)  # (n, d, m)
+    gram = members @ members.transpose(0, 2, 1) / m
+    cross = members @ np.asarray(values, dtype=np.float64) / m
     # cross lies in the range of gram, so that gram φ* = cross exactly
     target = np.linalg.pinv(gram, hermitian=True) @ cross
     return gram.astype(np.float32), target.astype(np.float32)

@@ -571,7 +571,9 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         n, m, n_bg = len(X), masks.shape[-2], len(self._b_left)
         x_left = _node_decisions(self.flat, self._internal, X).view(np.uint8)
         pair_row = np.repeat(np.arange(n, dtype=np.int64), m)
-        pair_mask = np.tile(np.arange(m), n) if masks.ndim == 2 else np.arange(n * m)
+        pair_mask = np.arange(n * m, dtype=np.int64)
+        if masks.ndim == 2:  # shared coalitions
+            pair_mask %= m
         masks = np.ascontiguousarray(masks.reshape(-1, self.n_players), np.uint8)
         out = np.empty((n * m, self.n_outputs))
         step = max(1, self.max_raw // (n_bg * len(self._base)))
