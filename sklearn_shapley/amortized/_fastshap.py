@@ -37,6 +37,7 @@ from ._nets import (
     ShapleyModule,
     ShapleyNet,
     augment_rows,
+    coalition_moments,
     first_last_contributions,
     kernel_gram,
     pooled_bytes,
@@ -893,17 +894,16 @@ def _loss_floor(data, gram):
             np.asarray(gram, np.float64), (len(total), *gram.shape[-2:])
         )
         best = np.asarray(data["target"], dtype=np.float64)  # φ*, (n, d, K)
+        inverse = np.linalg.pinv(gram, hermitian=True)
         least = 0.0
     else:
-        masks = np.asarray(data["masks"], dtype=np.float64)  # (n, m, d)
         values = np.asarray(data["values"], dtype=np.float64)  # (n, m, K)
-        m = masks.shape[1]
-        gram = np.einsum("nmd,nme->nde", masks, masks) / m
-        cross = np.einsum("nmd,nmk->ndk", masks, values) / m
-        best = np.linalg.pinv(gram, hermitian=True) @ cross
+        gram, cross = coalition_moments(data["masks"], values)
+        inverse = np.linalg.pinv(gram, hermitian=True)
+        best = inverse @ cross
         # the loss at φ* (cross lies in the range of gram)
         least = np.square(values).mean(axis=1) - np.einsum("ndk,ndk->nk", best, cross)
-    a = np.linalg.pinv(gram, hermitian=True) @ np.ones(gram.shape[-1])  # A⁺1, (n, d)
+    a = inverse @ np.ones(gram.shape[-1])  # A⁺1, (n, d)
     # the efficient φ nearest φ*: φ* − A⁺1 λ with 1ᵀφ = total
     lam = (best.sum(axis=1) - total) / np.maximum(a.sum(axis=1), 1e-300)[:, None]
     curvature = np.einsum("nd,nde,ne->n", a, gram, a)[:, None]

@@ -517,16 +517,23 @@ def kernel_gram(masks, weights):
     return (masks.T * np.asarray(weights, dtype=np.float64)) @ masks
 
 
+def coalition_moments(masks, values):
+    """``(gram (n, d, d), cross (n, d, K))`` in float64: ``mean_S 1_S 1_Sᵀ`` and
+    ``mean_S 1_S t_Sᵀ`` over each row's coalitions ``masks (n, m, d)`` with
+    values ``values (n, m, K)``, the terms of its sampled loss in ``φ``."""
+    m = masks.shape[1]
+    members = np.asarray(masks, dtype=np.float64).transpose(0, 2, 1)  # (n, d, m)
+    gram = members @ members.transpose(0, 2, 1) / m
+    return gram, members @ np.asarray(values, dtype=np.float64) / m
+
+
 def sample_statistics(masks, values):
     """``(gram (n, d, d), target (n, d, K))`` of each row's sampled loss: over its
     coalitions ``masks (n, m, d)`` with values ``values (n, m, K)``,
     ``mean_S Σ_k (t_Sk − 1_Sᵀφ_k)² = Σ_k (φ_k − φ*_k)ᵀ gram (φ_k − φ*_k)`` plus a
     constant, with ``gram = mean_S 1_S 1_Sᵀ`` and ``φ*`` its least-squares
     solution; a training step then costs the same for any ``m``."""
-    m = masks.shape[1]
-    members = np.asarray(masks, dtype=np.float64).transpose(0, 2, 1)  # (n, d, m)
-    gram = members @ members.transpose(0, 2, 1) / m
-    cross = members @ np.asarray(values, dtype=np.float64) / m
+    gram, cross = coalition_moments(masks, values)
     # cross lies in the range of gram, so that gram φ* = cross exactly
     target = np.linalg.pinv(gram, hermitian=True) @ cross
     return gram.astype(np.float32), target.astype(np.float32)

@@ -72,6 +72,8 @@ def hybrid_raw(
     const int32_t[::1] player,
     const uint8_t[:, ::1] x_left,
     const uint8_t[:, ::1] b_left,
+    const uint8_t[:, ::1] x_bits_of,
+    const uint8_t[:, ::1] b_bits,
     const int64_t[::1] pair_row,
     const int32_t[:, ::1] nodes,
     const int32_t[:, ::1] trees,
@@ -95,6 +97,8 @@ def hybrid_raw(
         Whether each explained row goes left at each internal node.
     b_left : (n_background, n_internal) uint8
         The same for the background rows.
+    x_bits_of, b_bits : (n_rows, n_trees), (n_background, n_trees) uint8
+        Their :func:`decision_patterns`.
     pair_row : (n_pairs,) int64
         The explained row of each pair.
     nodes : (n_nodes, 3) int32
@@ -127,10 +131,6 @@ def hybrid_raw(
     # per thread: the pair's patterns (which nodes x decides, x's decisions there)
     cdef uint8_t[:, ::1] scratch = np.zeros((max(n_threads, 1), 2 * n_trees + 1),
                                             dtype=np.uint8)
-    # every background row's and explained row's decision pattern at every small
-    # tree, once
-    cdef uint8_t[:, ::1] b_bits = _patterns(b_left, trees)
-    cdef uint8_t[:, ::1] x_bits_of = _patterns(x_left, trees)
     cdef uint8_t relevant
     with nogil, parallel(num_threads=n_threads):
         take_x = &scratch[threadid(), 0]
@@ -176,9 +176,10 @@ def hybrid_raw(
                             o[k] += value[node, k]
 
 
-def _patterns(const uint8_t[:, ::1] left, const int32_t[:, ::1] trees):
+def decision_patterns(const uint8_t[:, ::1] left, const int32_t[:, ::1] trees):
     """Each row's decision pattern at every tree of at most ``SMALL_NODES``
-    internal nodes: ``(n_rows, n_trees)`` uint8, bit ``j`` the ``j``-th node's."""
+    internal nodes: ``(n_rows, n_trees)`` uint8, bit ``j`` the ``j``-th node's
+    (``left``: the rows' decisions, as ``x_left`` in :func:`hybrid_raw`)."""
     cdef Py_ssize_t n = left.shape[0], n_trees = trees.shape[0], i, t, j
     cdef uint8_t[:, ::1] out = np.zeros((n, n_trees), dtype=np.uint8)
     cdef uint8_t pattern

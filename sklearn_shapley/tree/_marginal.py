@@ -38,7 +38,7 @@ from ..games import (
 )
 from ._ensemble import flatten_ensemble
 from ._flat import CATEGORICAL_SPLIT, encode_inputs, goes_left, predict_raw
-from ._hybrid import first_last_raw, hybrid_raw, leaf_offsets
+from ._hybrid import decision_patterns, first_last_raw, hybrid_raw, leaf_offsets
 from ._interventional import InterventionalTrees
 
 __all__ = [
@@ -502,6 +502,7 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         )
         self._internal = internal
         self._b_left = _node_decisions(flat, internal, game.background).view(np.uint8)
+        self._b_bits = np.asarray(decision_patterns(self._b_left, self._trees))
 
     @property
     def first_last_cost(self):
@@ -570,6 +571,7 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         masks = check_masks(masks, self.n_players, len(X))
         n, m, n_bg = len(X), masks.shape[-2], len(self._b_left)
         x_left = _node_decisions(self.flat, self._internal, X).view(np.uint8)
+        x_bits = decision_patterns(x_left, self._trees)
         pair_row = np.repeat(np.arange(n, dtype=np.int64), m)
         pair_mask = np.arange(n * m, dtype=np.int64)
         if masks.ndim == 2:  # shared coalitions
@@ -587,6 +589,8 @@ class TreeHybridMarginalGame(_ModelValuesGame):
                 self._player,
                 x_left,
                 self._b_left,
+                x_bits,
+                self._b_bits,
                 pair_row[a:b],
                 self._nodes,
                 self._trees,
