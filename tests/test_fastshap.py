@@ -864,9 +864,14 @@ def test_plan_coalitions_fits_the_budget():
     # a small game: every coalition, as many copies as the budget pays for
     plan = plan_coalitions(4, 100, n_coalitions=8, max_evaluations=14 * 100 * 3)
     assert plan == CoalitionPlan("all", 14, 3, 100)
-    plan = plan_coalitions(4, 100, n_coalitions=8, max_evaluations=10**12)
-    assert plan == CoalitionPlan("all", 14, _fastshap.MAX_ROWS // 100, 100)
-    # many rows: fewer copies, so that an epoch stays short
+    # copies at their cap: new augmented ones for as many epochs as the budget
+    # pays for
+    cap = _fastshap.MAX_ROWS // 100
+    budget = 14 * 100 * cap * 7 + 1
+    plan = plan_coalitions(4, 100, n_coalitions=8, max_evaluations=budget)
+    assert plan == CoalitionPlan("all", 14, cap, 100, n_draws=7)
+    # many rows: fewer copies, so that an epoch stays short; one copy (the rows)
+    # has nothing to draw anew
     plan = plan_coalitions(4, 10_000, n_coalitions=8, max_evaluations=10**12)
     assert plan == CoalitionPlan("all", 14, 1, 10_000)
     # a costly value (a marginal game's): fewer copies, then sampled coalitions
@@ -1014,3 +1019,35 @@ def test_surrogate_is_shared_by_explainers_of_the_same_model_and_data():
     assert a.surrogate_ is b.surrogate_
     c = FastSHAPExplainer(model, **kwargs).fit(X[:100])
     assert c.surrogate_ is not a.surrogate_
+
+
+def test_epochs_draw_new_copies_while_the_budget_lasts(data, monkeypatch):
+    """Exact targets: each epoch trains on new augmented copies, as many sets as
+    the budget pays for, reproducibly under random_state."""
+    X, X_test = data
+    model = GradientBoostingRegressor(n_estimators=5, max_depth=2, random_state=0)
+    model.fit(X, additive_model(X))
+    drawn = []
+    copies = FastSHAPExplainer._copies
+
+    def counted(self, *args):
+        data = copies(self, *args)
+        drawn.append(data["x"])
+        return data
+
+    monkeypatch.setattr(FastSHAPExplainer, "_copies", counted)
+    params = {**TINY, "max_epochs": 3, "value_function": "baseline"}
+    params.update(random_state=0, max_evaluations=10**9)
+    explainer = FastSHAPExplainer(model, **params).fit(X)
+    assert explainer.plan_.source == "exact" and explainer.plan_.n_copies > 1
+    assert explainer.plan_.n_draws > 3
+    assert len(drawn) == 3  # one set an epoch
+    first = len(drawn[0]) // explainer.plan_.n_copies  # the rows, then copies
+    np.testing.assert_array_equal(drawn[0][:first], drawn[1][:first])
+    assert not np.allclose(drawn[0][first:], drawn[1][first:])
+    again = FastSHAPExplainer(model, **params).fit(X)
+    np.testing.assert_array_equal(explainer.transform(X_test), again.transform(X_test))
+    # a budget for one set: the same copies every epoch
+    drawn.clear()
+    explainer.set_params(max_evaluations=len(X) * 100).fit(X)
+    assert explainer.plan_.n_draws == 1 and len(drawn) == 1

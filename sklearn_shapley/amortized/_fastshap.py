@@ -106,12 +106,18 @@ class CoalitionPlan:
     n_rows : int
         Training rows used: all of them, or as many as the budget pays for when
         one copy of every row's sampled coalitions would exceed it.
+    n_draws : int, default=1
+        Sets of ``n_copies`` copies the budget pays for (``"exact"`` and
+        ``"all"``, with augmented copies): training draws new augmented copies
+        for each of its first ``n_draws`` epochs, so that the network does not
+        see the same ones again.
     """
 
     source: str
     n_coalitions: int
     n_copies: int
     n_rows: int
+    n_draws: int = 1
 
 
 def plan_coalitions(
@@ -179,13 +185,13 @@ def plan_coalitions(
     if exact_values:
         per_copy = n_rows * (extra_per_row + 1) * per_value
         copies = max(1, int(max_evaluations // per_copy))
-        return CoalitionPlan("exact", 0, min(copies, max_copies), n_rows)
+        return _drawn("exact", 0, copies, max_copies, n_rows)
     n_all = 2**n_players - 2
     if n_players <= MAX_ENUMERATED_PLAYERS:
         per_copy = n_rows * (extra_per_row + n_all) * per_shared_value
         copies = int(max_evaluations // per_copy)
         if copies >= 1:
-            return CoalitionPlan("all", n_all, min(copies, max_copies), n_rows)
+            return _drawn("all", n_all, copies, max_copies, n_rows)
     m = int(n_coalitions)
     per_row = (m + extra_per_row) * per_value
     rows = min(n_rows, max(MIN_ROWS, int(max_evaluations // per_row)))
@@ -198,6 +204,14 @@ def plan_coalitions(
     if pooled >= 1:
         return CoalitionPlan("pool", m, int(pooled), rows)
     return CoalitionPlan("fresh", m, copies, rows)
+
+
+def _drawn(source, n_coalitions, copies, max_copies, n_rows):
+    """A plan of at most ``max_copies`` copies a set, and as many sets as
+    ``copies`` in all pay for where a set has augmented copies to renew."""
+    per_draw = min(copies, max_copies)
+    n_draws = copies // per_draw if per_draw > 1 else 1
+    return CoalitionPlan(source, n_coalitions, per_draw, n_rows, n_draws)
 
 
 class FastSHAPExplainer(GameExplainer):
@@ -221,7 +235,9 @@ class FastSHAPExplainer(GameExplainer):
     noise); else ``n_coalitions`` paired Shapley-kernel coalitions per copy. Copies are the rows with some players'
     values swapped with other rows' (``swap_probability``) and Gaussian noise
     (``input_noise``), the game evaluated at the new rows, so the network learns
-    the Shapley values around the data. Early stopping watches the same loss on
+    the Shapley values around the data; where the budget pays for more copies
+    than an epoch holds (exact or every-coalition targets), every epoch draws new
+    ones (``plan_.n_draws``). Early stopping watches the same loss on
     held-out rows with fixed seeded coalitions (``n_iter_no_change``, ``tol``); the
     learning rate is halved on plateaus and the best weights are restored.
 
@@ -316,7 +332,7 @@ class FastSHAPExplainer(GameExplainer):
         Rows per optimizer step.
     learning_rate : float, default=1e-3
         Adam's initial learning rate.
-    max_epochs : int, default=100
+    max_epochs : int, default=50
         Most passes over the training targets.
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the rows and stop when their loss has
@@ -433,7 +449,7 @@ class FastSHAPExplainer(GameExplainer):
         swap_probability=0.2,
         batch_size=128,
         learning_rate=1e-3,
-        max_epochs=100,
+        max_epochs=50,
         early_stopping=True,
         n_iter_no_change=10,
         tol=1e-2,
@@ -648,16 +664,24 @@ class FastSHAPExplainer(GameExplainer):
             valid_data.update(targets(X[valid], empty[valid], 4 * plan.n_coalitions))
             valid_data["empty"] = np.zeros_like(valid_data["empty"])
             valid_data["floor"] = _loss_floor(valid_data, gram)
+        epoch_data = None
         if plan.source == "fresh":
             train_data = {key: value[train] for key, value in data.items()}
             max_epochs = min(int(self.max_epochs), plan.n_copies)
         else:
-            train_data = self._copies(X, train, plan.n_copies, membership, rng)
-            train_data.update(
-                targets(train_data.pop("rows"), train_data["empty"], plan.n_coalitions)
-            )
-            train_data["empty"] = np.zeros_like(train_data["empty"])
+
+            def draw():
+                """A set of row copies with their targets."""
+                copies = self._copies(X, train, plan.n_copies, membership, rng)
+                rows = copies.pop("rows")
+                copies.update(targets(rows, copies["empty"], plan.n_coalitions))
+                copies["empty"] = np.zeros_like(copies["empty"])
+                return copies
+
+            train_data = draw()
             max_epochs = int(self.max_epochs)
+            # the next epochs' sets, drawn as they begin
+            epoch_data = (draw() for _ in range(plan.n_draws - 1))
         edges, steps = self._bin_edges(X[train])
         n_iter = int(self.n_iter_no_change)
 
@@ -704,6 +728,7 @@ class FastSHAPExplainer(GameExplainer):
             feature_scale=self._scale,
             sampler=sampler,
             mask_seed=self._rng_seed(6),
+            epoch_data=epoch_data,
             verbose=self.verbose,
         )
         self.module_ = net.module_.eval()

@@ -27,7 +27,7 @@ import math
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.dataset import unpack_data
+from skorch.dataset import Dataset, unpack_data
 from torch import nn
 from torch.nn import functional as F
 
@@ -710,6 +710,9 @@ class ShapleyNet(_CoalitionNet):
       ``membership``) and ``v(full)``, ``v(∅)`` (and the contributions, from
       ``first_last_game``) evaluated at the new rows, so the targets stay exact.
 
+    ``epoch_data``, an iterator of training data dicts, gives every epoch after
+    the first its own (new copies of the rows with their targets) until it ends.
+
     The loss is ``mean_{x,S} Σ_k (v_xk(S) − v_xk(∅) − 1_Sᵀφ_k(x))²`` plus
     ``efficiency_lambda · mean_x Σ_k (1ᵀφ_k(x) − v_xk(full) + v_xk(∅))²``, less
     the batch's mean ``"floor"`` (per row) when given: the least loss an efficient
@@ -729,9 +732,11 @@ class ShapleyNet(_CoalitionNet):
         membership=None,
         gram=None,
         first_last_game=None,
+        epoch_data=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.epoch_data = epoch_data
         self.game = game
         self.first_last_game = first_last_game
         self.n_coalitions = n_coalitions
@@ -742,6 +747,15 @@ class ShapleyNet(_CoalitionNet):
         self.donor_rows = donor_rows
         self.membership = membership
         self.gram = gram
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        if training and len(self.history) > 1 and self.epoch_data is not None:
+            data = next(self.epoch_data, None)
+            if data is not None:
+                iterator.dataset = Dataset(data, None)
+        return super().run_single_epoch(
+            iterator, training, prefix, step_fn, **fit_params
+        )
 
     def add_coalitions(self, Xi, yi):
         if "target" in Xi or "masks" in Xi:  # evaluated before training
