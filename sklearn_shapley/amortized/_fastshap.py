@@ -141,11 +141,12 @@ def plan_coalitions(
     else a pool of ``n_coalitions`` sampled coalitions per row copy, evaluated
     before training, when it fits ``MAX_POOL_BYTES``; else fresh coalitions for
     every batch. The copies of the rows (augmented, to generalise beyond them) are
-    as many as the budget pays for, at most ``MAX_ROWS`` row copies in all; when
+    as many as the budget pays for, at most ``MAX_ROWS`` row copies an epoch; when
     one copy of every row's sampled coalitions exceeds the budget, fewer rows (at
-    least ``MIN_ROWS``). With ``grow_coalitions``, what the budget leaves once the
-    copies reach their cap raises the coalitions per copy, to at most
-    ``MAX_COALITIONS``.
+    least ``MIN_ROWS``). What the budget leaves once the copies reach their cap
+    pays, for exact and every-coalition targets, new sets of augmented copies
+    drawn epoch by epoch (``n_draws``); with ``grow_coalitions``, for sampled
+    ones, more coalitions per copy, to at most ``MAX_COALITIONS``.
 
     Parameters
     ----------
@@ -603,7 +604,8 @@ class FastSHAPExplainer(GameExplainer):
         if self.verbose:
             print(
                 f"FastSHAP: {plan.source} coalitions ({plan.n_coalitions} per row), "
-                f"{plan.n_copies} copies of {len(train)} training rows, "
+                f"{plan.n_copies} copies of {len(train)} training rows "
+                f"(new copies for each of the first {plan.n_draws} epochs), "
                 f"{n_valid} held out"
             )
         sampler = CoalitionSampler(d, "shapley", paired=self.paired_sampling)
@@ -678,10 +680,21 @@ class FastSHAPExplainer(GameExplainer):
                 copies["empty"] = np.zeros_like(copies["empty"])
                 return copies
 
+            start = time.perf_counter()
             train_data = draw()
             max_epochs = int(self.max_epochs)
             # the next epochs' sets, drawn as they begin
-            epoch_data = (draw() for _ in range(plan.n_draws - 1))
+            n_draws = min(plan.n_draws, max_epochs) - 1
+            epoch_data = (draw() for _ in range(n_draws))
+            eta = (time.perf_counter() - start) * n_draws
+            if eta > SLOW_TARGETS:
+                warnings.warn(
+                    f"FastSHAPExplainer: drawing new copies of the rows for "
+                    f"{n_draws} epochs will take about {eta:.0f} s. For a faster fit "
+                    "lower max_evaluations or max_epochs.",
+                    UserWarning,
+                    stacklevel=2,
+                )
         edges, steps = self._bin_edges(X[train])
         n_iter = int(self.n_iter_no_change)
 
