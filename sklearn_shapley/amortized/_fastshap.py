@@ -687,7 +687,7 @@ class FastSHAPExplainer(GameExplainer):
             n_draws = min(plan.n_draws, max_epochs) - 1
             epoch_data = (draw() for _ in range(n_draws))
             eta = (time.perf_counter() - start) * n_draws
-            if eta > SLOW_TARGETS:
+            if n_draws and eta > SLOW_TARGETS:
                 warnings.warn(
                     f"FastSHAPExplainer: drawing new copies of the rows for "
                     f"{n_draws} epochs will take about {eta:.0f} s. For a faster fit "
