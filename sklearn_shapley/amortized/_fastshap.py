@@ -927,12 +927,13 @@ def _loss_floor(data, gram):
     """
     total = np.asarray(data["total"], dtype=np.float64)  # (n, K)
     if "target" in data:
-        gram = data.get("gram", gram)  # each row's own, or the shared one
-        gram = np.broadcast_to(
-            np.asarray(gram, np.float64), (len(total), *gram.shape[-2:])
+        # each row's own gram, or the shared one, inverted once
+        gram = np.asarray(data.get("gram", gram), np.float64)
+        gram, inverse = (
+            np.broadcast_to(a, (len(total), *gram.shape[-2:]))
+            for a in (gram, np.linalg.pinv(gram, hermitian=True))
         )
         best = np.asarray(data["target"], dtype=np.float64)  # φ*, (n, d, K)
-        inverse = np.linalg.pinv(gram, hermitian=True)
         least = 0.0
     else:
         values = np.asarray(data["values"], dtype=np.float64)  # (n, m, K)
