@@ -35,6 +35,7 @@ from sklearn_shapley.amortized._nets import (
     PlayerwiseMLP,
     ShapleyModule,
     ShapleyNet,
+    coalition_moments,
     first_last_contributions,
     kernel_gram,
     quantile_bin_edges,
@@ -924,6 +925,24 @@ def test_plan_coalitions_fits_the_budget():
     assert plan == CoalitionPlan("pool", _fastshap.MAX_COALITIONS, 10, 1000)
     plan = plan_coalitions(30, 1000, max_evaluations=8 * 1000 * 5, **grow)
     assert plan == CoalitionPlan("pool", 8, 5, 1000)
+
+
+def test_sample_statistics_solve_singular_grams():
+    """Players no coalition tells apart (a singular gram), and a row whose
+    coalitions are all empty (a zero gram, the pseudo-inverse's fallback): the
+    minimiser still solves ``gram φ* = cross``."""
+    rng = np.random.default_rng(1)
+    masks = rng.random((4, 12, 5)) < 0.5
+    masks[:, :, 4] = masks[:, :, 3]  # players 3 and 4 always together
+    masks[3] = False
+    values = rng.normal(size=(4, 12, 2))
+    values[3] = 0.0
+    gram, target = sample_statistics(masks, values)
+    _, cross = coalition_moments(masks, values)
+    np.testing.assert_allclose(gram @ target, cross, atol=1e-5)
+    np.testing.assert_array_equal(target[3], 0.0)
+    # the null space stays small: the two players get about the same share
+    np.testing.assert_allclose(target[:, 3], target[:, 4], atol=1e-3)
 
 
 @pytest.mark.parametrize("n_coalitions", [40, 4])  # the gram singular with 4

@@ -534,9 +534,31 @@ def sample_statistics(masks, values):
     constant, with ``gram = mean_S 1_S 1_Sᵀ`` and ``φ*`` its least-squares
     solution; a training step then costs the same for any ``m``."""
     gram, cross = coalition_moments(masks, values)
-    # cross lies in the range of gram, so that gram φ* = cross exactly
-    target = np.linalg.pinv(gram, hermitian=True) @ cross
-    return gram.astype(np.float32), target.astype(np.float32)
+    return gram.astype(np.float32), _psd_solve(gram, cross).astype(np.float32)
+
+
+def _psd_solve(gram, cross):
+    """``φ*`` with ``gram φ* = cross`` for positive semi-definite ``gram (n, d, d)``
+    and ``cross (n, d, K)`` in its range, by Cholesky factors of ``gram`` plus a
+    ridge of ``1e-12`` of its mean diagonal.
+
+    A gram is singular where its coalitions do not tell some players apart (often,
+    with Shapley-kernel samples of many players); the ridge moves ``φ*`` by about
+    ``1e-12`` of its size within the range and picks a small solution in the null
+    space, where the loss does not depend on it. Several times faster than a
+    pseudo-inverse (an eigendecomposition per row), and closer: the pseudo-inverse
+    keeps rounding noise along near-null directions. Rows whose factorisation
+    fails all the same fall back to the pseudo-inverse.
+    """
+    d = gram.shape[-1]
+    ridge = 1e-12 * np.trace(gram, axis1=-2, axis2=-1) / d
+    G = torch.from_numpy(gram + ridge[..., None, None] * np.eye(d))
+    factor, info = torch.linalg.cholesky_ex(G)
+    best = torch.cholesky_solve(torch.from_numpy(np.asarray(cross)), factor).numpy()
+    failed = info.numpy() > 0
+    if failed.any():
+        best[failed] = np.linalg.pinv(gram[failed], hermitian=True) @ cross[failed]
+    return best
 
 
 def pooled_bytes(n_players, n_outputs, n_coalitions):

@@ -252,7 +252,7 @@ def fit_surrogate(
         Column groups held out together (one player each).
     hidden_layer_sizes : tuple of int, default=(128, 128)
     max_epochs : int, default=None
-        ``None``: enough epochs for about 3,000 optimizer updates, at least 50
+        ``None``: enough epochs for about 3,000 optimizer updates, at least 10
         (early stopping usually ends training sooner).
     batch_size : int, default=64
     learning_rate : float, default=1e-3
@@ -315,7 +315,7 @@ def fit_surrogate(
         valid_masks = surrogate_masks(sampler, len(valid_rows), rng, 0.1, 0.05)
         valid_data = ({"x": Z[valid_rows], "mask": valid_masks}, targets[valid_rows])
     if max_epochs is None:
-        max_epochs = _default_epochs(len(train), batch_size, 3000, 50)
+        max_epochs = _default_epochs(len(train), batch_size, 3000, 10)
     net = fit_net(
         SurrogateNet,
         lambda: MaskedModule(membership, targets.shape[1], tuple(hidden_layer_sizes)),
