@@ -545,10 +545,9 @@ def _psd_solve(gram, cross):
     A gram is singular where its coalitions do not tell some players apart (often,
     with Shapley-kernel samples of many players); the ridge moves ``φ*`` by about
     ``1e-12`` of its size within the range and picks a small solution in the null
-    space, where the loss does not depend on it. Several times faster than a
-    pseudo-inverse (an eigendecomposition per row), and closer: the pseudo-inverse
-    keeps rounding noise along near-null directions. Rows whose factorisation
-    fails all the same fall back to the pseudo-inverse.
+    space, where the loss does not depend on it. A pseudo-inverse costs an
+    eigendecomposition per row and keeps rounding noise along near-null
+    directions; it is the fallback for rows whose factorisation fails all the same.
     """
     d = gram.shape[-1]
     ridge = 1e-12 * np.trace(gram, axis1=-2, axis2=-1) / d
