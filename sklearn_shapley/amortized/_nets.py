@@ -843,7 +843,8 @@ class ShapleyNet(_CoalitionNet):
 
     def _expected_loss(self, y_pred, X):
         # Σ_k diff_kᵀ A diff_k as rows diff_kᵀ A: a product whose last dimension
-        # is d, several times faster than A diff's, whose last is K (few outputs)
+        # is d, which batched products handle better than A diff's, whose last is
+        # K (few outputs)
         diff = (y_pred - X["target"].to(y_pred.dtype)).transpose(1, 2)  # (n, K, d)
         if "gram" in X:  # each row's own (sampled coalitions)
             weighted = torch.bmm(diff, X["gram"].to(y_pred.dtype))
