@@ -207,6 +207,13 @@ def _hybrid_cases():
             y3 == 1,
             {"link": "logit"},
         ),
+        # small trees that add to every output
+        "forest-depth3-log": (
+            RandomForestClassifier(n_estimators=5, max_depth=3, random_state=0),
+            np.nan_to_num(X),
+            y3,
+            {"link": "log"},
+        ),
         "xgboost-softprob-missing": (
             xgboost.XGBClassifier(n_estimators=8, max_depth=4),
             X,
@@ -225,26 +232,28 @@ def _hybrid_cases():
 @pytest.mark.parametrize("case", sorted(_hybrid_cases()))
 def test_hybrid_game_is_the_models_marginal_game(case):
     """A classifier's probabilities from the trees' paths on the hybrid rows: the
-    model's own values, on shared and per-row coalitions, for any thread count."""
+    model's own values, on shared and per-row coalitions, for any thread count;
+    over one background row (a baseline game) too."""
     from threadpoolctl import threadpool_limits
 
     model, X, y, kwargs = _hybrid_cases()[case]
     model.fit(X, y)
-    marginal = MarginalGame(model, X[:20], **kwargs)
-    hybrid = tree_marginal_game(marginal, X)
-    assert isinstance(hybrid, TreeHybridMarginalGame)
     rng = np.random.default_rng(0)
     rows = X[100:110]
-    shared = rng.random((12, marginal.n_players)) < 0.5
-    per_row = rng.random((len(rows), 6, marginal.n_players)) < 0.5
     # XGBoost and LightGBM predict in float32
     atol = 1e-12 if "xgboost" not in case and "lightgbm" not in case else 2e-6
-    for masks in (shared, per_row):
-        values = hybrid(rows, masks)
-        np.testing.assert_allclose(values, marginal(rows, masks), rtol=0, atol=atol)
-        with threadpool_limits(1, "openmp"):
-            np.testing.assert_array_equal(hybrid(rows, masks), values)
-    assert hybrid.n_outputs == marginal.n_outputs == len(np.unique(y))
+    for background in (X[:20], X[3:4]):
+        marginal = MarginalGame(model, background, **kwargs)
+        hybrid = tree_marginal_game(marginal, X)
+        assert isinstance(hybrid, TreeHybridMarginalGame)
+        shared = rng.random((12, marginal.n_players)) < 0.5
+        per_row = rng.random((len(rows), 6, marginal.n_players)) < 0.5
+        for masks in (shared, per_row):
+            values = hybrid(rows, masks)
+            np.testing.assert_allclose(values, marginal(rows, masks), rtol=0, atol=atol)
+            with threadpool_limits(1, "openmp"):
+                np.testing.assert_array_equal(hybrid(rows, masks), values)
+        assert hybrid.n_outputs == marginal.n_outputs == len(np.unique(y))
     np.testing.assert_array_equal(
         pickle.loads(pickle.dumps(hybrid))(rows, shared), hybrid(rows, shared)
     )

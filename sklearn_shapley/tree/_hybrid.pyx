@@ -30,6 +30,12 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 
 import numpy as np
 
+cdef extern from *:
+    """
+    static inline unsigned int _lowest_bit(unsigned int v) { return __builtin_ctz(v); }
+    """
+    unsigned int _lowest_bit(unsigned int v) noexcept nogil
+
 cdef enum:
     # most internal nodes of a tree whose leaves are looked up by decision pattern
     SMALL_NODES = 8
@@ -66,6 +72,22 @@ def leaf_offsets(const int64_t[::1] tree_offsets, const int64_t[::1] left,
     return out
 
 
+def small_leaf_values(const int64_t[::1] tree_offsets, const int32_t[:, ::1] trees,
+                      const double[:, ::1] value):
+    """Per tree of at most ``SMALL_NODES`` internal nodes that adds to one output,
+    its nodes' values on that output: ``(n_trees, 2 * SMALL_NODES + 1)`` float64,
+    indexed like :func:`leaf_offsets` (zeros for other trees). A tree's leaves
+    then lie in one or two cache lines instead of one row each of ``value``."""
+    cdef Py_ssize_t n_trees = trees.shape[0], t, o
+    out = np.zeros((n_trees, 2 * SMALL_NODES + 1), dtype=np.float64)
+    cdef double[:, ::1] table = out
+    for t in range(n_trees):
+        if trees[t, 3] <= SMALL_NODES and trees[t, 1] >= 0:
+            for o in range(tree_offsets[t + 1] - tree_offsets[t]):
+                table[t, o] = value[tree_offsets[t] + o, trees[t, 1]]
+    return out
+
+
 def hybrid_raw(
     const uint8_t[:, ::1] masks,
     const int64_t[::1] pair_mask,
@@ -78,6 +100,7 @@ def hybrid_raw(
     const int32_t[:, ::1] nodes,
     const int32_t[:, ::1] trees,
     const uint8_t[:, ::1] leaf_offset,
+    const double[:, ::1] small_value,
     const double[:, ::1] value,
     const double[::1] base,
     double[:, :, ::1] out,
@@ -108,6 +131,8 @@ def hybrid_raw(
         internal-node column, its number of internal nodes.
     leaf_offset : (n_trees, 2**SMALL_NODES) uint8
         :func:`leaf_offsets`.
+    small_value : (n_trees, 2 * SMALL_NODES + 1) float64
+        :func:`small_leaf_values`.
     value : (n_nodes, n_outputs) float64
         Leaf values.
     base : (n_outputs,) float64
@@ -117,8 +142,9 @@ def hybrid_raw(
     cdef Py_ssize_t n_pairs = pair_mask.shape[0]
     cdef Py_ssize_t n_bg = b_left.shape[0], n_trees = trees.shape[0]
     cdef Py_ssize_t n_out = value.shape[1]
-    cdef Py_ssize_t p, b, t, k, j, c, r
-    cdef int32_t node, group, first, count
+    cdef Py_ssize_t p, b, t, k, c, r
+    cdef int32_t node, group, first
+    cdef unsigned int differ, j
     cdef uint8_t pattern
     cdef const uint8_t* s
     cdef const uint8_t* xl
@@ -128,10 +154,12 @@ def hybrid_raw(
     cdef uint8_t* x_bits
     if n_pairs == 0 or n_bg == 0:
         return
+    cdef bint small = True
+    for t in range(n_trees):
+        small = small and trees[t, 3] <= SMALL_NODES
     # per thread: the pair's patterns (which nodes x decides, x's decisions there)
     cdef uint8_t[:, ::1] scratch = np.zeros((max(n_threads, 1), 2 * n_trees + 1),
                                             dtype=np.uint8)
-    cdef uint8_t relevant
     with nogil, parallel(num_threads=n_threads):
         take_x = &scratch[threadid(), 0]
         x_bits = take_x + n_trees
@@ -139,17 +167,42 @@ def hybrid_raw(
             s = &masks[pair_mask[p], 0]
             r = pair_row[p]
             xl = &x_left[r, 0]
+            if n_bg == 1 and small:
+                # one background row, small trees: the hybrid decides as b except
+                # at the nodes where x decides differently (often few) and the
+                # coalition takes x's decision
+                o = &out[p, 0, 0]
+                for k in range(n_out):
+                    o[k] = base[k]
+                for t in range(n_trees):
+                    first = trees[t, 2]
+                    differ = x_bits_of[r, t] ^ b_bits[0, t]
+                    pattern = b_bits[0, t]
+                    while differ:
+                        j = _lowest_bit(differ)
+                        pattern = pattern ^ (s[player[first + j]] << j)
+                        differ = differ & (differ - 1)
+                    group = trees[t, 1]
+                    if group >= 0:
+                        o[group] += small_value[t, leaf_offset[t, pattern]]
+                    else:
+                        node = trees[t, 0] + leaf_offset[t, pattern]
+                        for k in range(n_out):
+                            o[k] += value[node, k]
+                continue
             # the pair's patterns: the nodes decided by x, and x's decisions there
             for t in range(n_trees):
-                first, count = trees[t, 2], trees[t, 3]
                 take_x[t] = 0
-                if count <= SMALL_NODES:
+                if trees[t, 3] <= SMALL_NODES:
+                    first = trees[t, 2]
                     # the nodes where the coalition matters: with one background
-                    # row, those where x and b decide differently (often none)
-                    relevant = (x_bits_of[r, t] ^ b_bits[0, t]) if n_bg == 1 else 255
-                    for j in range(count):
-                        if (relevant >> j) & 1:
-                            take_x[t] = take_x[t] | (s[player[first + j]] << j)
+                    # row, those where x and b decide differently (often few)
+                    differ = ((x_bits_of[r, t] ^ b_bits[0, t]) if n_bg == 1
+                              else (1u << trees[t, 3]) - 1)
+                    while differ:
+                        j = _lowest_bit(differ)
+                        take_x[t] = take_x[t] | (s[player[first + j]] << j)
+                        differ = differ & (differ - 1)
                 x_bits[t] = take_x[t] & x_bits_of[r, t]
             for b in range(n_bg):
                 bl = &b_left[b, 0]
@@ -157,18 +210,21 @@ def hybrid_raw(
                 for k in range(n_out):
                     o[k] = base[k]
                 for t in range(n_trees):
-                    node = trees[t, 0]
+                    group = trees[t, 1]
                     if trees[t, 3] <= SMALL_NODES:
                         pattern = x_bits[t] | (~take_x[t] & b_bits[b, t])
-                        node = node + leaf_offset[t, pattern]
+                        if group >= 0:
+                            o[group] += small_value[t, leaf_offset[t, pattern]]
+                            continue
+                        node = trees[t, 0] + leaf_offset[t, pattern]
                     else:
+                        node = trees[t, 0]
                         while nodes[node, 0] >= 0:
                             c = nodes[node, 2]
                             if xl[c] if s[player[c]] else bl[c]:
                                 node = nodes[node, 0]
                             else:
                                 node = nodes[node, 1]
-                    group = trees[t, 1]
                     if group >= 0:
                         o[group] += value[node, group]
                     else:

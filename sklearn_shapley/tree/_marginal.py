@@ -38,7 +38,13 @@ from ..games import (
 )
 from ._ensemble import flatten_ensemble
 from ._flat import CATEGORICAL_SPLIT, encode_inputs, goes_left, predict_raw
-from ._hybrid import decision_patterns, first_last_raw, hybrid_raw, leaf_offsets
+from ._hybrid import (
+    decision_patterns,
+    first_last_raw,
+    hybrid_raw,
+    leaf_offsets,
+    small_leaf_values,
+)
 from ._interventional import InterventionalTrees
 
 __all__ = [
@@ -495,6 +501,11 @@ class TreeHybridMarginalGame(_ModelValuesGame):
             )
         )
         self._value = np.ascontiguousarray(flat.value, dtype=np.float64)
+        self._small_value = small_leaf_values(
+            np.ascontiguousarray(flat.tree_offsets, dtype=np.int64),
+            self._trees,
+            self._value,
+        )
         self._base = np.ascontiguousarray(flat.base_offset, dtype=np.float64)
         membership = player_membership(game.players, self.n_features)
         self._player = np.ascontiguousarray(
@@ -595,6 +606,7 @@ class TreeHybridMarginalGame(_ModelValuesGame):
                 self._nodes,
                 self._trees,
                 self._leaf_offset,
+                self._small_value,
                 self._value,
                 self._base,
                 raw,
