@@ -35,6 +35,10 @@ from ..games import first_last_masks
 from ..sampling import shapley_kernel_size_weights
 
 NORMALIZATIONS = ("additive", "multiplicative", "none")
+#: Quantile bins per feature of the bin encoding by default.
+AUTO_BINS = 32
+#: Most split thresholds per feature in the step encoding (more are thinned).
+MAX_STEPS = 256
 
 
 def make_mlp(n_inputs, n_outputs, hidden_layer_sizes):
@@ -60,6 +64,17 @@ def quantile_bin_edges(X, n_bins):
         e = np.unique(np.quantile(column, levels)) if len(column) else np.zeros(1)
         edges.append(e if len(e) > 1 else np.array([e[0], e[0] + 1.0]))
     return edges
+
+
+def thin_thresholds(thresholds, values, max_steps=MAX_STEPS):
+    """At most ``max_steps`` of sorted ``thresholds``: those nearest to as many
+    quantiles of the feature's ``values``."""
+    if len(thresholds) <= max_steps:
+        return thresholds
+    quantiles = np.quantile(values, np.linspace(0.0, 1.0, max_steps))
+    nearest = np.searchsorted(thresholds, quantiles).clip(1, len(thresholds) - 1)
+    below = quantiles - thresholds[nearest - 1] < thresholds[nearest] - quantiles
+    return np.unique(thresholds[nearest - below])
 
 
 class _Bins(nn.Module):
@@ -128,8 +143,10 @@ class PiecewiseLinearLayer(_Bins):
     With ``steps=True`` the edges are split thresholds ``c_1 < … < c_m`` and the
     encoding is the step (thermometer) one, ``[x_j > c_t]`` for every ``t``:
     ``c_j = Σ_{t<k} W_{j,t}`` with ``k`` the number of thresholds below ``x_j``, one
-    table row per feature. At a tree ensemble's own thresholds (a row goes left
-    when ``x_j <= c``) its Shapley values, constant between them, are exactly
+    table row per feature (:meth:`per_feature`); their sum over the features is
+    the 0/1 encoding times the weights, one product forward and backward instead
+    of the table's cumulative sums. At a tree ensemble's own thresholds (a row goes
+    left when ``x_j <= c``) its Shapley values, constant between them, are exactly
     representable.
 
     Parameters
@@ -159,6 +176,19 @@ class PiecewiseLinearLayer(_Bins):
         self.register_buffer(
             "row_start", torch.as_tensor(np.repeat(starts, lengths), dtype=torch.int64)
         )
+        if self.steps:  # per weight row: its feature, and the threshold x_j passes
+            # (+inf for a feature's last row, in no sum)
+            self.register_buffer(
+                "step_feature",
+                torch.as_tensor(np.repeat(np.arange(len(edges)), lengths)),
+            )
+            thresholds = [np.r_[np.asarray(e, dtype=np.float32), np.inf] for e in edges]
+            self.register_buffer(
+                "step_threshold",
+                torch.as_tensor(
+                    np.concatenate(thresholds or [[]]), dtype=torch.float32
+                ),
+            )
 
     def locate(self, x):
         """Every feature's table row ``(n, d)`` (its bin) and position ``e`` in it.
@@ -184,10 +214,11 @@ class PiecewiseLinearLayer(_Bins):
 
     def forward(self, x, located=None):
         """``(n, n_outputs)`` for rows ``x (n, n_features)``."""
+        if self.steps:
+            above = x[:, self.step_feature] > self.step_threshold
+            return above.to(self.weight.dtype) @ self.weight
         index, e = self.locate(x) if located is None else located
         table = self._table()
-        if e is None:
-            return F.embedding_bag(index, table, mode="sum")
         return F.embedding_bag(
             torch.cat([index, index + table.shape[0] // 2], dim=1),
             table,
