@@ -26,7 +26,6 @@ from sklearn_shapley.amortized._fastshap import (
     CoalitionPlan,
     _kernel_coalitions,
     _loss_floor,
-    _thin,
     plan_coalitions,
 )
 from sklearn_shapley.amortized._nets import (
@@ -40,6 +39,7 @@ from sklearn_shapley.amortized._nets import (
     kernel_gram,
     quantile_bin_edges,
     sample_statistics,
+    thin_thresholds,
 )
 from sklearn_shapley.games import (
     BaselineGame,
@@ -530,7 +530,7 @@ def test_split_thresholds_are_read_from_tree_ensembles(data):
     assert [set(t) for t in tree_game.split_thresholds()] == expected
     # at most max_steps per feature, taken from the model's thresholds
     for j, full in enumerate(expected):
-        t = _thin(np.array(sorted(full)), X[:, j], 3)
+        t = thin_thresholds(np.array(sorted(full)), X[:, j], 3)
         assert 1 <= len(t) <= 3 and set(t) <= full
         assert np.all(np.diff(t) > 0)
     # not a tree ensemble read directly on the game's columns: None
@@ -780,8 +780,9 @@ def test_first_last_of_the_marginal_game_come_from_the_background_mean(data):
 
 def test_first_last_auto_depends_on_their_cost(data, monkeypatch):
     """``first_last="auto"`` feeds the contributions when the game's proxy computes
-    them for at most ``FIRST_LAST_COST`` model evaluations a row: a model's game
-    of 16 players, not 17; a tree ensemble's over one baseline row at any size."""
+    them for at most ``MIN_COALITIONS + 2`` model evaluations a row (what a
+    training row's targets cost at the least): a model's game of 16 players, not
+    17; a tree ensemble's over one baseline row at any size."""
     X, _ = data
     kwargs = dict(value_function="baseline", random_state=0, **TINY)
     assert FastSHAPExplainer(additive_model, **kwargs).fit(X).module_.first_last
@@ -795,7 +796,7 @@ def test_first_last_auto_depends_on_their_cost(data, monkeypatch):
     explainer = FastSHAPExplainer(trees, **kwargs).fit(wide)
     assert explainer.module_.first_last
     assert explainer._proxy.first_last_cost < 2 * 17 + 2
-    monkeypatch.setattr(_fastshap, "FIRST_LAST_COST", 9)
+    monkeypatch.setattr(_fastshap, "MIN_COALITIONS", 7)
     explainer = FastSHAPExplainer(additive_model, **kwargs).fit(X)
     assert not explainer.module_.first_last
     assert explainer._proxy is None

@@ -33,6 +33,7 @@ from .._game_explainer import GameExplainer
 from ..games import Game, player_membership
 from ..sampling import CoalitionSampler, all_coalitions, shapley_kernel_size_weights
 from ._nets import (
+    AUTO_BINS,
     NORMALIZATIONS,
     ShapleyModule,
     ShapleyNet,
@@ -44,6 +45,7 @@ from ._nets import (
     quantile_bin_edges,
     sample_statistics,
     shapley_kernel_gram,
+    thin_thresholds,
 )
 from ._surrogate import fit_surrogate
 from ._training import (
@@ -73,14 +75,6 @@ SLOW_TARGETS = 30
 #: Most bytes of the targets evaluated before training (else fresh coalitions are
 #: evaluated for every batch).
 MAX_POOL_BYTES = 2**28
-#: Most model evaluations a row's first and last contributions may cost with
-#: ``first_last="auto"``: what a training row's targets cost at the least (16
-#: players' at one each), as every explained row pays them.
-FIRST_LAST_COST = MIN_COALITIONS + 2
-#: Quantile bins per feature with ``n_bins="auto"`` for a piecewise-constant game.
-AUTO_BINS = 32
-#: Most split thresholds per feature in the step encoding (more are thinned).
-MAX_STEPS = 256
 #: Fewest rows FastSHAP trains on.
 MIN_ROWS = 10
 
@@ -559,9 +553,12 @@ class FastSHAPExplainer(GameExplainer):
         self.plan_ = None
         if d < 2:  # one player: φ = v(full) − v(∅), nothing to learn
             return
-        if isinstance(self.first_last, str):  # "auto": where they are cheap
-            proxy = self._grand_game.proxy(max_cost=FIRST_LAST_COST)
-            use_first_last = proxy.first_last_cost <= FIRST_LAST_COST
+        if isinstance(self.first_last, str):
+            # "auto": where a row's first and last values cost at most what a
+            # training row's targets cost at the least, as every explained row pays
+            max_cost = MIN_COALITIONS + 2
+            proxy = self._grand_game.proxy(max_cost=max_cost)
+            use_first_last = proxy.first_last_cost <= max_cost
         else:
             use_first_last = bool(self.first_last)
             proxy = self._grand_game.proxy() if use_first_last else None
@@ -781,7 +778,7 @@ class FastSHAPExplainer(GameExplainer):
         ``n_bins="auto"``, when the explained output is piecewise constant
         (:meth:`_steps_share` at least 1/2): the game's own split thresholds when it
         knows them (:meth:`~sklearn_shapley.games.Game.split_thresholds`: a tree
-        ensemble's), at most ``MAX_STEPS`` per feature, else ``AUTO_BINS``
+        ensemble's), thinned by :func:`thin_thresholds`, else ``AUTO_BINS``
         quantile bins.
         """
         n_bins = self.n_bins
@@ -792,7 +789,7 @@ class FastSHAPExplainer(GameExplainer):
             if thresholds is not None:
                 edges = []
                 for j, t in enumerate(thresholds):
-                    t = _thin(t, rows[:, j], MAX_STEPS)
+                    t = thin_thresholds(t, rows[:, j])
                     t = ((t - self._mean[j]) / self._scale[j]).astype(np.float32)
                     # float32 may merge thresholds or send far ones to ±inf: a
                     # step that no finite value crosses is constant, dropped
@@ -872,17 +869,6 @@ class FastSHAPExplainer(GameExplainer):
             values = phi.cpu().numpy().astype(np.float64)
             values += (total - values.sum(axis=1))[:, None, :] / d
         return ShapleyValues(values, np.array(empty), np.full(len(X), evaluations))
-
-
-def _thin(thresholds, values, max_steps):
-    """At most ``max_steps`` of sorted ``thresholds``: those nearest to as many
-    quantiles of ``values``."""
-    if len(thresholds) <= max_steps:
-        return thresholds
-    quantiles = np.quantile(values, np.linspace(0.0, 1.0, max_steps))
-    nearest = np.searchsorted(thresholds, quantiles).clip(1, len(thresholds) - 1)
-    below = quantiles - thresholds[nearest - 1] < thresholds[nearest] - quantiles
-    return np.unique(thresholds[nearest - below])
 
 
 def _chunked(function, rows, empty, cost_per_row, names, max_cost=2**23):
