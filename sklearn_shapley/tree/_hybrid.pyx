@@ -303,9 +303,12 @@ cdef inline void _diverging(const int32_t[:, ::1] nodes, int32_t root,
 def first_last_raw(
     const uint8_t[:, ::1] x_left,
     const uint8_t[::1] b_left,
+    const uint8_t[:, ::1] x_bits_of,
+    const uint8_t[::1] b_bits,
     const int32_t[::1] player,
     const int32_t[:, ::1] nodes,
     const int32_t[:, ::1] trees,
+    const uint8_t[:, ::1] leaf_offset,
     const double[:, ::1] value,
     double[:, :, ::1] first,
     double[:, :, ::1] last,
@@ -319,7 +322,11 @@ def first_last_raw(
     ``i``'s feature decides differently for ``x`` and ``b``; from there one walk
     reaches its leaf. So a tree costs one walk per player that diverges on
     ``b``'s path, the leave-one-outs ``(b_i, x_¬i)`` the same along ``x``'s path:
-    a few walks per tree for all ``2d`` coalitions.
+    a few walks per tree for all ``2d`` coalitions. In a tree of at most
+    ``SMALL_NODES`` internal nodes no walk is needed: player ``i``'s singleton's
+    decision pattern is ``b``'s with the bits flipped where ``i``'s feature decides
+    differently for ``x`` and ``b``, its leave-one-out's ``x``'s with the same
+    bits flipped, and a table gives their leaves.
 
     Parameters
     ----------
@@ -327,9 +334,11 @@ def first_last_raw(
         Whether each row goes left at each internal node.
     b_left : (n_internal,) uint8
         The same for the baseline.
+    x_bits_of, b_bits : (n_rows, n_trees), (n_trees,) uint8
+        Their :func:`decision_patterns`.
     player : (n_internal,) int32
         The player of each internal node's feature.
-    nodes, trees, value
+    nodes, trees, leaf_offset, value
         As in :func:`hybrid_raw`.
     first : (n_rows, n_players, n_outputs) float64, zeroed
         Receives ``f(x_i, b_¬i) − f(b)``.
@@ -342,7 +351,9 @@ def first_last_raw(
     cdef Py_ssize_t n = x_left.shape[0], n_trees = trees.shape[0]
     cdef Py_ssize_t n_out = value.shape[1], d = first.shape[1]
     cdef Py_ssize_t r, t
-    cdef int32_t leaf_x, group
+    cdef int32_t leaf_x, group, first_node, root, p
+    cdef unsigned int differ, same, bit, j
+    cdef uint8_t xb
     cdef int64_t stamp
     cdef const uint8_t* xl
     cdef const uint8_t* bl = &b_left[0] if b_left.shape[0] else NULL
@@ -362,6 +373,27 @@ def first_last_raw(
             xl = &x_left[r, 0]
             for t in range(n_trees):
                 group = trees[t, 1]
+                if trees[t, 3] <= SMALL_NODES:
+                    root, first_node = trees[t, 0], trees[t, 2]
+                    xb = x_bits_of[r, t]
+                    leaf_x = root + leaf_offset[t, xb]
+                    _add(&full[r, 0], value, group, leaf_x, -1, n_out)
+                    differ = xb ^ b_bits[t]
+                    while differ:  # one player's differing nodes at a time
+                        p = player[first_node + _lowest_bit(differ)]
+                        same = 0
+                        bit = differ
+                        while bit:
+                            j = _lowest_bit(bit)
+                            if player[first_node + j] == p:
+                                same = same | (1u << j)
+                            bit = bit & (bit - 1)
+                        differ = differ & ~same
+                        _add(&first[r, p, 0], value, group,
+                             root + leaf_offset[t, b_bits[t] ^ same], leaf_b[t], n_out)
+                        _add(&last[r, p, 0], value, group,
+                             root + leaf_offset[t, xb ^ same], leaf_x, n_out)
+                    continue
                 leaf_x = _leaf(nodes, trees[t, 0], xl, xl, &player[0], -1)
                 _add(&full[r, 0], value, group, leaf_x, -1, n_out)
                 stamp = 2 * (r * n_trees + t)

@@ -518,7 +518,8 @@ class TreeHybridMarginalGame(_ModelValuesGame):
     @property
     def first_last_cost(self):
         """Model evaluations a row's first and last values cost: with one
-        background row, a few walks per tree for all of them (``first_last_raw``);
+        background row, a few look-ups or walks per tree for all of them
+        (``first_last_raw``);
         else the model's hybrid values, one per background row and coalition."""
         if len(self._b_left) == 1:
             return 4
@@ -532,7 +533,7 @@ class TreeHybridMarginalGame(_ModelValuesGame):
     def first_last_values(self, X):
         """The game on the singletons, the leave-one-outs, then the grand and empty
         coalitions, ``(n, 2 n_players + 2, n_outputs)``; with one background row
-        from a few walks per tree (:func:`._hybrid.first_last_raw`), else the
+        from a few look-ups or walks per tree (:func:`._hybrid.first_last_raw`), else the
         hybrid values."""
         if len(self._b_left) != 1:
             return super().first_last_values(X)
@@ -540,12 +541,14 @@ class TreeHybridMarginalGame(_ModelValuesGame):
 
         X = check_rows(X, self.n_features)
         n, d, K = len(X), self.n_players, len(self._base)
-        args = (self._player, self._nodes, self._trees, self._value)
+        args = (self._player, self._nodes, self._trees, self._leaf_offset, self._value)
         if getattr(self, "_baseline_raw", None) is None:  # its sums, once
             self._baseline_raw = np.zeros((1, K))
             first_last_raw(
                 self._b_left,
                 self._b_left[0],
+                self._b_bits,
+                self._b_bits[0],
                 *args,
                 *np.zeros((2, 1, d, K)),
                 self._baseline_raw,
@@ -553,9 +556,12 @@ class TreeHybridMarginalGame(_ModelValuesGame):
             )
         first, last = np.zeros((n, d, K)), np.zeros((n, d, K))
         full = np.zeros((n, K))
+        x_left = _node_decisions(self.flat, self._internal, X).view(np.uint8)
         first_last_raw(
-            _node_decisions(self.flat, self._internal, X).view(np.uint8),
+            x_left,
             self._b_left[0],
+            decision_patterns(x_left, self._trees),
+            self._b_bits[0],
             *args,
             first,
             last,
