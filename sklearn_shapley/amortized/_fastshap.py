@@ -860,7 +860,8 @@ class FastSHAPExplainer(GameExplainer):
                     dtype=torch.float32,
                     device=param.device,
                 )
-            with torch.no_grad(), inference_threads(len(X)):
+            # counted in attributions: a row's network computes d of them
+            with torch.no_grad(), inference_threads(len(X) * d):
                 phi = self.module_(
                     torch.as_tensor(self._standardize(X), device=param.device),
                     torch.as_tensor(total, dtype=torch.float32, device=param.device),

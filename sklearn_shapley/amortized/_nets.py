@@ -143,9 +143,10 @@ class PiecewiseLinearLayer(_Bins):
     With ``steps=True`` the edges are split thresholds ``c_1 < … < c_m`` and the
     encoding is the step (thermometer) one, ``[x_j > c_t]`` for every ``t``:
     ``c_j = Σ_{t<k} W_{j,t}`` with ``k`` the number of thresholds below ``x_j``, one
-    table row per feature (:meth:`per_feature`); their sum over the features is
-    the 0/1 encoding times the weights, one product forward and backward instead
-    of the table's cumulative sums. At a tree ensemble's own thresholds (a row goes
+    table row per feature (:meth:`per_feature`). In training their sum over the
+    features is the 0/1 encoding times the weights, one product forward and
+    backward instead of the table's cumulative sums; without gradients (fewer
+    operations for many rows) the table's. At a tree ensemble's own thresholds (a row goes
     left when ``x_j <= c``) its Shapley values, constant between them, are exactly
     representable.
 
@@ -214,11 +215,13 @@ class PiecewiseLinearLayer(_Bins):
 
     def forward(self, x, located=None):
         """``(n, n_outputs)`` for rows ``x (n, n_features)``."""
-        if self.steps:
+        if self.steps and torch.is_grad_enabled() and self.weight.requires_grad:
             above = x[:, self.step_feature] > self.step_threshold
             return above.to(self.weight.dtype) @ self.weight
         index, e = self.locate(x) if located is None else located
         table = self._table()
+        if e is None:
+            return F.embedding_bag(index, table, mode="sum")
         return F.embedding_bag(
             torch.cat([index, index + table.shape[0] // 2], dim=1),
             table,
