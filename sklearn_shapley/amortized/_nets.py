@@ -146,9 +146,9 @@ class PiecewiseLinearLayer(_Bins):
     table row per feature (:meth:`per_feature`). In training their sum over the
     features is the 0/1 encoding times the weights, one product forward and
     backward instead of the table's cumulative sums; without gradients (fewer
-    operations for many rows) the table's. At a tree ensemble's own thresholds (a row goes
-    left when ``x_j <= c``) its Shapley values, constant between them, are exactly
-    representable.
+    operations for many rows), the table's. At a tree ensemble's own thresholds
+    (a row goes left when ``x_j <= c``) its Shapley values, constant between them,
+    are exactly representable.
 
     Parameters
     ----------

@@ -519,8 +519,8 @@ class TreeHybridMarginalGame(_ModelValuesGame):
     def first_last_cost(self):
         """Model evaluations a row's first and last values cost: with one
         background row, a few look-ups or walks per tree for all of them
-        (``first_last_raw``);
-        else the model's hybrid values, one per background row and coalition."""
+        (``first_last_raw``); else the model's hybrid values, one per background
+        row and coalition."""
         if len(self._b_left) == 1:
             return 4
         return super().first_last_cost
@@ -533,8 +533,8 @@ class TreeHybridMarginalGame(_ModelValuesGame):
     def first_last_values(self, X):
         """The game on the singletons, the leave-one-outs, then the grand and empty
         coalitions, ``(n, 2 n_players + 2, n_outputs)``; with one background row
-        from a few look-ups or walks per tree (:func:`._hybrid.first_last_raw`), else the
-        hybrid values."""
+        from a few look-ups or walks per tree (:func:`._hybrid.first_last_raw`),
+        else the hybrid values."""
         if len(self._b_left) != 1:
             return super().first_last_values(X)
         from .._openmp import effective_n_threads
