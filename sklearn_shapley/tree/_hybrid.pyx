@@ -309,6 +309,7 @@ def first_last_raw(
     const int32_t[:, ::1] nodes,
     const int32_t[:, ::1] trees,
     const uint8_t[:, ::1] leaf_offset,
+    const double[:, ::1] small_value,
     const double[:, ::1] value,
     double[:, :, ::1] first,
     double[:, :, ::1] last,
@@ -338,7 +339,7 @@ def first_last_raw(
         Their :func:`decision_patterns`.
     player : (n_internal,) int32
         The player of each internal node's feature.
-    nodes, trees, leaf_offset, value
+    nodes, trees, leaf_offset, small_value, value
         As in :func:`hybrid_raw`.
     first : (n_rows, n_players, n_outputs) float64, zeroed
         Receives ``f(x_i, b_¬i) − f(b)``.
@@ -354,6 +355,7 @@ def first_last_raw(
     cdef int32_t leaf_x, group, first_node, root, p
     cdef unsigned int differ, same, bit, j
     cdef uint8_t xb
+    cdef double value_x, value_b
     cdef int64_t stamp
     cdef const uint8_t* xl
     cdef const uint8_t* bl = &b_left[0] if b_left.shape[0] else NULL
@@ -377,7 +379,12 @@ def first_last_raw(
                     root, first_node = trees[t, 0], trees[t, 2]
                     xb = x_bits_of[r, t]
                     leaf_x = root + leaf_offset[t, xb]
-                    _add(&full[r, 0], value, group, leaf_x, -1, n_out)
+                    if group >= 0:  # the tree's leaves in one compact row
+                        value_x = small_value[t, leaf_offset[t, xb]]
+                        value_b = small_value[t, leaf_offset[t, b_bits[t]]]
+                        full[r, group] += value_x
+                    else:
+                        _add(&full[r, 0], value, group, leaf_x, -1, n_out)
                     differ = xb ^ b_bits[t]
                     while differ:  # one player's differing nodes at a time
                         p = player[first_node + _lowest_bit(differ)]
@@ -389,10 +396,20 @@ def first_last_raw(
                                 same = same | (1u << j)
                             bit = bit & (bit - 1)
                         differ = differ & ~same
-                        _add(&first[r, p, 0], value, group,
-                             root + leaf_offset[t, b_bits[t] ^ same], leaf_b[t], n_out)
-                        _add(&last[r, p, 0], value, group,
-                             root + leaf_offset[t, xb ^ same], leaf_x, n_out)
+                        if group >= 0:
+                            first[r, p, group] += (
+                                small_value[t, leaf_offset[t, b_bits[t] ^ same]]
+                                - value_b
+                            )
+                            last[r, p, group] += (
+                                small_value[t, leaf_offset[t, xb ^ same]] - value_x
+                            )
+                        else:
+                            _add(&first[r, p, 0], value, group,
+                                 root + leaf_offset[t, b_bits[t] ^ same], leaf_b[t],
+                                 n_out)
+                            _add(&last[r, p, 0], value, group,
+                                 root + leaf_offset[t, xb ^ same], leaf_x, n_out)
                     continue
                 leaf_x = _leaf(nodes, trees[t, 0], xl, xl, &player[0], -1)
                 _add(&full[r, 0], value, group, leaf_x, -1, n_out)

@@ -541,7 +541,14 @@ class TreeHybridMarginalGame(_ModelValuesGame):
 
         X = check_rows(X, self.n_features)
         n, d, K = len(X), self.n_players, len(self._base)
-        args = (self._player, self._nodes, self._trees, self._leaf_offset, self._value)
+        args = (
+            self._player,
+            self._nodes,
+            self._trees,
+            self._leaf_offset,
+            self._small_value,
+            self._value,
+        )
         if getattr(self, "_baseline_raw", None) is None:  # its sums, once
             self._baseline_raw = np.zeros((1, K))
             first_last_raw(
