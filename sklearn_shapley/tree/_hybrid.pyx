@@ -142,7 +142,7 @@ def hybrid_raw(
     cdef Py_ssize_t n_pairs = pair_mask.shape[0]
     cdef Py_ssize_t n_bg = b_left.shape[0], n_trees = trees.shape[0]
     cdef Py_ssize_t n_out = value.shape[1]
-    cdef Py_ssize_t p, b, t, k, c, r
+    cdef Py_ssize_t p, b, t, k, r
     cdef int32_t node, group, first
     cdef unsigned int differ, j
     cdef uint8_t pattern
@@ -154,9 +154,6 @@ def hybrid_raw(
     cdef uint8_t* x_bits
     if n_pairs == 0 or n_bg == 0:
         return
-    cdef bint small = True
-    for t in range(n_trees):
-        small = small and trees[t, 3] <= SMALL_NODES
     # per thread: the pair's patterns (which nodes x decides, x's decisions there)
     cdef uint8_t[:, ::1] scratch = np.zeros((max(n_threads, 1), 2 * n_trees + 1),
                                             dtype=np.uint8)
@@ -167,38 +164,38 @@ def hybrid_raw(
             s = &masks[pair_mask[p], 0]
             r = pair_row[p]
             xl = &x_left[r, 0]
-            if n_bg == 1 and small:
-                # one background row, small trees: the hybrid decides as b except
-                # at the nodes where x decides differently (often few) and the
+            if n_bg == 1:
+                # one background row: a small tree's pattern is b's, flipped at
+                # the nodes where x decides differently (often few) and the
                 # coalition takes x's decision
+                bl = &b_left[0, 0]
                 o = &out[p, 0, 0]
                 for k in range(n_out):
                     o[k] = base[k]
                 for t in range(n_trees):
-                    first = trees[t, 2]
-                    differ = x_bits_of[r, t] ^ b_bits[0, t]
-                    pattern = b_bits[0, t]
-                    while differ:
-                        j = _lowest_bit(differ)
-                        pattern = pattern ^ (s[player[first + j]] << j)
-                        differ = differ & (differ - 1)
                     group = trees[t, 1]
-                    if group >= 0:
-                        o[group] += small_value[t, leaf_offset[t, pattern]]
-                    else:
+                    if trees[t, 3] <= SMALL_NODES:
+                        first = trees[t, 2]
+                        differ = x_bits_of[r, t] ^ b_bits[0, t]
+                        pattern = b_bits[0, t]
+                        while differ:
+                            j = _lowest_bit(differ)
+                            pattern = pattern ^ (s[player[first + j]] << j)
+                            differ = differ & (differ - 1)
+                        if group >= 0:
+                            o[group] += small_value[t, leaf_offset[t, pattern]]
+                            continue
                         node = trees[t, 0] + leaf_offset[t, pattern]
-                        for k in range(n_out):
-                            o[k] += value[node, k]
+                    else:
+                        node = _hybrid_leaf(nodes, trees[t, 0], xl, bl, s, &player[0])
+                    _add(o, value, group, node, -1, n_out)
                 continue
             # the pair's patterns: the nodes decided by x, and x's decisions there
             for t in range(n_trees):
                 take_x[t] = 0
                 if trees[t, 3] <= SMALL_NODES:
                     first = trees[t, 2]
-                    # the nodes where the coalition matters: with one background
-                    # row, those where x and b decide differently (often few)
-                    differ = ((x_bits_of[r, t] ^ b_bits[0, t]) if n_bg == 1
-                              else (1u << trees[t, 3]) - 1)
+                    differ = (1u << trees[t, 3]) - 1
                     while differ:
                         j = _lowest_bit(differ)
                         take_x[t] = take_x[t] | (s[player[first + j]] << j)
@@ -218,18 +215,8 @@ def hybrid_raw(
                             continue
                         node = trees[t, 0] + leaf_offset[t, pattern]
                     else:
-                        node = trees[t, 0]
-                        while nodes[node, 0] >= 0:
-                            c = nodes[node, 2]
-                            if xl[c] if s[player[c]] else bl[c]:
-                                node = nodes[node, 0]
-                            else:
-                                node = nodes[node, 1]
-                    if group >= 0:
-                        o[group] += value[node, group]
-                    else:
-                        for k in range(n_out):
-                            o[k] += value[node, k]
+                        node = _hybrid_leaf(nodes, trees[t, 0], xl, bl, s, &player[0])
+                    _add(o, value, group, node, -1, n_out)
 
 
 def decision_patterns(const uint8_t[:, ::1] left, const int32_t[:, ::1] trees):
@@ -261,6 +248,21 @@ cdef inline int32_t _leaf(const int32_t[:, ::1] nodes, int32_t node,
     while nodes[node, 0] >= 0:
         c = nodes[node, 2]
         if (xl[c] if player[c] == p else bl[c]):
+            node = nodes[node, 0]
+        else:
+            node = nodes[node, 1]
+    return node
+
+
+cdef inline int32_t _hybrid_leaf(const int32_t[:, ::1] nodes, int32_t node,
+                                 const uint8_t* xl, const uint8_t* bl,
+                                 const uint8_t* s, const int32_t* player) noexcept nogil:
+    """The leaf below ``node`` of the hybrid taking the coalition ``s``'s players'
+    decisions from ``xl`` and the others' from ``bl``."""
+    cdef int32_t c
+    while nodes[node, 0] >= 0:
+        c = nodes[node, 2]
+        if (xl[c] if s[player[c]] else bl[c]):
             node = nodes[node, 0]
         else:
             node = nodes[node, 1]
