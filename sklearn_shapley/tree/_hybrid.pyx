@@ -26,6 +26,7 @@ pair's sums in tree order: bit-identical for any thread count.
 """
 
 from cython.parallel cimport parallel, prange, threadid
+from libc.math cimport exp
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
 import numpy as np
@@ -219,23 +220,60 @@ def hybrid_raw(
                     _add(o, value, group, node, -1, n_out)
 
 
-def decision_patterns(const uint8_t[:, ::1] left, const int32_t[:, ::1] trees):
+def threshold_decisions(const double[:, ::1] rows, const int64_t[::1] feature,
+                        const double[::1] threshold, uint8_t[:, ::1] out,
+                        int n_threads):
+    """``out[i, j] = rows[i, feature[j]] <= threshold[j]``: every row's decision at
+    every node, read from the row in place (no ``(rows, nodes)`` gather); OpenMP
+    over rows. The model's exceptions (missing values, categorical splits) are
+    the caller's."""
+    cdef Py_ssize_t n = rows.shape[0], m = feature.shape[0], i, j
+    for i in prange(n, nogil=True, num_threads=n_threads, schedule="static"):
+        for j in range(m):
+            out[i, j] = rows[i, feature[j]] <= threshold[j]
+
+
+def softmax(const double[:, ::1] raw, int n_threads):
+    """Each row's softmax, ``(n, K)``: the probabilities of a multi-class
+    ensemble from its trees' sums, shifted by the row's maximum; OpenMP over
+    rows, each row's arithmetic in one order (the same for any thread count)."""
+    cdef Py_ssize_t n = raw.shape[0], K = raw.shape[1], i, k
+    result = np.empty((n, K), dtype=np.float64)
+    cdef double[:, ::1] out = result
+    cdef double top, total
+    for i in prange(n, nogil=True, num_threads=n_threads, schedule="static"):
+        top = raw[i, 0]
+        for k in range(1, K):
+            if raw[i, k] > top:
+                top = raw[i, k]
+        total = 0.0
+        for k in range(K):
+            out[i, k] = exp(raw[i, k] - top)
+            total = total + out[i, k]
+        for k in range(K):
+            out[i, k] = out[i, k] / total
+    return result
+
+
+def decision_patterns(const uint8_t[:, ::1] left, const int32_t[:, ::1] trees,
+                      int n_threads=1):
     """Each row's decision pattern at every tree of at most ``SMALL_NODES``
     internal nodes: ``(n_rows, n_trees)`` uint8, bit ``j`` the ``j``-th node's
-    (``left``: the rows' decisions, as ``x_left`` in :func:`hybrid_raw`)."""
+    (``left``: the rows' decisions, as ``x_left`` in :func:`hybrid_raw`); OpenMP
+    over rows."""
     cdef Py_ssize_t n = left.shape[0], n_trees = trees.shape[0], i, t, j
     cdef uint8_t[:, ::1] out = np.zeros((n, n_trees), dtype=np.uint8)
     cdef uint8_t pattern
     cdef int32_t first, count
-    with nogil:
-        for i in range(n):
-            for t in range(n_trees):
-                first, count = trees[t, 2], trees[t, 3]
-                if count <= SMALL_NODES:
-                    pattern = 0
-                    for j in range(count):
-                        pattern = pattern | (left[i, first + j] << j)
-                    out[i, t] = pattern
+    for i in prange(n, nogil=True, num_threads=n_threads, schedule="static"):
+        for t in range(n_trees):
+            first = trees[t, 2]
+            count = trees[t, 3]
+            if count <= SMALL_NODES:
+                pattern = 0
+                for j in range(count):
+                    pattern = pattern | (left[i, first + j] << j)
+                out[i, t] = pattern
     return out
 
 

@@ -44,6 +44,8 @@ from ._hybrid import (
     hybrid_raw,
     leaf_offsets,
     small_leaf_values,
+    softmax,
+    threshold_decisions,
 )
 from ._interventional import InterventionalTrees
 
@@ -541,6 +543,7 @@ class TreeHybridMarginalGame(_ModelValuesGame):
 
         X = check_rows(X, self.n_features)
         n, d, K = len(X), self.n_players, len(self._base)
+        threads = int(effective_n_threads(None))
         args = (
             self._player,
             self._nodes,
@@ -567,13 +570,13 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         first_last_raw(
             x_left,
             self._b_left[0],
-            decision_patterns(x_left, self._trees),
+            decision_patterns(x_left, self._trees, threads),
             self._b_bits[0],
             *args,
             first,
             last,
             full,
-            int(effective_n_threads(None)),
+            threads,
         )
         empty, full = self._baseline_raw + self._base, full + self._base
         raw = np.concatenate(
@@ -594,8 +597,9 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         X = check_rows(X, self.n_features)
         masks = check_masks(masks, self.n_players, len(X))
         n, m, n_bg = len(X), masks.shape[-2], len(self._b_left)
+        threads = int(effective_n_threads(None))
         x_left = _node_decisions(self.flat, self._internal, X).view(np.uint8)
-        x_bits = decision_patterns(x_left, self._trees)
+        x_bits = decision_patterns(x_left, self._trees, threads)
         pair_row = np.repeat(np.arange(n, dtype=np.int64), m)
         pair_mask = np.arange(n * m, dtype=np.int64)
         if masks.ndim == 2:  # shared coalitions
@@ -603,7 +607,6 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         masks = np.ascontiguousarray(masks.reshape(-1, self.n_players), np.uint8)
         out = np.empty((n * m, self.n_outputs))
         step = max(1, self.max_raw // (n_bg * len(self._base)))
-        threads = int(effective_n_threads(None))
         for a in range(0, n * m, step):
             b = min(a + step, n * m)
             raw = np.empty((b - a, n_bg, len(self._base)))
@@ -634,32 +637,37 @@ class TreeHybridMarginalGame(_ModelValuesGame):
 def _node_decisions(flat, nodes, X):
     """Whether each row of ``X`` goes left at each of the internal ``nodes`` by the
     model's rule: ``(n, len(nodes))`` bool. The nodes' thresholds are compared with
-    the rows' values in one broadcast; the rule's exceptions (missing values,
-    categorical splits) are applied where they occur."""
+    the rows' values in place (:func:`._hybrid.threshold_decisions`); the rule's
+    exceptions (missing values, categorical splits) are applied where they occur."""
+    from .._openmp import effective_n_threads
+
     left = np.empty((len(X), len(nodes)), dtype=bool)
-    feature, threshold = flat.feature[nodes], flat.threshold[nodes]
+    feature = np.ascontiguousarray(flat.feature[nodes], dtype=np.int64)
+    threshold = np.ascontiguousarray(flat.threshold[nodes], dtype=np.float64)
     categorical = np.flatnonzero(flat.split_kind[nodes] == CATEGORICAL_SPLIT)
+    threads = int(effective_n_threads(None))
     step = max(1, MAX_DECISIONS // max(len(nodes), 1))
     for a in range(0, len(X), step):
         rows = encode_inputs(flat, X[a : a + step])
-        rows = rows.astype(flat.decision_dtype).astype(np.float64)
-        x = np.take(rows, feature, axis=1)
+        rows = np.ascontiguousarray(rows.astype(flat.decision_dtype), dtype=np.float64)
         out = left[a : a + step]
-        np.less_equal(x, threshold, out=out)
+        threshold_decisions(rows, feature, threshold, out.view(np.uint8), threads)
         missing = np.isnan(rows).any(axis=0)[feature]
         exceptions = np.union1d(categorical, np.flatnonzero(missing))
         if exceptions.size:
             out[:, exceptions] = goes_left(
                 flat,
                 np.broadcast_to(nodes[exceptions], (len(rows), exceptions.size)),
-                x[:, exceptions],
+                rows[:, feature[exceptions]],
             )
     return left
 
 
 def _softmax(raw):
-    e = np.exp(raw - raw.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    from .._openmp import effective_n_threads
+
+    raw = np.ascontiguousarray(raw, dtype=np.float64)
+    return softmax(raw, int(effective_n_threads(None)))
 
 
 def _sigmoid_pair(raw):
