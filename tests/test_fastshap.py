@@ -209,6 +209,12 @@ def test_surrogate_imitates_the_model_on_the_full_coalition():
     assert r2 > 0.95, r2
     # With nothing known, the surrogate predicts about the mean output.
     assert abs(empty[0, 0] - pred.mean()) < 0.3 * pred.std()
+    # v(full) from one coalition a row and v(∅) once: the game's values there
+    for g in (game, game.rowwise_copy()):
+        full, empty = g.grand_and_empty(X_test)
+        both = g(X_test, np.array([[True] * 4, [False] * 4]))
+        np.testing.assert_allclose(full, both[:, 0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(empty, both[:, 1], rtol=1e-6, atol=1e-6)
     # A game like any other: pickles, takes per-row masks, honours the link.
     clone = pickle.loads(pickle.dumps(game))
     masks = rng.random((100, 3, 4)) < 0.5

@@ -195,6 +195,15 @@ class SurrogateGame(Game):
             out = out * self.target_scale + self.target_mean
         return out
 
+    def grand_and_empty(self, X):
+        """``(v(full), v(∅))``: one coalition per row; ``v(∅)``, the network on
+        an all-zero input whatever the row, computed once."""
+        d = self.n_players
+        full = self(X, np.ones((1, d), dtype=bool))[:, 0]
+        if getattr(self, "_empty", None) is None:
+            self._empty = self(self.mean[None], np.zeros((1, d), dtype=bool))[0, 0]
+        return full, np.broadcast_to(self._empty, full.shape).copy()
+
     def __call__(self, X, masks):
         out = self.predict(X, masks)
         n, m, K = out.shape
