@@ -255,6 +255,23 @@ def softmax(const double[:, ::1] raw, int n_threads):
     return result
 
 
+def gather_sum(const int64_t[:, ::1] index, const double[:, ::1] table,
+               double[:, ::1] out, int n_threads):
+    """``out[i] += Σ_u table[index[i, u], :n_cols]``: each row's sum of its table
+    rows, in unit order, on the first ``n_cols = out.shape[1]`` columns; OpenMP
+    over rows."""
+    cdef Py_ssize_t n = index.shape[0], n_units = index.shape[1]
+    cdef Py_ssize_t n_cols = out.shape[1], i, u, c
+    cdef const double* source
+    cdef double* target
+    for i in prange(n, nogil=True, num_threads=n_threads, schedule="static"):
+        target = &out[i, 0]
+        for u in range(n_units):
+            source = &table[index[i, u], 0]
+            for c in range(n_cols):
+                target[c] += source[c]
+
+
 def decision_patterns(const uint8_t[:, ::1] left, const int32_t[:, ::1] trees,
                       int n_threads=1):
     """Each row's decision pattern at every tree of at most ``SMALL_NODES``

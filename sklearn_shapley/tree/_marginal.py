@@ -41,6 +41,7 @@ from ._flat import CATEGORICAL_SPLIT, encode_inputs, goes_left, predict_raw
 from ._hybrid import (
     decision_patterns,
     first_last_raw,
+    gather_sum,
     hybrid_raw,
     leaf_offsets,
     small_leaf_values,
@@ -285,17 +286,18 @@ class TreeMarginalGame(Game):
             self._leaf_full[leaves],
         )
 
-    def _table_sum(self, X, table):
-        """``Σ_L table[row of (L, I_L(x))]`` for every row ``x``: ``(n, columns)``,
-        one sparse product (a one per row and unit of :meth:`_build_units`) per
-        chunk of rows."""
-        from scipy.sparse import csr_matrix
+    def _table_sum(self, X, n_columns):
+        """``Σ_L table[row of (L, I_L(x)), :n_columns]`` for every row ``x`` of the
+        stacked tables: ``(n, n_columns)``, one look-up per row and unit of
+        :meth:`_build_units` (:func:`._hybrid.gather_sum`)."""
+        from .._openmp import effective_n_threads
 
         X = self._check_X(X)
-        out = np.zeros((len(X), table.shape[1]))
+        out = np.zeros((len(X), n_columns))
         n_units = len(self._tree_block) + len(self._leaf_unit_block)
         if not n_units:
             return out
+        threads = int(effective_n_threads(None))
         bits = 1 << np.arange(self._tree_columns.shape[1])
         for rows in self._row_chunks(len(X), 1):
             left = self._decisions(X[rows])
@@ -305,12 +307,7 @@ class TreeMarginalGame(Game):
                     self._leaf_unit_block + self._patterns(left, self._unit_leaves),
                 ]
             )
-            n = len(index)
-            ones = csr_matrix(
-                (np.ones(index.size), index.ravel(), np.arange(n + 1) * n_units),
-                shape=(n, self._n_table_rows),
-            )
-            out[rows] = ones @ table
+            gather_sum(index.astype(np.int64), self._first_last, out[rows], threads)
         return out
 
     def _row_chunks(self, n, per_leaf):
@@ -346,7 +343,7 @@ class TreeMarginalGame(Game):
         return out
 
     def grand_and_empty(self, X):
-        full = self._offset + self._table_sum(X, self._first_last[:, : self.n_outputs])
+        full = self._offset + self._table_sum(X, self.n_outputs)
         return full, np.broadcast_to(self._empty, full.shape).copy()
 
     @property
@@ -360,7 +357,7 @@ class TreeMarginalGame(Game):
         coalitions, ``(n, 2 n_players + 2, n_outputs)`` (the order of
         ``amortized._nets.first_last_masks``), from one look-up per unit."""
         d, K = self.n_players, self.n_outputs
-        sums = self._table_sum(X, self._first_last)
+        sums = self._table_sum(X, self._first_last.shape[1])
         full = self._offset + sums[:, :K]
         out = np.empty((len(sums), 2 * d + 2, K))
         out[:, :d] = self._empty + sums[:, K : K + d * K].reshape(-1, d, K)
