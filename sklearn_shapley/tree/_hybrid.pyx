@@ -23,6 +23,12 @@ coalitions cost a walk per player diverging there, per tree.
 ``hybrid_raw`` fills ``out[p, b] = base + Σ_t value_t(leaf reached by the hybrid of
 pair p's row, pair p's coalition and background row b)``; OpenMP over pairs, each
 pair's sums in tree order: bit-identical for any thread count.
+
+The row-level steps around these walks are here too, each a flat loop over rows on
+OpenMP threads: ``threshold_decisions`` (every node's decision for a block of rows,
+compared in place), ``decision_patterns`` (those decisions as per-tree bit patterns),
+``gather_sum`` (sums of table entries picked by an index, the marginal game's sums
+over leaves) and ``softmax`` (a multi-class ensemble's probabilities from its sums).
 """
 
 from cython.parallel cimport parallel, prange, threadid
