@@ -533,6 +533,12 @@ def run_explain(args):
         top = np.argsort(importance)[::-1][:3]
         tops = ", ".join(f"{names[i]} ({importance[i]:.3g})" for i in top)
         print(f"{name:<18} {elapsed:>9.3f} {gap:>13.2e}  {tops}")
+    if any(name == "InstaSHAP" for name, *_ in results):
+        print(
+            "InstaSHAP's values are exact for its additive model of the output, so "
+            "its gap is that model's error;\nInstaSHAPGAM.audit says whether "
+            "first-order values can be trusted for this model and data."
+        )
     fig = importance_bars(
         {n: imp for n, _, _, imp in results}, names, title=f"{source}\n{output_name}"
     )

@@ -28,6 +28,14 @@ def test_explain_embedded_dataset_writes_table_and_png(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Exact" in out and "Kernel@1000" in out and "max eff. gap" in out
     assert (tmp_path / "importance.png").stat().st_size > 1000
+    assert "InstaSHAP's values" not in out
+
+
+def test_explain_says_why_instashap_has_an_efficiency_gap(tmp_path, capsys):
+    args = ["explain", "--explainers", "instashap", "--rows", "5", "--quiet"]
+    assert main([*args, "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "its gap is that model's error" in out and "InstaSHAPGAM.audit" in out
 
 
 def _write_csv(path, header, rows, sep=","):
