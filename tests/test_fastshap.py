@@ -1082,3 +1082,48 @@ def test_epochs_draw_new_copies_while_the_budget_lasts(data, monkeypatch):
     with pytest.warns(UserWarning) as record:  # the targets' warning too
         again.fit(X)
     assert any("new copies of the rows for 2 epochs" in str(w.message) for w in record)
+
+
+def test_weight_average_is_validated_and_kept():
+    """The net ends with the exponential moving average of its steps' weights, and
+    its validation losses are the average's."""
+    from skorch import NeuralNetRegressor
+    from skorch.callbacks import Callback
+    from skorch.dataset import Dataset
+    from skorch.helper import predefined_split
+
+    from sklearn_shapley.amortized._training import WeightAverage
+
+    class Steps(Callback):
+        def on_train_begin(self, net, **kwargs):
+            self.weights = [net.module_.weight.detach().clone()]
+
+        def on_batch_end(self, net, training=False, **kwargs):
+            if training:
+                self.weights.append(net.module_.weight.detach().clone())
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3)).astype(np.float32)
+    y = (X @ np.array([1.0, -2.0, 0.5], np.float32))[:, None]
+    steps = Steps()
+    torch.manual_seed(0)
+    net = NeuralNetRegressor(
+        torch.nn.Linear(3, 1, bias=False),
+        lr=0.05,
+        batch_size=16,
+        max_epochs=3,
+        train_split=predefined_split(Dataset(X[:16], y[:16])),
+        callbacks=[WeightAverage(epochs=2), steps],
+    ).fit(X, y)
+    decay = 1 - 1 / (2 * 64 / 16)
+    average = steps.weights[0]
+    for w in steps.weights[1:]:
+        average = average + (1 - decay) * (w - average)
+    final = net.module_.weight.detach()
+    torch.testing.assert_close(final, average)
+    assert not torch.allclose(final, steps.weights[-1])  # not the last step's
+    with torch.no_grad():
+        loss = torch.mean(
+            (net.module_(torch.as_tensor(X[:16])) - torch.as_tensor(y[:16])) ** 2
+        )
+    assert net.history[-1, "valid_loss"] == pytest.approx(float(loss), rel=1e-5)

@@ -725,6 +725,7 @@ class FastSHAPExplainer(GameExplainer):
                 early_stopping=valid_data is not None,
                 n_iter_no_change=n_iter,
                 tol=float(self.tol),
+                average_epochs=1,
             ),
             game=game,
             n_coalitions=plan.n_coalitions,
