@@ -27,6 +27,7 @@ __all__ = [
     "model_function",
     "apply_link",
     "first_last_masks",
+    "pair_masks",
     "resolve_game",
     "LINKS",
 ]
@@ -225,6 +226,15 @@ def first_last_masks(n_players):
     return np.concatenate([eye, ~eye, ends])
 
 
+def pair_masks(n_players):
+    """Every pair of players (``i < j`` in lexicographic order), then every pair's
+    complement in the same order."""
+    i, j = np.triu_indices(n_players, k=1)
+    pairs = np.zeros((len(i), n_players), dtype=bool)
+    pairs[np.arange(len(i)), i] = pairs[np.arange(len(i)), j] = True
+    return np.concatenate([pairs, ~pairs])
+
+
 class Game:
     """Interface of a cooperative game over the players of each row.
 
@@ -266,6 +276,15 @@ class Game:
     def first_last_values(self, X):
         """The game on :func:`first_last_masks`: ``(n_rows, 2 d + 2, n_outputs)``."""
         return self(X, first_last_masks(self.n_players))
+
+    @property
+    def pair_cost(self):
+        """Model evaluations one row's :meth:`pair_values` cost, roughly."""
+        return self.n_players * (self.n_players - 1) * self.shared_evaluation_cost
+
+    def pair_values(self, X):
+        """The game on :func:`pair_masks`: ``(n_rows, d (d − 1), n_outputs)``."""
+        return self(X, pair_masks(self.n_players))
 
     def shapley_values(self, X):
         """Exact Shapley values ``(n_rows, n_players, n_outputs)`` from the game's own

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone as sk_clone
 from sklearn.datasets import make_classification
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.frozen import FrozenEstimator
@@ -35,6 +36,7 @@ from sklearn_shapley.amortized._nets import (
     ShapleyModule,
     ShapleyNet,
     coalition_moments,
+    contribution_inputs,
     first_last_contributions,
     kernel_gram,
     quantile_bin_edges,
@@ -45,6 +47,7 @@ from sklearn_shapley.games import (
     BaselineGame,
     MarginalGame,
     first_last_masks,
+    pair_masks,
     resolve_game,
 )
 from sklearn_shapley.metrics import shapley_error
@@ -703,6 +706,60 @@ def test_first_last_contributions_of_a_game():
     np.testing.assert_allclose(average, exact.values.reshape(average.shape), atol=1e-12)
 
 
+def _four_way_model(X):
+    X = np.asarray(X)
+    return (
+        X[:, 0] * X[:, 1] * X[:, 2] * X[:, 4]
+        - 2 * X[:, 1] * X[:, 3] * X[:, 4]
+        + X[:, 0] * X[:, 4]
+        + np.sin(X[:, 3])
+    )
+
+
+@pytest.mark.parametrize("n_outputs", [1, 2])
+def test_pair_correction_makes_the_average_exact_for_four_way_games(n_outputs):
+    """With the pairs' correction the average of the first and last contributions
+    is the Shapley value of a game whose interactions involve four players at
+    most, and not of one with five."""
+    rng = np.random.default_rng(0)
+    d = 5
+    X = rng.normal(size=(6, d))
+    baseline = rng.normal(size=d)
+
+    def model(X):
+        out = _four_way_model(X)
+        return np.stack([out, -3 * out + 1], axis=1)[:, :n_outputs]
+
+    game = BaselineGame(model if n_outputs > 1 else _four_way_model, baseline)
+    masks = pair_masks(d)
+    assert masks.shape == (d * (d - 1), d)
+    assert (masks[: len(masks) // 2].sum(axis=1) == 2).all()
+    np.testing.assert_array_equal(masks[len(masks) // 2 :], ~masks[: len(masks) // 2])
+    exact = exact_shapley(game, X).values.reshape(len(X), d, n_outputs)
+    contributions, full, empty = contribution_inputs(game, X, pairs=True)
+    first, last, correction = np.split(contributions, 3, axis=2)
+    np.testing.assert_allclose((first + last) / 2 + correction, exact, atol=1e-12)
+    assert np.abs((first + last) / 2 - exact).max() > 0.1
+    five = BaselineGame(lambda X: np.prod(X, axis=1), baseline)
+    contributions, _, _ = contribution_inputs(five, X, pairs=True)
+    first, last, correction = np.split(contributions, 3, axis=2)
+    exact = exact_shapley(five, X).values.reshape(len(X), d, 1)
+    assert np.abs((first + last) / 2 + correction - exact).max() > 1e-3
+
+
+def test_pairs_auto_follows_their_cost(data):
+    X, X_test = data
+    explainer = FastSHAPExplainer(
+        additive_model, value_function="baseline", random_state=0, **TINY
+    )
+    small = explainer.fit(X)  # 4 players: 12 pair values a row
+    assert small._pairs and small.module_.n_parts == 3
+    assert (small.explain(X_test).n_evaluations == 2 * 4 + 2 + 12).all()
+    off = sk_clone(explainer).set_params(pairs=False).fit(X)
+    assert off.module_.n_parts == 2
+    assert not sk_clone(explainer).set_params(first_last=False).fit(X)._pairs
+
+
 @pytest.mark.parametrize(
     "hidden, playerwise, steps",
     [
@@ -776,7 +833,7 @@ def test_first_last_of_the_marginal_game_come_from_the_background_mean(data):
     assert isinstance(game, BaselineGame) and game.model is explainer.game_.model
     np.testing.assert_allclose(game.baseline, explainer.game_.background.mean(axis=0))
     exp = explainer.explain(X_test)
-    assert np.all(exp.n_evaluations == 2 * 4 + 2)
+    assert np.all(exp.n_evaluations == 2 * 4 + 2 + 4 * 3)  # and the pairs
     exact = exact_shapley(explainer.game_, X_test)
     np.testing.assert_allclose(exp.base_values, exact.base_values[:, 0])
     np.testing.assert_allclose(

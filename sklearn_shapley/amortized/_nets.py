@@ -436,6 +436,11 @@ class ShapleyModule(nn.Module):
         little); the networks' output is a correction to their average (the Shapley
         value of a game whose interactions involve two players at most), from which
         the networks start (their last layers are initialised to zero).
+    pairs : bool, default=False
+        With ``first_last``, the contributions have a third part per output: the
+        pairs' correction (:func:`pair_correction`), added to the average, which
+        is then the Shapley value of a game whose interactions involve at most
+        four players.
     """
 
     def __init__(
@@ -451,6 +456,7 @@ class ShapleyModule(nn.Module):
         bin_edges=None,
         bin_steps=False,
         first_last=False,
+        pairs=False,
     ):
         super().__init__()
         if normalization not in NORMALIZATIONS:
@@ -461,9 +467,10 @@ class ShapleyModule(nn.Module):
         self.n_outputs = int(n_outputs)
         self.normalization = normalization
         self.first_last = bool(first_last)
-        # the contributions (first, last) of every player and output join the rows
-        # while they at most double the joint MLP's first layer
-        n_contributions = 2 * self.n_players * self.n_outputs
+        self.n_parts = (3 if pairs else 2) if first_last else 0
+        # the contributions (first, last[, pairs]) of every player and output join
+        # the rows while they at most double the joint MLP's first layer
+        n_contributions = self.n_parts * self.n_players * self.n_outputs
         width = (tuple(hidden_layer_sizes) or (self.n_players * self.n_outputs,))[0]
         self.joint = self.first_last and n_contributions <= width
         n_inputs = n_features + (n_contributions if self.joint else 0)
@@ -482,7 +489,7 @@ class ShapleyModule(nn.Module):
                 playerwise_layer_sizes,
                 bin_edges,
                 bin_steps,
-                n_player_inputs=2 * self.n_outputs if first_last else 0,
+                n_player_inputs=self.n_parts * self.n_outputs,
             )
         if first_last:  # starts at the average of the contributions exactly
             last = list(self.mlp[-1].parameters())
@@ -504,8 +511,9 @@ class ShapleyModule(nn.Module):
     def forward(self, x, total=None, contributions=None):
         """``φ (n, n_players, n_outputs)``, normalised when ``total (n, K)`` is given.
 
-        ``contributions (n, n_players, 2 * n_outputs)``: the first then the last
-        marginal contributions, divided by ``output_scale`` (``first_last`` only).
+        ``contributions (n, n_players, n_parts * n_outputs)``: the first then the
+        last marginal contributions (then the pairs' correction), divided by
+        ``output_scale`` (``first_last`` only).
         """
         if self.joint:
             # in float64: a float32 product rounds a row by its place in the batch,
@@ -527,8 +535,8 @@ class ShapleyModule(nn.Module):
         if self.playerwise is not None:
             phi = phi + self.playerwise(x, located, contributions)
         if self.first_last:
-            first, last = contributions.split(self.n_outputs, dim=2)
-            phi = phi + 0.5 * (first + last)
+            first, last, *pairs = contributions.split(self.n_outputs, dim=2)
+            phi = phi + 0.5 * (first + last) + sum(pairs)
         phi = phi * self.output_scale
         return normalize(phi, total, self.normalization)
 
@@ -542,6 +550,44 @@ def first_last_contributions(values):
     first = values[:, :d] - empty[:, None]
     last = full[:, None] - values[:, d : 2 * d]
     return first, last, full, empty
+
+
+def contribution_inputs(game, X, pairs=False):
+    """``(contributions (n, d, n_parts K), full (n, K), empty (n, K))`` of rows ``X``
+    from ``game``: the first and last contributions, then with ``pairs`` the
+    pairs' correction (:func:`pair_correction`), as :class:`ShapleyModule` takes
+    them (before the division by its ``output_scale``)."""
+    first, last, full, empty = first_last_contributions(game.first_last_values(X))
+    parts = [first, last]
+    if pairs:
+        parts.append(pair_correction(first, last, full, empty, game.pair_values(X)))
+    return np.concatenate(parts, axis=2), full, empty
+
+
+def pair_correction(first, last, full, empty, pair_values):
+    """``(s − t) / 12 (n, d, K)``: what makes ``(first + last) / 2`` the Shapley value
+    of a game whose interactions involve at most four players.
+
+    ``s_i = Σ_j v({i, j}) − v({i}) − v({j}) + v(∅)`` and ``t_i = Σ_j v(N) − v(N∖{i})
+    − v(N∖{j}) + v(N∖{i, j})`` sum player ``i``'s pairwise interactions at the empty
+    and at the full coalition. In Möbius terms, a pair's term is in both once; a
+    term of ``k ≥ 3`` players with ``i`` is in ``t`` ``k − 1`` times and not in
+    ``s``, so the average's ``1/2`` of it becomes ``1/2 − (k − 1)/12``: the Shapley
+    value's ``1/k`` for ``k ≤ 4``. ``first``, ``last``, ``full``, ``empty`` as from
+    :func:`first_last_contributions`; ``pair_values (n, d (d − 1), K)`` the game
+    on :func:`~sklearn_shapley.games.pair_masks`.
+    """
+    n, d, K = first.shape
+    i, j = np.triu_indices(d, k=1)
+    incidence = np.zeros((d, len(i)))
+    incidence[i, np.arange(len(i))] = incidence[j, np.arange(len(i))] = 1.0
+    pairs = pair_values[:, : len(i)] - empty[:, None]  # v({i, j}) − v(∅)
+    pair_last = full[:, None] - pair_values[:, len(i) :]  # v(N) − v(N∖{i, j})
+    s = np.einsum("dp,npk->ndk", incidence, pairs)
+    s -= (d - 2) * first + first.sum(axis=1, keepdims=True)
+    t = (d - 2) * last + last.sum(axis=1, keepdims=True)
+    t -= np.einsum("dp,npk->ndk", incidence, pair_last)
+    return (s - t) / 12
 
 
 def kernel_gram(masks, weights):
@@ -847,11 +893,12 @@ class ShapleyNet(_CoalitionNet):
         )
         full, empty = values[:, -2], values[:, -1]
         if self.first_last_game is not None:
-            queried = self.first_last_game.first_last_values(rows)
-            first, last, _, _ = first_last_contributions(queried)
+            contributions, _, _ = contribution_inputs(
+                self.first_last_game, rows, self.module_.n_parts == 3
+            )
             scale = float(self.module_.output_scale)
             Xi["contributions"] = torch.as_tensor(
-                np.concatenate([first, last], axis=2) / scale,
+                contributions / scale,
                 dtype=torch.float32,
                 device=device,
             )
