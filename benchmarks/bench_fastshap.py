@@ -135,6 +135,12 @@ def shap_kernel(explainer, X):
     return as_3d(values), per_row
 
 
+def _ratio(error, reference):
+    """Two decimals, or one significant digit below 0.01 (not a bare 0.00)."""
+    ratio = error / reference
+    return f"{ratio:.2f}" if ratio >= 0.01 else f"{ratio:.1g}"
+
+
 HEADER = (
     "| dataset | model | value function | fit (s) | explain 1,000 rows (ms) "
     "| FastSHAP error | shap KernelSHAP@1000 error | ratio "
@@ -209,8 +215,8 @@ def run(args):
                     f"| {dataset} | {model_name} | {value_function} "
                     f"| {fit_time:.1f} | {explain_time * 1e6:.1f} "
                     f"| {fast_error:.4g} | {shap_cell} "
-                    f"| {fast_error / shap_error:.2f} | {paired_error:.4g} "
-                    f"| {fast_error / paired_error:.2f} | {break_even:,.0f} "
+                    f"| {_ratio(fast_error, shap_error)} | {paired_error:.4g} "
+                    f"| {_ratio(fast_error, paired_error)} | {break_even:,.0f} "
                     f"| {plan.source} x{plan.n_copies} |"
                 )
                 lines.append(line)

@@ -26,6 +26,7 @@ from sklearn_shapley.games import (
     BaselineGame,
     MarginalGame,
     first_last_masks,
+    pair_masks,
     resolve_game,
 )
 from sklearn_shapley.tree import flatten_ensemble
@@ -281,6 +282,29 @@ def test_first_and_last_values_over_one_row_are_the_models(case):
     with threadpool_limits(1, "openmp"):
         np.testing.assert_array_equal(proxy.first_last_values(rows), values)
     assert proxy.first_last_values(rows[:0]).shape == (0, *values.shape[1:])
+
+
+@pytest.mark.parametrize("case", sorted(_hybrid_cases()))
+def test_pair_values_over_one_row_are_the_models(case):
+    """Against one baseline row, the game on every pair of players and every pair's
+    complement from the pairwise interactions in small trees (the hybrid values
+    for larger ones): the model's own values, bit-identical for any thread
+    count."""
+    from threadpoolctl import threadpool_limits
+
+    model, X, y, kwargs = _hybrid_cases()[case]
+    model.fit(X, y)
+    baseline = BaselineGame(model, X[3], **kwargs)
+    proxy = resolve_game(baseline, X).proxy()
+    rows = X[100:130]
+    values = proxy.pair_values(rows)
+    masks = pair_masks(baseline.n_players)
+    atol = 1e-12 if "xgboost" not in case and "lightgbm" not in case else 2e-6
+    np.testing.assert_allclose(values, baseline(rows, masks), rtol=0, atol=atol)
+    np.testing.assert_allclose(values, proxy(rows, masks), rtol=0, atol=1e-12)
+    with threadpool_limits(1, "openmp"):
+        np.testing.assert_array_equal(proxy.pair_values(rows), values)
+    assert proxy.pair_values(rows[:0]).shape == (0, *values.shape[1:])
 
 
 def test_the_proxy_of_a_tree_game_is_a_hybrid_form_over_one_row():

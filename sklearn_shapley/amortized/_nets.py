@@ -577,7 +577,7 @@ def pair_correction(first, last, full, empty, pair_values):
     :func:`first_last_contributions`; ``pair_values (n, d (d − 1), K)`` the game
     on :func:`~sklearn_shapley.games.pair_masks`.
     """
-    n, d, K = first.shape
+    d = first.shape[1]
     i, j = np.triu_indices(d, k=1)
     incidence = np.zeros((d, len(i)))
     incidence[i, np.arange(len(i))] = incidence[j, np.arange(len(i))] = 1.0

@@ -20,6 +20,10 @@ cannot be avoided.
 the first node of it where its player's feature decides differently, so all ``2d``
 coalitions cost a walk per player diverging there, per tree.
 
+``pair_raw`` gives their pairwise interactions at both ends: in a small tree only
+the players whose nodes decide differently for ``x`` and ``b`` interact, and each pair
+of them costs four pattern look-ups.
+
 ``hybrid_raw`` fills ``out[p, b] = base + Σ_t value_t(leaf reached by the hybrid of
 pair p's row, pair p's coalition and background row b)``; OpenMP over pairs, each
 pair's sums in tree order: bit-identical for any thread count.
@@ -482,3 +486,116 @@ def first_last_raw(
                            &first[r, 0, 0], n_out, value, group, leaf_b[t])
                 _diverging(nodes, trees[t, 0], xl, bl, &player[0], seen, stamp + 1,
                            &last[r, 0, 0], n_out, value, group, leaf_x)
+
+
+def pair_raw(
+    const uint8_t[:, ::1] x_bits_of,
+    const uint8_t[::1] b_bits,
+    const int32_t[::1] player,
+    const int32_t[:, ::1] trees,
+    const uint8_t[:, ::1] leaf_offset,
+    const double[:, ::1] small_value,
+    const double[:, ::1] value,
+    double[:, :, :, ::1] at_empty,
+    double[:, :, :, ::1] at_full,
+    int n_threads,
+):
+    """Raw pairwise interactions of every row's players against one baseline.
+
+    For players ``p ≠ q``, ``at_empty[r, p, q]`` receives ``f(x_pq, b) − f(x_p, b) −
+    f(x_q, b) + f(b)`` and ``at_full[r, p, q]`` ``f(b_pq, x) − f(b_p, x) − f(b_q, x) +
+    f(x)`` (``x_p``: player ``p``'s features from row ``r``, the rest from ``b``;
+    ``b_p`` the reverse), summed over trees. A tree adds to a pair only when both
+    players' features decide differently for ``x`` and ``b`` at some of its nodes:
+    four leaf look-ups by decision pattern (:func:`first_last_raw`) per such pair.
+    Only for trees of at most ``SMALL_NODES`` internal nodes: returns False,
+    computing nothing, when a tree is larger.
+
+    Parameters
+    ----------
+    x_bits_of, b_bits, player, trees, leaf_offset, small_value, value
+        As in :func:`first_last_raw`.
+    at_empty, at_full : (n_rows, n_players, n_players, n_outputs) float64, zeroed
+    n_threads : int
+    """
+    cdef Py_ssize_t n = x_bits_of.shape[0], n_trees = trees.shape[0]
+    cdef Py_ssize_t n_out = value.shape[1]
+    cdef Py_ssize_t r, t, a, c
+    cdef int32_t group, first_node, root, p, q
+    cdef unsigned int differ, same, bit, j, xb, bb, k
+    cdef int32_t* players
+    cdef unsigned int* sames
+    cdef const uint8_t* offset
+    cdef double v
+    for t in range(n_trees):
+        if trees[t, 3] > SMALL_NODES:
+            return False
+    if n == 0 or n_trees == 0:
+        return True
+    # per thread: the differing players of a tree and their nodes' bits
+    cdef int32_t[:, ::1] player_scratch = np.empty(
+        (max(n_threads, 1), SMALL_NODES), dtype=np.int32)
+    cdef unsigned int[:, ::1] same_scratch = np.empty(
+        (max(n_threads, 1), SMALL_NODES), dtype=np.uintc)
+    with nogil, parallel(num_threads=n_threads):
+        players = &player_scratch[threadid(), 0]
+        sames = &same_scratch[threadid(), 0]
+        for r in prange(n, schedule="static"):
+            for t in range(n_trees):
+                group, root, first_node = trees[t, 1], trees[t, 0], trees[t, 2]
+                offset = &leaf_offset[t, 0]
+                xb, bb = x_bits_of[r, t], b_bits[t]
+                differ = xb ^ bb
+                k = 0
+                while differ:  # one player's differing nodes at a time
+                    p = player[first_node + _lowest_bit(differ)]
+                    same = 0
+                    bit = differ
+                    while bit:
+                        j = _lowest_bit(bit)
+                        if player[first_node + j] == p:
+                            same = same | (1u << j)
+                        bit = bit & (bit - 1)
+                    differ = differ & ~same
+                    players[k], sames[k] = p, same
+                    k = k + 1
+                for a in range(k):
+                    for c in range(a + 1, k):
+                        p, q = players[a], players[c]
+                        same = sames[a] | sames[c]
+                        if group >= 0:
+                            v = (small_value[t, offset[bb ^ same]]
+                                 - small_value[t, offset[bb ^ sames[a]]]
+                                 - small_value[t, offset[bb ^ sames[c]]]
+                                 + small_value[t, offset[bb]])
+                            at_empty[r, p, q, group] += v
+                            at_empty[r, q, p, group] += v
+                            v = (small_value[t, offset[xb ^ same]]
+                                 - small_value[t, offset[xb ^ sames[a]]]
+                                 - small_value[t, offset[xb ^ sames[c]]]
+                                 + small_value[t, offset[xb]])
+                            at_full[r, p, q, group] += v
+                            at_full[r, q, p, group] += v
+                        else:
+                            _pair_add(&at_empty[r, p, q, 0], &at_empty[r, q, p, 0],
+                                      value, root, offset, bb, sames[a], sames[c],
+                                      n_out)
+                            _pair_add(&at_full[r, p, q, 0], &at_full[r, q, p, 0],
+                                      value, root, offset, xb, sames[a], sames[c],
+                                      n_out)
+    return True
+
+
+cdef inline void _pair_add(double* o, double* o2, const double[:, ::1] value,
+                           int32_t root, const uint8_t* offset, unsigned int base,
+                           unsigned int a, unsigned int c,
+                           Py_ssize_t n_out) noexcept nogil:
+    """``o, o2 += value[ab] − value[a] − value[c] + value[base]`` on every output,
+    the leaves those flips of ``base``'s pattern reach."""
+    cdef Py_ssize_t k
+    cdef double v
+    for k in range(n_out):
+        v = (value[root + offset[base ^ a ^ c], k] - value[root + offset[base ^ a], k]
+             - value[root + offset[base ^ c], k] + value[root + offset[base], k])
+        o[k] += v
+        o2[k] += v

@@ -44,6 +44,7 @@ from ._hybrid import (
     gather_sum,
     hybrid_raw,
     leaf_offsets,
+    pair_raw,
     small_leaf_values,
     softmax,
     threshold_decisions,
@@ -529,13 +530,10 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         background's mean in this form."""
         return self if len(self._b_left) == 1 else super().proxy()
 
-    def first_last_values(self, X):
-        """The game on the singletons, the leave-one-outs, then the grand and empty
-        coalitions, ``(n, 2 n_players + 2, n_outputs)``; with one background row
-        from a few look-ups or walks per tree (:func:`._hybrid.first_last_raw`),
-        else the hybrid values."""
-        if len(self._b_left) != 1:
-            return super().first_last_values(X)
+    def _one_row_ends(self, X):
+        """With one background row: ``(x_bits, first, last, full, empty)`` raw sums
+        of the rows ``X`` (:func:`._hybrid.first_last_raw`), ``full`` and ``empty``
+        with the base offset, and their decision patterns."""
         from .._openmp import effective_n_threads
 
         X = check_rows(X, self.n_features)
@@ -564,10 +562,11 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         first, last = np.zeros((n, d, K)), np.zeros((n, d, K))
         full = np.zeros((n, K))
         x_left = _node_decisions(self.flat, self._internal, X).view(np.uint8)
+        x_bits = decision_patterns(x_left, self._trees, threads)
         first_last_raw(
             x_left,
             self._b_left[0],
-            decision_patterns(x_left, self._trees, threads),
+            x_bits,
             self._b_bits[0],
             *args,
             first,
@@ -575,7 +574,23 @@ class TreeHybridMarginalGame(_ModelValuesGame):
             full,
             threads,
         )
-        empty, full = self._baseline_raw + self._base, full + self._base
+        return x_bits, first, last, full + self._base, self._baseline_raw + self._base
+
+    def _values(self, raw):
+        """The game's values ``(n, m, n_outputs)`` from raw sums ``(n, m, K)``."""
+        n, m, K = raw.shape
+        values = apply_link(self.output(raw.reshape(-1, K)), self.game.link)
+        return values.reshape(n, m, self.n_outputs)
+
+    def first_last_values(self, X):
+        """The game on the singletons, the leave-one-outs, then the grand and empty
+        coalitions, ``(n, 2 n_players + 2, n_outputs)``; with one background row
+        from a few look-ups or walks per tree (:func:`._hybrid.first_last_raw`),
+        else the hybrid values."""
+        if len(self._b_left) != 1:
+            return super().first_last_values(X)
+        _, first, last, full, empty = self._one_row_ends(X)
+        n, K = full.shape
         raw = np.concatenate(
             [
                 first + empty[:, None],
@@ -585,8 +600,39 @@ class TreeHybridMarginalGame(_ModelValuesGame):
             ],
             axis=1,
         )
-        values = apply_link(self.output(raw.reshape(-1, K)), self.game.link)
-        return values.reshape(n, 2 * d + 2, self.n_outputs)
+        return self._values(raw)
+
+    def pair_values(self, X):
+        """The game on :func:`~sklearn_shapley.games.pair_masks`; with one
+        background row and trees of at most 8 internal nodes from the singletons',
+        leave-one-outs' and pairwise interactions' raw sums
+        (:func:`._hybrid.pair_raw`: a few look-ups per tree and pair of players
+        that both change its path), else the hybrid values."""
+        from .._openmp import effective_n_threads
+
+        if len(self._b_left) != 1:
+            return super().pair_values(X)
+        x_bits, first, last, full, empty = self._one_row_ends(X)
+        n, d, K = first.shape
+        at_empty, at_full = np.zeros((2, n, d, d, K))
+        small = pair_raw(
+            x_bits,
+            self._b_bits[0],
+            self._player,
+            self._trees,
+            self._leaf_offset,
+            self._small_value,
+            self._value,
+            at_empty,
+            at_full,
+            int(effective_n_threads(None)),
+        )
+        if not small:
+            return super().pair_values(X)
+        i, j = np.triu_indices(d, k=1)
+        pairs = empty[:, None] + first[:, i] + first[:, j] + at_empty[:, i, j]
+        others = full[:, None] + last[:, i] + last[:, j] + at_full[:, i, j]
+        return self._values(np.concatenate([pairs, others], axis=1))
 
     def __call__(self, X, masks):
         from .._openmp import effective_n_threads
@@ -628,7 +674,7 @@ class TreeHybridMarginalGame(_ModelValuesGame):
             predicted = self.output(raw.reshape(-1, raw.shape[-1]))
             values = apply_link(predicted, self.game.link)
             out[a:b] = values.reshape(b - a, n_bg, -1).mean(axis=1)
-        return out.reshape(n, m, -1)
+        return out.reshape(n, m, self.n_outputs)
 
 
 def _node_decisions(flat, nodes, X):
