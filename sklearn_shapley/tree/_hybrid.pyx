@@ -346,6 +346,21 @@ cdef inline void _add(double* o, const double[:, ::1] value, int32_t group,
             o[k] += value[leaf, k] - (value[minus, k] if minus >= 0 else 0.0)
 
 
+cdef inline unsigned int _player_nodes(unsigned int differ, const int32_t* player,
+                                       int32_t first_node, int32_t* p) noexcept nogil:
+    """The bits of ``differ`` (a small tree's nodes, from ``first_node``) whose
+    nodes test a feature of the player of its lowest bit's node, that player in
+    ``p``."""
+    cdef unsigned int same = 0, bit = differ, j
+    p[0] = player[first_node + _lowest_bit(differ)]
+    while bit:
+        j = _lowest_bit(bit)
+        if player[first_node + j] == p[0]:
+            same = same | (1u << j)
+        bit = bit & (bit - 1)
+    return same
+
+
 cdef inline void _diverging(const int32_t[:, ::1] nodes, int32_t root,
                             const uint8_t* own, const uint8_t* other,
                             const int32_t* player, int64_t* seen, int64_t stamp,
@@ -420,7 +435,7 @@ def first_last_raw(
     cdef Py_ssize_t n_out = value.shape[1], d = first.shape[1]
     cdef Py_ssize_t r, t
     cdef int32_t leaf_x, group, first_node, root, p
-    cdef unsigned int differ, same, bit, j
+    cdef unsigned int differ, same
     cdef uint8_t xb
     cdef double value_x, value_b
     cdef int64_t stamp
@@ -454,14 +469,7 @@ def first_last_raw(
                         _add(&full[r, 0], value, group, leaf_x, -1, n_out)
                     differ = xb ^ b_bits[t]
                     while differ:  # one player's differing nodes at a time
-                        p = player[first_node + _lowest_bit(differ)]
-                        same = 0
-                        bit = differ
-                        while bit:
-                            j = _lowest_bit(bit)
-                            if player[first_node + j] == p:
-                                same = same | (1u << j)
-                            bit = bit & (bit - 1)
+                        same = _player_nodes(differ, &player[0], first_node, &p)
                         differ = differ & ~same
                         if group >= 0:
                             first[r, p, group] += (
@@ -522,7 +530,7 @@ def pair_raw(
     cdef Py_ssize_t n_out = value.shape[1]
     cdef Py_ssize_t r, t, a, c
     cdef int32_t group, first_node, root, p, q
-    cdef unsigned int differ, same, bit, j, xb, bb, k
+    cdef unsigned int differ, same, xb, bb, k
     cdef int32_t* players
     cdef unsigned int* sames
     cdef const uint8_t* offset
@@ -548,14 +556,7 @@ def pair_raw(
                 differ = xb ^ bb
                 k = 0
                 while differ:  # one player's differing nodes at a time
-                    p = player[first_node + _lowest_bit(differ)]
-                    same = 0
-                    bit = differ
-                    while bit:
-                        j = _lowest_bit(bit)
-                        if player[first_node + j] == p:
-                            same = same | (1u << j)
-                        bit = bit & (bit - 1)
+                    same = _player_nodes(differ, &player[0], first_node, &p)
                     differ = differ & ~same
                     players[k], sames[k] = p, same
                     k = k + 1
