@@ -739,7 +739,7 @@ class FastSHAPExplainer(GameExplainer):
                 bin_edges=edges,
                 bin_steps=steps,
                 first_last=use_first_last,
-                pairs=use_first_last and self._pairs,
+                pairs=self._pairs,
             )
 
         net = fit_net(
