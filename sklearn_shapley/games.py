@@ -27,6 +27,7 @@ __all__ = [
     "model_function",
     "apply_link",
     "first_last_masks",
+    "pair_interaction_sums",
     "pair_masks",
     "resolve_game",
     "LINKS",
@@ -235,6 +236,30 @@ def pair_masks(n_players):
     return np.concatenate([pairs, ~pairs])
 
 
+def pair_interaction_sums(first_last, pair_values):
+    """Each player's pairwise interactions summed at the empty and at the full
+    coalition: ``(s, t)``, each ``(n, d, K)``.
+
+    ``s_i = Σ_j v({i, j}) − v({i}) − v({j}) + v(∅)`` and ``t_i = Σ_j v(N) − v(N∖{i})
+    − v(N∖{j}) + v(N∖{i, j})`` (over ``j ≠ i``), from the game on
+    :func:`first_last_masks` ``(n, 2d + 2, K)`` and on :func:`pair_masks`
+    ``(n, d (d − 1), K)``.
+    """
+    d = (first_last.shape[1] - 2) // 2
+    full, empty = first_last[:, 2 * d], first_last[:, 2 * d + 1]
+    first = first_last[:, :d] - empty[:, None]  # v({i}) − v(∅)
+    last = full[:, None] - first_last[:, d : 2 * d]  # v(N) − v(N∖{i})
+    i, j = np.triu_indices(d, k=1)
+    incidence = np.zeros((d, len(i)))
+    incidence[i, np.arange(len(i))] = incidence[j, np.arange(len(i))] = 1.0
+    # each player's pair values summed (the incidence), less d − 1 of v(∅) or v(N)
+    s = np.matmul(incidence, pair_values[:, : len(i)]) - (d - 1) * empty[:, None]
+    s -= (d - 2) * first + first.sum(axis=1, keepdims=True)
+    t = (d - 2) * last + last.sum(axis=1, keepdims=True) - (d - 1) * full[:, None]
+    t += np.matmul(incidence, pair_values[:, len(i) :])
+    return s, t
+
+
 class Game:
     """Interface of a cooperative game over the players of each row.
 
@@ -285,6 +310,20 @@ class Game:
     def pair_values(self, X):
         """The game on :func:`pair_masks`: ``(n_rows, d (d − 1), n_outputs)``."""
         return self(X, pair_masks(self.n_players))
+
+    def contribution_values(self, X, pairs=False):
+        """``(first_last, pair_sums)``: :meth:`first_last_values`, and with ``pairs``
+        the players' :func:`pair_interaction_sums` ``(s, t)`` (else None).
+
+        What an amortized explainer takes from the game for every row it
+        explains; by default from :meth:`first_last_values` and
+        :meth:`pair_values`. A game with fast forms of both computes them in one
+        pass over the rows.
+        """
+        values = self.first_last_values(X)
+        if not pairs:
+            return values, None
+        return values, pair_interaction_sums(values, self.pair_values(X))
 
     def shapley_values(self, X):
         """Exact Shapley values ``(n_rows, n_players, n_outputs)`` from the game's own

@@ -14,6 +14,7 @@ from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
     RandomForestClassifier,
+    RandomForestRegressor,
 )
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import Ridge
@@ -26,6 +27,7 @@ from sklearn_shapley.games import (
     BaselineGame,
     MarginalGame,
     first_last_masks,
+    pair_interaction_sums,
     pair_masks,
     resolve_game,
 )
@@ -127,6 +129,28 @@ def test_values_are_the_marginal_games(games):
     )
     for mine, theirs in zip(tree.grand_and_empty(X), marginal.grand_and_empty(X)):
         np.testing.assert_allclose(mine, theirs, atol=atol)
+
+
+def test_pair_interaction_sums_are_the_marginal_games(games):
+    """The players' pairwise interactions summed at the empty and the full
+    coalition from one more look-up per unit: the generic game's; the generic
+    path where those tables would be too large."""
+    marginal, tree, X, atol = games
+    d = marginal.n_players
+    expected = pair_interaction_sums(
+        marginal(X, first_last_masks(d)), marginal(X, pair_masks(d))
+    )
+    values, sums = tree.contribution_values(X, pairs=True)
+    np.testing.assert_allclose(values, tree.first_last_values(X), atol=1e-12)
+    for mine, theirs in zip(sums, expected):
+        assert mine.shape == (len(X), d, marginal.n_outputs)
+        np.testing.assert_allclose(mine, theirs, atol=20 * atol)
+    assert tree.pair_cost == tree.first_last_cost
+    small = pickle.loads(pickle.dumps(tree))
+    small.max_table_entries = tree._pair_entries - 1
+    assert small.pair_cost == d * (d - 1) * small.evaluation_cost
+    for mine, theirs in zip(small.contribution_values(X, pairs=True)[1], sums):
+        np.testing.assert_allclose(mine, theirs, atol=1e-10)
 
 
 def test_shapley_values_are_exact(games):
@@ -305,6 +329,44 @@ def test_pair_values_over_one_row_are_the_models(case):
     with threadpool_limits(1, "openmp"):
         np.testing.assert_array_equal(proxy.pair_values(rows), values)
     assert proxy.pair_values(rows[:0]).shape == (0, *values.shape[1:])
+    # their sums per player, from the kernel's sums when the values are raw sums
+    first_last, sums = proxy.contribution_values(rows, pairs=True)
+    expected = pair_interaction_sums(
+        baseline(rows, first_last_masks(len(masks[0]))), values
+    )
+    for mine, theirs in zip(sums, expected):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=10 * atol)
+    with threadpool_limits(1, "openmp"):
+        for mine, again in zip(sums, proxy.contribution_values(rows, pairs=True)[1]):
+            np.testing.assert_array_equal(again, mine)
+
+
+@pytest.mark.parametrize("multi_output", [False, True])
+def test_a_regressors_pair_sums_over_one_row_are_summed_in_the_kernel(multi_output):
+    """A regressor's values are its raw sums: the players' pair interaction sums
+    come from the kernel's sums (a few look-ups per tree, nothing per pair
+    value), the model's to 1e-12, for trees adding to one output or to all."""
+    X, y = _regression(seed=1)
+    if multi_output:
+        model = RandomForestRegressor(n_estimators=6, max_depth=3, random_state=0)
+        y = np.stack([y, X[:, 0] * X[:, 3]], axis=1)
+    else:
+        model = GradientBoostingRegressor(n_estimators=20, random_state=0)
+    players = [[0, 1], [2], [3], [4, 5]]
+    baseline = BaselineGame(model.fit(X, y), X[3], players=players)
+    proxy = resolve_game(baseline, X).proxy()
+    assert isinstance(proxy, TreeHybridMarginalGame)
+    d = len(players)
+    assert proxy.pair_cost < d * (d - 1)
+    rows = X[100:130]
+    expected = pair_interaction_sums(
+        baseline(rows, first_last_masks(d)), baseline(rows, pair_masks(d))
+    )
+    first_last, sums = proxy.contribution_values(rows, pairs=True)
+    np.testing.assert_allclose(first_last, proxy.first_last_values(rows), atol=0)
+    for mine, theirs in zip(sums, expected):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-12)
+        assert np.abs(theirs).max() > 0.1
 
 
 def test_the_proxy_of_a_tree_game_is_a_hybrid_form_over_one_row():

@@ -557,36 +557,25 @@ def contribution_inputs(game, X, pairs=False):
     from ``game``: the first and last contributions, then with ``pairs`` the
     pairs' correction (:func:`pair_correction`), as :class:`ShapleyModule` takes
     them (before the division by its ``output_scale``)."""
-    first, last, full, empty = first_last_contributions(game.first_last_values(X))
+    values, pair_sums = game.contribution_values(X, pairs)
+    first, last, full, empty = first_last_contributions(values)
     parts = [first, last]
     if pairs:
-        parts.append(pair_correction(first, last, full, empty, game.pair_values(X)))
+        parts.append(pair_correction(*pair_sums))
     return np.concatenate(parts, axis=2), full, empty
 
 
-def pair_correction(first, last, full, empty, pair_values):
+def pair_correction(s, t):
     """``(s − t) / 12 (n, d, K)``: what makes ``(first + last) / 2`` the Shapley value
     of a game whose interactions involve at most four players.
 
-    ``s_i = Σ_j v({i, j}) − v({i}) − v({j}) + v(∅)`` and ``t_i = Σ_j v(N) − v(N∖{i})
-    − v(N∖{j}) + v(N∖{i, j})`` sum player ``i``'s pairwise interactions at the empty
-    and at the full coalition. In Möbius terms, a pair's term is in both once; a
-    term of ``k ≥ 3`` players with ``i`` is in ``t`` ``k − 1`` times and not in
-    ``s``, so the average's ``1/2`` of it becomes ``1/2 − (k − 1)/12``: the Shapley
-    value's ``1/k`` for ``k ≤ 4``. ``first``, ``last``, ``full``, ``empty`` as from
-    :func:`first_last_contributions`; ``pair_values (n, d (d − 1), K)`` the game
-    on :func:`~sklearn_shapley.games.pair_masks`.
+    ``s`` and ``t`` sum each player ``i``'s pairwise interactions at the empty and
+    at the full coalition (:func:`~sklearn_shapley.games.pair_interaction_sums`).
+    In Möbius terms, a pair's term is in both once; a term of ``k ≥ 3`` players
+    with ``i`` is in ``t`` ``k − 1`` times and not in ``s``, so the average's
+    ``1/2`` of it becomes ``1/2 − (k − 1)/12``: the Shapley value's ``1/k`` for
+    ``k ≤ 4``.
     """
-    d = first.shape[1]
-    i, j = np.triu_indices(d, k=1)
-    incidence = np.zeros((d, len(i)))
-    incidence[i, np.arange(len(i))] = incidence[j, np.arange(len(i))] = 1.0
-    pairs = pair_values[:, : len(i)] - empty[:, None]  # v({i, j}) − v(∅)
-    pair_last = full[:, None] - pair_values[:, len(i) :]  # v(N) − v(N∖{i, j})
-    s = np.einsum("dp,npk->ndk", incidence, pairs)
-    s -= (d - 2) * first + first.sum(axis=1, keepdims=True)
-    t = (d - 2) * last + last.sum(axis=1, keepdims=True)
-    t -= np.einsum("dp,npk->ndk", incidence, pair_last)
     return (s - t) / 12
 
 

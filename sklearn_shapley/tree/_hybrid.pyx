@@ -51,6 +51,9 @@ cdef enum:
     # most internal nodes of a tree whose leaves are looked up by decision pattern
     SMALL_NODES = 8
 
+#: ``SMALL_NODES``, for Python.
+small_nodes = SMALL_NODES
+
 
 def leaf_offsets(const int64_t[::1] tree_offsets, const int64_t[::1] left,
                  const int64_t[::1] right):
@@ -523,13 +526,16 @@ def pair_raw(
     ----------
     x_bits_of, b_bits, player, trees, leaf_offset, small_value, value
         As in :func:`first_last_raw`.
-    at_empty, at_full : (n_rows, n_players, n_players, n_outputs) float64, zeroed
+    at_empty, at_full : (n_rows, n_players, n_players or 1, n_outputs) float64, zeroed
+        With a third axis of length 1, each player's interactions summed over
+        the others.
     n_threads : int
     """
     cdef Py_ssize_t n = x_bits_of.shape[0], n_trees = trees.shape[0]
     cdef Py_ssize_t n_out = value.shape[1]
     cdef Py_ssize_t r, t, a, c
-    cdef int32_t group, first_node, root, p, q
+    cdef int32_t group, first_node, root, p, q, pi, qi
+    cdef bint summed = at_empty.shape[2] == 1
     cdef unsigned int differ, same, xb, bb, k
     cdef int32_t* players
     cdef unsigned int* sames
@@ -563,25 +569,28 @@ def pair_raw(
                 for a in range(k):
                     for c in range(a + 1, k):
                         p, q = players[a], players[c]
+                        pi, qi = p, q
+                        if summed:
+                            pi, qi = 0, 0
                         same = sames[a] | sames[c]
                         if group >= 0:
                             v = (small_value[t, offset[bb ^ same]]
                                  - small_value[t, offset[bb ^ sames[a]]]
                                  - small_value[t, offset[bb ^ sames[c]]]
                                  + small_value[t, offset[bb]])
-                            at_empty[r, p, q, group] += v
-                            at_empty[r, q, p, group] += v
+                            at_empty[r, p, qi, group] += v
+                            at_empty[r, q, pi, group] += v
                             v = (small_value[t, offset[xb ^ same]]
                                  - small_value[t, offset[xb ^ sames[a]]]
                                  - small_value[t, offset[xb ^ sames[c]]]
                                  + small_value[t, offset[xb]])
-                            at_full[r, p, q, group] += v
-                            at_full[r, q, p, group] += v
+                            at_full[r, p, qi, group] += v
+                            at_full[r, q, pi, group] += v
                         else:
-                            _pair_add(&at_empty[r, p, q, 0], &at_empty[r, q, p, 0],
+                            _pair_add(&at_empty[r, p, qi, 0], &at_empty[r, q, pi, 0],
                                       value, root, offset, bb, sames[a], sames[c],
                                       n_out)
-                            _pair_add(&at_full[r, p, q, 0], &at_full[r, q, p, 0],
+                            _pair_add(&at_full[r, p, qi, 0], &at_full[r, q, pi, 0],
                                       value, root, offset, xb, sames[a], sames[c],
                                       n_out)
     return True

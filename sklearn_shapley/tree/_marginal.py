@@ -34,6 +34,7 @@ from ..games import (
     apply_link,
     check_masks,
     check_rows,
+    pair_interaction_sums,
     player_membership,
 )
 from ._ensemble import flatten_ensemble
@@ -46,6 +47,7 @@ from ._hybrid import (
     leaf_offsets,
     pair_raw,
     small_leaf_values,
+    small_nodes,
     softmax,
     threshold_decisions,
 )
@@ -203,10 +205,12 @@ class TreeMarginalGame(Game):
         # per leaf, a block of 2^k rows (one per pattern), group after group
         tables = [g.tables() for g in self._groups]
         tables = np.concatenate(tables) if tables else np.zeros((0, (2 * d + 1) * K))
+        self.max_table_entries = max_table_entries
         self._build_units(leaves, tables, column)
+        self._pair_entries = max(len(tables), self._n_table_rows) * 2 * d * K
 
     def _build_units(self, leaves, tables, column):
-        """The look-up units of :meth:`_table_sum` and their stacked tables.
+        """The look-up units of :meth:`_table_sums` and their stacked tables.
 
         A tree of at most ``log2(TREE_UNIT_ROWS)`` internal nodes is one unit, whose
         row is the bit pattern of the row's decisions at its nodes, its table the sum
@@ -218,7 +222,9 @@ class TreeMarginalGame(Game):
         blocks = np.r_[0, np.cumsum(self._leaf_full + 1)][:-1]
         trees = np.array([tree for _, _, _, tree in leaves], dtype=np.int64)
         padding = len(self._internal)  # the always-true column of _decisions
-        small, units, tree_columns = [], [], []
+        small, tree_columns = [], []
+        # per small tree, the leaves' table rows at each combination of decisions
+        self._unit_rows = []
         for tree in np.unique(trees):
             nodes = np.arange(flat.tree_offsets[tree], flat.tree_offsets[tree + 1])
             nodes = column[nodes[flat.children_left[nodes] >= 0]]
@@ -238,7 +244,7 @@ class TreeMarginalGame(Game):
                 self._path_bits[mine],
                 self._leaf_full[mine],
             )
-            units.append(tables[blocks[mine] + patterns].sum(axis=1))
+            self._unit_rows.append(blocks[mine] + patterns)
             tree_columns.append(nodes)
             small.append(mine)
         # leaves of the larger trees
@@ -253,16 +259,37 @@ class TreeMarginalGame(Game):
         )
         for i, c in enumerate(tree_columns):
             self._tree_columns[i, : len(c)] = c
-        rows = [len(u) for u in units]
+        rows = [len(u) for u in self._unit_rows]
         self._tree_block = np.r_[0, np.cumsum(rows)][:-1].astype(np.int64)
         leaf_rows = self._leaf_full[self._unit_leaves] + 1
         self._leaf_unit_block = sum(rows) + np.r_[0, np.cumsum(leaf_rows)][:-1]
-        parts = units + [
-            tables[b : b + r] for b, r in zip(blocks[self._unit_leaves], leaf_rows)
-        ]
-        tables = np.concatenate(parts) if parts else np.zeros((0, tables.shape[1]))
-        self._n_table_rows = len(tables)
-        self._first_last = np.ascontiguousarray(tables)
+        self._leaf_rows = np.concatenate(
+            [np.arange(b, b + r) for b, r in zip(blocks[self._unit_leaves], leaf_rows)]
+            + [np.zeros(0, dtype=np.int64)]
+        )
+        self._n_table_rows = sum(rows) + len(self._leaf_rows)
+        self._first_last = self._unit_tables(tables)
+
+    def _unit_tables(self, tables):
+        """The units' stacked tables from the leaves' (one block of ``2^k`` rows a
+        leaf, in the order of :meth:`_build_units`' ``leaves``)."""
+        parts = [tables[rows].sum(axis=1) for rows in self._unit_rows]
+        parts.append(tables[self._leaf_rows])
+        return np.ascontiguousarray(np.concatenate(parts))
+
+    @property
+    def _pair_tables(self):
+        """The units' tables of :func:`~sklearn_shapley.games.pair_interaction_sums`
+        (``2 d K`` columns: ``s``, then ``t``), built on first use; None when
+        they would hold more than ``max_table_entries``."""
+        if self._pair_entries > self.max_table_entries:
+            return None
+        if getattr(self, "_pair_table_cache", None) is None:
+            leaves = [g.pair_tables() for g in self._groups]
+            width = 2 * self.n_players * self.n_outputs
+            leaves = np.concatenate(leaves) if leaves else np.zeros((0, width))
+            self._pair_table_cache = self._unit_tables(leaves)
+        return self._pair_table_cache
 
     # -- rows to leaf patterns ---------------------------------------------------------
     def _check_X(self, X):
@@ -287,17 +314,19 @@ class TreeMarginalGame(Game):
             self._leaf_full[leaves],
         )
 
-    def _table_sum(self, X, n_columns):
-        """``Σ_L table[row of (L, I_L(x)), :n_columns]`` for every row ``x`` of the
-        stacked tables: ``(n, n_columns)``, one look-up per row and unit of
-        :meth:`_build_units` (:func:`._hybrid.gather_sum`)."""
+    def _table_sums(self, X, tables, widths=None):
+        """``Σ_L table[row of (L, I_L(x)), :width]`` for every row ``x`` of each of
+        the units' stacked ``tables`` (:meth:`_build_units`; ``widths``: their
+        first columns, default all): ``(n, width)`` each, from one look-up per row
+        and unit (:func:`._hybrid.gather_sum`)."""
         from .._openmp import effective_n_threads
 
         X = self._check_X(X)
-        out = np.zeros((len(X), n_columns))
+        widths = [t.shape[1] for t in tables] if widths is None else widths
+        outs = [np.zeros((len(X), w)) for w in widths]
         n_units = len(self._tree_block) + len(self._leaf_unit_block)
         if not n_units:
-            return out
+            return outs
         threads = int(effective_n_threads(None))
         bits = 1 << np.arange(self._tree_columns.shape[1])
         for rows in self._row_chunks(len(X), 1):
@@ -307,9 +336,10 @@ class TreeMarginalGame(Game):
                     self._tree_block + left[:, self._tree_columns] @ bits,
                     self._leaf_unit_block + self._patterns(left, self._unit_leaves),
                 ]
-            )
-            gather_sum(index.astype(np.int64), self._first_last, out[rows], threads)
-        return out
+            ).astype(np.int64)
+            for table, out in zip(tables, outs):
+                gather_sum(index, table, out[rows], threads)
+        return outs
 
     def _row_chunks(self, n, per_leaf):
         """Slices of ``n`` rows, each holding at most ``MAX_DECISIONS`` (row, node)
@@ -344,7 +374,8 @@ class TreeMarginalGame(Game):
         return out
 
     def grand_and_empty(self, X):
-        full = self._offset + self._table_sum(X, self.n_outputs)
+        (sums,) = self._table_sums(X, [self._first_last], [self.n_outputs])
+        full = self._offset + sums
         return full, np.broadcast_to(self._empty, full.shape).copy()
 
     @property
@@ -353,19 +384,43 @@ class TreeMarginalGame(Game):
         unit, as for one value (:meth:`first_last_values`)."""
         return self.evaluation_cost
 
+    @property
+    def pair_cost(self):
+        """Model evaluations a row's pair values cost: for their sums, one more
+        look-up per unit (:meth:`contribution_values`), unless the tables would be
+        too large."""
+        if self._pair_entries > self.max_table_entries:
+            return super().pair_cost
+        return self.evaluation_cost
+
     def first_last_values(self, X):
         """The game on the singletons, the leave-one-outs, then the grand and empty
         coalitions, ``(n, 2 n_players + 2, n_outputs)`` (the order of
-        ``amortized._nets.first_last_masks``), from one look-up per unit."""
+        :func:`~sklearn_shapley.games.first_last_masks`), from one look-up per
+        unit."""
+        return self.contribution_values(X)[0]
+
+    def contribution_values(self, X, pairs=False):
+        """The first and last values and, with ``pairs``, the players'
+        :func:`~sklearn_shapley.games.pair_interaction_sums`, from one look-up per
+        unit in each of the tables (see :meth:`~sklearn_shapley.games.Game.
+        contribution_values`)."""
+        pair_tables = self._pair_tables if pairs else None
+        if pairs and pair_tables is None:
+            return super().contribution_values(X, pairs)
         d, K = self.n_players, self.n_outputs
-        sums = self._table_sum(X, self._first_last.shape[1])
-        full = self._offset + sums[:, :K]
-        out = np.empty((len(sums), 2 * d + 2, K))
-        out[:, :d] = self._empty + sums[:, K : K + d * K].reshape(-1, d, K)
-        out[:, d : 2 * d] = full[:, None] + sums[:, K + d * K :].reshape(-1, d, K)
+        tables = [self._first_last] + ([pair_tables] if pairs else [])
+        sums = self._table_sums(X, tables)
+        full = self._offset + sums[0][:, :K]
+        out = np.empty((len(full), 2 * d + 2, K))
+        out[:, :d] = self._empty + sums[0][:, K : K + d * K].reshape(-1, d, K)
+        out[:, d : 2 * d] = full[:, None] + sums[0][:, K + d * K :].reshape(-1, d, K)
         out[:, 2 * d] = full
         out[:, 2 * d + 1] = self._empty
-        return out
+        if not pairs:
+            return out, None
+        s, t = np.split(sums[1].reshape(-1, 2 * d, K), 2, axis=1)
+        return out, (s, t)
 
     def shapley_values(self, X):
         """Exact Shapley values of the game, ``(n, n_players, n_outputs)``, from the
@@ -582,6 +637,27 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         values = apply_link(self.output(raw.reshape(-1, K)), self.game.link)
         return values.reshape(n, m, self.n_outputs)
 
+    @property
+    def _pair_kernel(self):
+        """Whether :func:`._hybrid.pair_raw` computes the pair values: one
+        background row, trees of at most ``small_nodes`` internal nodes."""
+        return len(self._b_left) == 1 and bool((self._trees[:, 3] <= small_nodes).all())
+
+    @property
+    def _linear(self):
+        """Whether the values are the raw sums (a regressor's, identity link): the
+        pairs' interaction sums are then the raw interactions'."""
+        return self.output is _identity and self.game.link == "identity"
+
+    @property
+    def pair_cost(self):
+        """Model evaluations a row's pair values cost: with :attr:`_pair_kernel`
+        and :attr:`_linear`, a few look-ups per tree for all their sums; else one
+        value per pair, through the model's output."""
+        if self._pair_kernel and self._linear:
+            return 4
+        return super().pair_cost
+
     def first_last_values(self, X):
         """The game on the singletons, the leave-one-outs, then the grand and empty
         coalitions, ``(n, 2 n_players + 2, n_outputs)``; with one background row
@@ -589,7 +665,29 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         else the hybrid values."""
         if len(self._b_left) != 1:
             return super().first_last_values(X)
-        _, first, last, full, empty = self._one_row_ends(X)
+        return self.contribution_values(X)[0]
+
+    def pair_values(self, X):
+        """The game on :func:`~sklearn_shapley.games.pair_masks`; with
+        :attr:`_pair_kernel` from the singletons', leave-one-outs' and pairwise
+        interactions' raw sums (:func:`._hybrid.pair_raw`: a few look-ups per tree
+        and pair of players that both change its path), else the hybrid values."""
+        if not self._pair_kernel:
+            return super().pair_values(X)
+        x_bits, first, last, full, empty = self._one_row_ends(X)
+        at_empty, at_full = self._pair_raw(x_bits, summed=False)
+        return self._values(
+            self._pair_raw_values(first, last, full, empty, at_empty, at_full)
+        )
+
+    def contribution_values(self, X, pairs=False):
+        """The first and last values and, with ``pairs``, the players'
+        :func:`~sklearn_shapley.games.pair_interaction_sums`, from one pass of
+        :meth:`_one_row_ends` with one background row (see
+        :meth:`~sklearn_shapley.games.Game.contribution_values`)."""
+        if len(self._b_left) != 1 or (pairs and not self._pair_kernel):
+            return super().contribution_values(X, pairs)
+        x_bits, first, last, full, empty = self._one_row_ends(X)
         n, K = full.shape
         raw = np.concatenate(
             [
@@ -600,22 +698,24 @@ class TreeHybridMarginalGame(_ModelValuesGame):
             ],
             axis=1,
         )
-        return self._values(raw)
+        values = self._values(raw)
+        if not pairs:
+            return values, None
+        if self._linear:  # the raw interactions, summed in the kernel
+            at_empty, at_full = self._pair_raw(x_bits, summed=True)
+            return values, (at_empty[:, :, 0], at_full[:, :, 0])
+        at_empty, at_full = self._pair_raw(x_bits, summed=False)
+        raw = self._pair_raw_values(first, last, full, empty, at_empty, at_full)
+        return values, pair_interaction_sums(values, self._values(raw))
 
-    def pair_values(self, X):
-        """The game on :func:`~sklearn_shapley.games.pair_masks`; with one
-        background row and trees of at most 8 internal nodes from the singletons',
-        leave-one-outs' and pairwise interactions' raw sums
-        (:func:`._hybrid.pair_raw`: a few look-ups per tree and pair of players
-        that both change its path), else the hybrid values."""
+    def _pair_raw(self, x_bits, summed):
+        """``(at_empty, at_full)`` of :func:`._hybrid.pair_raw` for the rows'
+        patterns ``x_bits``, summed over each player's partners with ``summed``."""
         from .._openmp import effective_n_threads
 
-        if len(self._b_left) != 1:
-            return super().pair_values(X)
-        x_bits, first, last, full, empty = self._one_row_ends(X)
-        n, d, K = first.shape
-        at_empty, at_full = np.zeros((2, n, d, d, K))
-        small = pair_raw(
+        n, d, K = len(x_bits), self.n_players, len(self._base)
+        at_empty, at_full = np.zeros((2, n, d, 1 if summed else d, K))
+        pair_raw(
             x_bits,
             self._b_bits[0],
             self._player,
@@ -627,12 +727,16 @@ class TreeHybridMarginalGame(_ModelValuesGame):
             at_full,
             int(effective_n_threads(None)),
         )
-        if not small:
-            return super().pair_values(X)
-        i, j = np.triu_indices(d, k=1)
+        return at_empty, at_full
+
+    @staticmethod
+    def _pair_raw_values(first, last, full, empty, at_empty, at_full):
+        """Raw sums on :func:`~sklearn_shapley.games.pair_masks`' coalitions from
+        :meth:`_one_row_ends`' and :meth:`_pair_raw`'s."""
+        i, j = np.triu_indices(first.shape[1], k=1)
         pairs = empty[:, None] + first[:, i] + first[:, j] + at_empty[:, i, j]
         others = full[:, None] + last[:, i] + last[:, j] + at_full[:, i, j]
-        return self._values(np.concatenate([pairs, others], axis=1))
+        return np.concatenate([pairs, others], axis=1)
 
     def __call__(self, X, masks):
         from .._openmp import effective_n_threads
@@ -767,6 +871,37 @@ class _LeafGroup:
         parts += [self._on_players(t) * value for t in (first, last)]
         rows = n_leaves * size
         return np.concatenate([p.reshape(rows, -1) for p in parts], axis=1)
+
+    def pair_tables(self):
+        """The leaves' tables ``(n_leaves 2^k, 2 d K)``: per (leaf, pattern), the
+        leaf's share of ``s_j`` and ``t_j`` of every (player, output)
+        (:func:`~sklearn_shapley.games.pair_interaction_sums`), its value folded
+        in; a player off the leaf's path interacts with none of its players."""
+        k, q = self.k, self.q
+        n_leaves, size = q.shape
+        full = size - 1
+        pattern = np.arange(size)[:, None]
+
+        def v(subsets):  # the leaf's game on path-player subsets (·, size, len)
+            return q[:, subsets][:, None, :] * ((subsets & ~pattern) == 0)
+
+        s, t = np.zeros((2, n_leaves, size, k))
+        for a in range(k):
+            others = np.delete(self.bits, a)  # j ≠ a
+            pair = self.bits[a] | others
+            s[:, :, a] = (
+                v(pair) - v(others) - v(np.array([self.bits[a]])) + v(np.array([0]))
+            ).sum(axis=2)
+            t[:, :, a] = (
+                v(full ^ pair)
+                - v(full ^ others)
+                - v(np.array([full ^ self.bits[a]]))
+                + v(np.array([full]))
+            ).sum(axis=2)
+        value = self.value[:, None, None, :]
+        rows = n_leaves * size
+        parts = [(self._on_players(u) * value).reshape(rows, -1) for u in (s, t)]
+        return np.concatenate(parts, axis=1)
 
     def _on_players(self, table):
         """``(n_leaves, 2^k, k)`` per path player → ``(n_leaves, 2^k, d, 1)``."""
