@@ -342,16 +342,22 @@ def test_pair_values_over_one_row_are_the_models(case):
 
 
 @pytest.mark.parametrize("multi_output", [False, True])
-def test_a_regressors_pair_sums_over_one_row_are_summed_in_the_kernel(multi_output):
+@pytest.mark.parametrize("depth", [3, 6])
+def test_a_regressors_pair_sums_over_one_row_are_summed_in_the_kernel(
+    multi_output, depth
+):
     """A regressor's values are its raw sums: the players' pair interaction sums
-    come from the kernel's sums (a few look-ups per tree, nothing per pair
-    value), the model's to 1e-12, for trees adding to one output or to all."""
+    come from the kernel's sums (a few look-ups or walks per tree, nothing per
+    pair value), the model's to 1e-12, for trees adding to one output or to all,
+    small enough for look-ups or walked."""
     X, y = _regression(seed=1)
     if multi_output:
-        model = RandomForestRegressor(n_estimators=6, max_depth=3, random_state=0)
+        model = RandomForestRegressor(n_estimators=6, max_depth=depth, random_state=0)
         y = np.stack([y, X[:, 0] * X[:, 3]], axis=1)
     else:
-        model = GradientBoostingRegressor(n_estimators=20, random_state=0)
+        model = GradientBoostingRegressor(
+            n_estimators=20, max_depth=depth, random_state=0
+        )
     players = [[0, 1], [2], [3], [4, 5]]
     baseline = BaselineGame(model.fit(X, y), X[3], players=players)
     proxy = resolve_game(baseline, X).proxy()

@@ -499,10 +499,93 @@ def first_last_raw(
                            &last[r, 0, 0], n_out, value, group, leaf_x)
 
 
+cdef inline int32_t _pair_leaf(const int32_t[:, ::1] nodes, int32_t node,
+                               const uint8_t* xl, const uint8_t* bl,
+                               const int32_t* player, int32_t p,
+                               int32_t q) noexcept nogil:
+    """The leaf below ``node`` of the hybrid taking players ``p``'s and ``q``'s
+    decisions from ``xl`` and every other player's from ``bl``."""
+    cdef int32_t c
+    while nodes[node, 0] >= 0:
+        c = nodes[node, 2]
+        if (xl[c] if player[c] == p or player[c] == q else bl[c]):
+            node = nodes[node, 0]
+        else:
+            node = nodes[node, 1]
+    return node
+
+
+cdef inline void _diverging_pairs(const int32_t[:, ::1] nodes, int32_t root,
+                                  const uint8_t* own, const uint8_t* other,
+                                  const int32_t* player, int64_t* seen,
+                                  int64_t* marked, int32_t* earlier, int64_t stamp,
+                                  Py_ssize_t d, double* out, bint summed,
+                                  Py_ssize_t n_out, const double[:, ::1] value,
+                                  int32_t group, int32_t own_leaf) noexcept nogil:
+    """A walked tree's pairwise interactions ``f(o_pq) − f(o_p) − f(o_q) + f(own)``
+    (``o_p``: ``own`` with player ``p``'s decisions from ``other``) added to ``out
+    (d, d or 1, n_out)``.
+
+    A pair's hybrid leaves ``own``'s path where the first of its two players
+    diverges on it, say ``p``, and then follows ``p``'s singleton's path until
+    ``q`` decides differently there. So along ``own``'s path, at each player's
+    first diverging node: one walk for its singleton, one more for each player
+    not diverged before it that decides differently on that walk (``f(o_pq) −
+    f(o_p)``), and ``f(o_p) − f(own)`` taken from its pair with every player
+    diverged before it.
+    """
+    cdef int32_t node = root, walk, c, c2, p, q, leaf, leaf_p, child
+    cdef Py_ssize_t k = 0, a, qi = 0, pi = 0, width = 1 if summed else d
+    cdef int64_t mark
+    while nodes[node, 0] >= 0:
+        c = nodes[node, 2]
+        p = player[c]
+        if own[c] != other[c] and seen[p] != stamp:
+            seen[p] = stamp
+            child = nodes[node, 0] if other[c] else nodes[node, 1]
+            leaf_p = _pair_leaf(nodes, child, other, own, player, p, p)
+            for a in range(k):  # − (f(o_p) − f(own)) on its pairs with the earlier
+                q = earlier[a]
+                if not summed:
+                    qi, pi = q, p
+                _add(out + (p * width + qi) * n_out, value, group, own_leaf, leaf_p,
+                     n_out)
+                _add(out + (q * width + pi) * n_out, value, group, own_leaf, leaf_p,
+                     n_out)
+            # along p's singleton's path: f(o_pq) − f(o_p) for the later players
+            mark = stamp * (d + 1) + k + 1
+            walk = child
+            while nodes[walk, 0] >= 0:
+                c2 = nodes[walk, 2]
+                q = player[c2]
+                if (q != p and own[c2] != other[c2] and seen[q] != stamp
+                        and marked[q] != mark):
+                    marked[q] = mark
+                    if not summed:
+                        qi, pi = q, p
+                    leaf = _pair_leaf(nodes,
+                                      nodes[walk, 0] if other[c2] else nodes[walk, 1],
+                                      other, own, player, p, q)
+                    _add(out + (p * width + qi) * n_out, value, group, leaf, leaf_p,
+                         n_out)
+                    _add(out + (q * width + pi) * n_out, value, group, leaf, leaf_p,
+                         n_out)
+                if other[c2] if q == p else own[c2]:
+                    walk = nodes[walk, 0]
+                else:
+                    walk = nodes[walk, 1]
+            earlier[k] = p
+            k = k + 1
+        node = nodes[node, 0] if own[c] else nodes[node, 1]
+
+
 def pair_raw(
+    const uint8_t[:, ::1] x_left,
+    const uint8_t[::1] b_left,
     const uint8_t[:, ::1] x_bits_of,
     const uint8_t[::1] b_bits,
     const int32_t[::1] player,
+    const int32_t[:, ::1] nodes,
     const int32_t[:, ::1] trees,
     const uint8_t[:, ::1] leaf_offset,
     const double[:, ::1] small_value,
@@ -517,14 +600,15 @@ def pair_raw(
     f(x_q, b) + f(b)`` and ``at_full[r, p, q]`` ``f(b_pq, x) − f(b_p, x) − f(b_q, x) +
     f(x)`` (``x_p``: player ``p``'s features from row ``r``, the rest from ``b``;
     ``b_p`` the reverse), summed over trees. A tree adds to a pair only when both
-    players' features decide differently for ``x`` and ``b`` at some of its nodes:
-    four leaf look-ups by decision pattern (:func:`first_last_raw`) per such pair.
-    Only for trees of at most ``SMALL_NODES`` internal nodes: returns False,
-    computing nothing, when a tree is larger.
+    players' features decide differently for ``x`` and ``b`` at some of its nodes.
+    In a tree of at most ``SMALL_NODES`` internal nodes: four leaf look-ups by
+    decision pattern (:func:`first_last_raw`) per such pair; in a larger one, a
+    walk per such pair that meets on a singleton's path (:func:`_diverging_pairs`).
 
     Parameters
     ----------
-    x_bits_of, b_bits, player, trees, leaf_offset, small_value, value
+    x_left, b_left, x_bits_of, b_bits, player, nodes, trees, leaf_offset,
+    small_value, value
         As in :func:`first_last_raw`.
     at_empty, at_full : (n_rows, n_players, n_players or 1, n_outputs) float64, zeroed
         With a third axis of length 1, each player's interactions summed over
@@ -532,31 +616,54 @@ def pair_raw(
     n_threads : int
     """
     cdef Py_ssize_t n = x_bits_of.shape[0], n_trees = trees.shape[0]
-    cdef Py_ssize_t n_out = value.shape[1]
+    cdef Py_ssize_t n_out = value.shape[1], d = at_empty.shape[1]
     cdef Py_ssize_t r, t, a, c
-    cdef int32_t group, first_node, root, p, q, pi, qi
+    cdef int32_t group, first_node, root, p, q, pi, qi, leaf_x
     cdef bint summed = at_empty.shape[2] == 1
     cdef unsigned int differ, same, xb, bb, k
     cdef int32_t* players
     cdef unsigned int* sames
+    cdef int64_t* seen
+    cdef int64_t* marked
     cdef const uint8_t* offset
+    cdef const uint8_t* xl
+    cdef const uint8_t* bl = &b_left[0] if b_left.shape[0] else NULL
+    cdef int64_t stamp
     cdef double v
-    for t in range(n_trees):
-        if trees[t, 3] > SMALL_NODES:
-            return False
     if n == 0 or n_trees == 0:
-        return True
-    # per thread: the differing players of a tree and their nodes' bits
+        return
+    # per thread: a small tree's differing players and their nodes' bits; a
+    # walked tree's stamps of the players diverged on the path and met on a walk
+    cdef Py_ssize_t width = max(SMALL_NODES, d)
     cdef int32_t[:, ::1] player_scratch = np.empty(
-        (max(n_threads, 1), SMALL_NODES), dtype=np.int32)
+        (max(n_threads, 1), width), dtype=np.int32)
     cdef unsigned int[:, ::1] same_scratch = np.empty(
         (max(n_threads, 1), SMALL_NODES), dtype=np.uintc)
+    cdef int64_t[:, ::1] stamps = np.full((max(n_threads, 1), 2 * max(d, 1)), -1,
+                                          dtype=np.int64)
+    # the baseline's leaf in every tree, the same for every row
+    cdef int32_t[::1] leaf_b = np.empty(n_trees, dtype=np.int32)
+    for t in range(n_trees):
+        leaf_b[t] = _leaf(nodes, trees[t, 0], bl, bl, &player[0], -1)
     with nogil, parallel(num_threads=n_threads):
         players = &player_scratch[threadid(), 0]
         sames = &same_scratch[threadid(), 0]
+        seen = &stamps[threadid(), 0]
+        marked = &stamps[threadid(), d]
         for r in prange(n, schedule="static"):
+            xl = &x_left[r, 0]
             for t in range(n_trees):
                 group, root, first_node = trees[t, 1], trees[t, 0], trees[t, 2]
+                if trees[t, 3] > SMALL_NODES:
+                    stamp = 2 * (r * n_trees + t)
+                    leaf_x = _leaf(nodes, root, xl, xl, &player[0], -1)
+                    _diverging_pairs(nodes, root, bl, xl, &player[0], seen, marked,
+                                     players, stamp, d, &at_empty[r, 0, 0, 0],
+                                     summed, n_out, value, group, leaf_b[t])
+                    _diverging_pairs(nodes, root, xl, bl, &player[0], seen, marked,
+                                     players, stamp + 1, d, &at_full[r, 0, 0, 0],
+                                     summed, n_out, value, group, leaf_x)
+                    continue
                 offset = &leaf_offset[t, 0]
                 xb, bb = x_bits_of[r, t], b_bits[t]
                 differ = xb ^ bb
@@ -593,7 +700,6 @@ def pair_raw(
                             _pair_add(&at_full[r, p, qi, 0], &at_full[r, q, pi, 0],
                                       value, root, offset, xb, sames[a], sames[c],
                                       n_out)
-    return True
 
 
 cdef inline void _pair_add(double* o, double* o2, const double[:, ::1] value,

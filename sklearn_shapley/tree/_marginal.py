@@ -47,7 +47,6 @@ from ._hybrid import (
     leaf_offsets,
     pair_raw,
     small_leaf_values,
-    small_nodes,
     softmax,
     threshold_decisions,
 )
@@ -586,9 +585,10 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         return self if len(self._b_left) == 1 else super().proxy()
 
     def _one_row_ends(self, X):
-        """With one background row: ``(x_bits, first, last, full, empty)`` raw sums
-        of the rows ``X`` (:func:`._hybrid.first_last_raw`), ``full`` and ``empty``
-        with the base offset, and their decision patterns."""
+        """With one background row: ``(x_left, x_bits, first, last, full, empty)``,
+        the rows' decisions and decision patterns, then the raw sums of the rows
+        ``X`` (:func:`._hybrid.first_last_raw`), ``full`` and ``empty`` with the base
+        offset."""
         from .._openmp import effective_n_threads
 
         X = check_rows(X, self.n_features)
@@ -629,19 +629,14 @@ class TreeHybridMarginalGame(_ModelValuesGame):
             full,
             threads,
         )
-        return x_bits, first, last, full + self._base, self._baseline_raw + self._base
+        full += self._base
+        return x_left, x_bits, first, last, full, self._baseline_raw + self._base
 
     def _values(self, raw):
         """The game's values ``(n, m, n_outputs)`` from raw sums ``(n, m, K)``."""
         n, m, K = raw.shape
         values = apply_link(self.output(raw.reshape(-1, K)), self.game.link)
         return values.reshape(n, m, self.n_outputs)
-
-    @property
-    def _pair_kernel(self):
-        """Whether :func:`._hybrid.pair_raw` computes the pair values: one
-        background row, trees of at most ``small_nodes`` internal nodes."""
-        return len(self._b_left) == 1 and bool((self._trees[:, 3] <= small_nodes).all())
 
     @property
     def _linear(self):
@@ -651,10 +646,10 @@ class TreeHybridMarginalGame(_ModelValuesGame):
 
     @property
     def pair_cost(self):
-        """Model evaluations a row's pair values cost: with :attr:`_pair_kernel`
-        and :attr:`_linear`, a few look-ups per tree for all their sums; else one
-        value per pair, through the model's output."""
-        if self._pair_kernel and self._linear:
+        """Model evaluations a row's pair values cost: with one background row and
+        :attr:`_linear`, a few look-ups or walks per tree for all their sums;
+        else one value per pair, through the model's output."""
+        if len(self._b_left) == 1 and self._linear:
             return 4
         return super().pair_cost
 
@@ -668,14 +663,15 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         return self.contribution_values(X)[0]
 
     def pair_values(self, X):
-        """The game on :func:`~sklearn_shapley.games.pair_masks`; with
-        :attr:`_pair_kernel` from the singletons', leave-one-outs' and pairwise
-        interactions' raw sums (:func:`._hybrid.pair_raw`: a few look-ups per tree
-        and pair of players that both change its path), else the hybrid values."""
-        if not self._pair_kernel:
+        """The game on :func:`~sklearn_shapley.games.pair_masks`; with one
+        background row from the singletons', leave-one-outs' and pairwise
+        interactions' raw sums (:func:`._hybrid.pair_raw`: a few look-ups or walks
+        per tree and pair of players that both change its path), else the hybrid
+        values."""
+        if len(self._b_left) != 1:
             return super().pair_values(X)
-        x_bits, first, last, full, empty = self._one_row_ends(X)
-        at_empty, at_full = self._pair_raw(x_bits, summed=False)
+        x_left, x_bits, first, last, full, empty = self._one_row_ends(X)
+        at_empty, at_full = self._pair_raw(x_left, x_bits, summed=False)
         return self._values(
             self._pair_raw_values(first, last, full, empty, at_empty, at_full)
         )
@@ -685,9 +681,9 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         :func:`~sklearn_shapley.games.pair_interaction_sums`, from one pass of
         :meth:`_one_row_ends` with one background row (see
         :meth:`~sklearn_shapley.games.Game.contribution_values`)."""
-        if len(self._b_left) != 1 or (pairs and not self._pair_kernel):
+        if len(self._b_left) != 1:
             return super().contribution_values(X, pairs)
-        x_bits, first, last, full, empty = self._one_row_ends(X)
+        x_left, x_bits, first, last, full, empty = self._one_row_ends(X)
         n, K = full.shape
         raw = np.concatenate(
             [
@@ -702,23 +698,27 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         if not pairs:
             return values, None
         if self._linear:  # the raw interactions, summed in the kernel
-            at_empty, at_full = self._pair_raw(x_bits, summed=True)
+            at_empty, at_full = self._pair_raw(x_left, x_bits, summed=True)
             return values, (at_empty[:, :, 0], at_full[:, :, 0])
-        at_empty, at_full = self._pair_raw(x_bits, summed=False)
+        at_empty, at_full = self._pair_raw(x_left, x_bits, summed=False)
         raw = self._pair_raw_values(first, last, full, empty, at_empty, at_full)
         return values, pair_interaction_sums(values, self._values(raw))
 
-    def _pair_raw(self, x_bits, summed):
+    def _pair_raw(self, x_left, x_bits, summed):
         """``(at_empty, at_full)`` of :func:`._hybrid.pair_raw` for the rows'
-        patterns ``x_bits``, summed over each player's partners with ``summed``."""
+        decisions ``x_left`` and patterns ``x_bits``, summed over each player's
+        partners with ``summed``."""
         from .._openmp import effective_n_threads
 
         n, d, K = len(x_bits), self.n_players, len(self._base)
         at_empty, at_full = np.zeros((2, n, d, 1 if summed else d, K))
         pair_raw(
+            x_left,
+            self._b_left[0],
             x_bits,
             self._b_bits[0],
             self._player,
+            self._nodes,
             self._trees,
             self._leaf_offset,
             self._small_value,
