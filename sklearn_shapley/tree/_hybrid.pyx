@@ -269,20 +269,23 @@ def softmax(const double[:, ::1] raw, int n_threads):
 
 
 def gather_sum(const int64_t[:, ::1] index, const double[:, ::1] table,
-               double[:, ::1] out, int n_threads):
-    """``out[i] += Σ_u table[index[i, u], :n_cols]``: each row's sum of its table
-    rows, in unit order, on the first ``n_cols = out.shape[1]`` columns; OpenMP
-    over rows."""
+               const int64_t[:, ::1] columns, double[:, ::1] out, int n_threads):
+    """``out[i, columns[u, c]] += table[index[i, u], c]`` for every unit ``u`` and
+    ``c < columns.shape[1]``: each row's sum of its units' table rows, each
+    unit's entries scattered to its own columns, in unit order; OpenMP over
+    rows."""
     cdef Py_ssize_t n = index.shape[0], n_units = index.shape[1]
-    cdef Py_ssize_t n_cols = out.shape[1], i, u, c
+    cdef Py_ssize_t n_cols = columns.shape[1], i, u, c
     cdef const double* source
-    cdef double* target
+    cdef const int64_t* target
+    cdef double* row
     for i in prange(n, nogil=True, num_threads=n_threads, schedule="static"):
-        target = &out[i, 0]
+        row = &out[i, 0]
         for u in range(n_units):
             source = &table[index[i, u], 0]
+            target = &columns[u, 0]
             for c in range(n_cols):
-                target[c] += source[c]
+                row[target[c]] += source[c]
 
 
 def decision_patterns(const uint8_t[:, ::1] left, const int32_t[:, ::1] trees,

@@ -267,27 +267,68 @@ class TreeMarginalGame(Game):
             + [np.zeros(0, dtype=np.int64)]
         )
         self._n_table_rows = sum(rows) + len(self._leaf_rows)
-        self._first_last = self._unit_tables(tables)
+        # each unit's players, padded with a player d that no table row touches
+        players = [sorted({p for i in mine for p in leaves[i][0]}) for mine in small]
+        players += [leaves[i][0] for i in self._unit_leaves]
+        self._unit_players = np.full(
+            (len(players), max(map(len, players), default=0)), self.n_players
+        )
+        for i, p in enumerate(players):
+            self._unit_players[i, : len(p)] = p
+        self._row_unit = np.repeat(np.arange(len(players)), rows + list(leaf_rows))
+        self._first_last = self._unit_tables(tables, self.n_outputs)
 
-    def _unit_tables(self, tables):
+    def _unit_tables(self, tables, prefix):
         """The units' stacked tables from the leaves' (one block of ``2^k`` rows a
-        leaf, in the order of :meth:`_build_units`' ``leaves``)."""
+        leaf, in the order of :meth:`_build_units`' ``leaves``; ``prefix`` columns,
+        then blocks of ``(player, output)`` columns): ``(table, columns, width)``,
+        each unit's rows holding only the prefix and its own players' columns,
+        and where :meth:`_table_sums` adds them in its ``width`` columns (the
+        prefix, then blocks of ``(d + 1) K``: a padding player's columns last)."""
+        d, K = self.n_players, self.n_outputs
         parts = [tables[rows].sum(axis=1) for rows in self._unit_rows]
         parts.append(tables[self._leaf_rows])
-        return np.ascontiguousarray(np.concatenate(parts))
+        dense = np.concatenate(parts)
+        n_rows, n_blocks = len(dense), (dense.shape[1] - prefix) // (d * K)
+        blocks = np.zeros((n_rows, n_blocks, d + 1, K))
+        blocks[:, :, :d] = dense[:, prefix:].reshape(n_rows, n_blocks, d, K)
+        dense = np.hstack([dense[:, :prefix], blocks.reshape(n_rows, -1)])
+        n_units, m = self._unit_players.shape
+        players = np.arange(n_blocks)[:, None, None] * (d + 1) + self._unit_players
+        cells = players[..., None] * K + np.arange(K)  # (blocks, units, m, K)
+        columns = np.hstack(
+            [
+                np.broadcast_to(np.arange(prefix), (n_units, prefix)),
+                prefix + cells.transpose(1, 0, 2, 3).reshape(n_units, -1),
+            ]
+        )
+        table = dense[np.arange(n_rows)[:, None], columns[self._row_unit]]
+        return (
+            np.ascontiguousarray(table),
+            np.ascontiguousarray(columns),
+            dense.shape[1],
+        )
+
+    def _split_sums(self, sums, prefix):
+        """``(prefix (n, prefix), blocks)`` of a sum in the layout of
+        :meth:`_unit_tables`: each block ``(n, d, K)``, without the padding
+        player."""
+        d, K = self.n_players, self.n_outputs
+        blocks = sums[:, prefix:].reshape(len(sums), -1, d + 1, K)[:, :, :d]
+        return sums[:, :prefix], tuple(blocks.transpose(1, 0, 2, 3))
 
     @property
     def _pair_tables(self):
         """The units' tables of :func:`~sklearn_shapley.games.pair_interaction_sums`
-        (``2 d K`` columns: ``s``, then ``t``), built on first use; None when
-        they would hold more than ``max_table_entries``."""
+        (two blocks: ``s``, then ``t``; :meth:`_unit_tables`), built on first
+        use; None when they would hold more than ``max_table_entries``."""
         if self._pair_entries > self.max_table_entries:
             return None
         if getattr(self, "_pair_table_cache", None) is None:
             leaves = [g.pair_tables() for g in self._groups]
             width = 2 * self.n_players * self.n_outputs
             leaves = np.concatenate(leaves) if leaves else np.zeros((0, width))
-            self._pair_table_cache = self._unit_tables(leaves)
+            self._pair_table_cache = self._unit_tables(leaves, 0)
         return self._pair_table_cache
 
     # -- rows to leaf patterns ---------------------------------------------------------
@@ -313,16 +354,14 @@ class TreeMarginalGame(Game):
             self._leaf_full[leaves],
         )
 
-    def _table_sums(self, X, tables, widths=None):
-        """``Σ_L table[row of (L, I_L(x)), :width]`` for every row ``x`` of each of
-        the units' stacked ``tables`` (:meth:`_build_units`; ``widths``: their
-        first columns, default all): ``(n, width)`` each, from one look-up per row
-        and unit (:func:`._hybrid.gather_sum`)."""
+    def _table_sums(self, X, tables):
+        """``Σ_L table[row of (L, I_L(x))]`` for every row ``x``, for each of the
+        units' ``(table, columns, width)`` (:meth:`_unit_tables`): ``(n, width)``
+        each, from one look-up per row and unit (:func:`._hybrid.gather_sum`)."""
         from .._openmp import effective_n_threads
 
         X = self._check_X(X)
-        widths = [t.shape[1] for t in tables] if widths is None else widths
-        outs = [np.zeros((len(X), w)) for w in widths]
+        outs = [np.zeros((len(X), width)) for _, _, width in tables]
         n_units = len(self._tree_block) + len(self._leaf_unit_block)
         if not n_units:
             return outs
@@ -336,8 +375,8 @@ class TreeMarginalGame(Game):
                     self._leaf_unit_block + self._patterns(left, self._unit_leaves),
                 ]
             ).astype(np.int64)
-            for table, out in zip(tables, outs):
-                gather_sum(index, table, out[rows], threads)
+            for (table, columns, _), out in zip(tables, outs):
+                gather_sum(index, table, columns, out[rows], threads)
         return outs
 
     def _row_chunks(self, n, per_leaf):
@@ -373,7 +412,10 @@ class TreeMarginalGame(Game):
         return out
 
     def grand_and_empty(self, X):
-        (sums,) = self._table_sums(X, [self._first_last], [self.n_outputs])
+        table, columns, _ = self._first_last
+        K = self.n_outputs
+        grand = (table, np.ascontiguousarray(columns[:, :K]), K)
+        (sums,) = self._table_sums(X, [grand])
         full = self._offset + sums
         return full, np.broadcast_to(self._empty, full.shape).copy()
 
@@ -410,15 +452,16 @@ class TreeMarginalGame(Game):
         d, K = self.n_players, self.n_outputs
         tables = [self._first_last] + ([pair_tables] if pairs else [])
         sums = self._table_sums(X, tables)
-        full = self._offset + sums[0][:, :K]
+        grand, (first, last) = self._split_sums(sums[0], K)
+        full = self._offset + grand
         out = np.empty((len(full), 2 * d + 2, K))
-        out[:, :d] = self._empty + sums[0][:, K : K + d * K].reshape(-1, d, K)
-        out[:, d : 2 * d] = full[:, None] + sums[0][:, K + d * K :].reshape(-1, d, K)
+        out[:, :d] = self._empty[None, None] + first
+        out[:, d : 2 * d] = full[:, None] + last
         out[:, 2 * d] = full
         out[:, 2 * d + 1] = self._empty
         if not pairs:
             return out, None
-        s, t = np.split(sums[1].reshape(-1, 2 * d, K), 2, axis=1)
+        _, (s, t) = self._split_sums(sums[1], 0)
         return out, (s, t)
 
     def shapley_values(self, X):
