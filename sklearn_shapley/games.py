@@ -463,6 +463,15 @@ class BaselineGame(_ModelGame):
         self.baseline = np.asarray(baseline, dtype=np.float64).reshape(-1)
         self._setup(len(self.baseline))
 
+    def grand_and_empty(self, X):
+        """``v(full) = link(f(x))`` from one model call per row; ``v(∅) =
+        link(f(b))``, the same for every row, computed once."""
+        X = self._check_X(X)
+        full = self._predict(X)
+        if getattr(self, "_empty", None) is None:
+            self._empty = self._predict(self.baseline[None])[0]
+        return full, np.broadcast_to(self._empty, full.shape).copy()
+
     def __call__(self, X, masks):
         X = self._check_X(X)
         fmasks = self._broadcast_masks(X, masks)

@@ -52,6 +52,21 @@ def test_linear_model_baseline_game_is_w_times_deviation():
     assert np.all(result.n_evaluations == 2**7)
 
 
+def test_baseline_game_grand_and_empty_are_its_values():
+    """``v(full)`` from one model call per row, ``v(∅)`` once: the game's own
+    values on the grand and the empty coalition, ``v(∅)`` the same for every row
+    (bit for bit, whatever rounding the model's batches have)."""
+    X, y = make_classification(80, 5, random_state=0)
+    model = LogisticRegression().fit(X, y)
+    game = BaselineGame(model, X[0], link="logit", players=[[0, 1], [2], [3, 4]])
+    full, empty = game.grand_and_empty(X[10:40])
+    masks = np.array([[True] * 3, [False] * 3])
+    values = game(X[10:40], masks)
+    np.testing.assert_allclose(full, values[:, 0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(empty, values[:, 1], rtol=0, atol=1e-12)
+    assert (empty == empty[:1]).all() and full.shape == empty.shape == (30, 2)
+
+
 def test_marginal_game_of_linear_model_uses_background_mean():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(40, 4))
