@@ -341,25 +341,30 @@ def test_pair_values_over_one_row_are_the_models(case):
             np.testing.assert_array_equal(again, mine)
 
 
-@pytest.mark.parametrize("multi_output", [False, True])
+@pytest.mark.parametrize("kind", ["regressor", "multi-output", "log-odds"])
 @pytest.mark.parametrize("depth", [3, 6])
-def test_a_regressors_pair_sums_over_one_row_are_summed_in_the_kernel(
-    multi_output, depth
-):
-    """A regressor's values are its raw sums: the players' pair interaction sums
-    come from the kernel's sums (a few look-ups or walks per tree, nothing per
-    pair value), the model's to 1e-12, for trees adding to one output or to all,
-    small enough for look-ups or walked."""
+def test_linear_pair_sums_over_one_row_are_summed_in_the_kernel(kind, depth):
+    """Where the values are a linear map of the raw sums (a regressor's; a binary
+    classifier's log-odds), the players' pair interaction sums come from the
+    kernel's sums (a few look-ups or walks per tree, nothing per pair value): the
+    model's, for trees adding to one output or to all, small enough for
+    look-ups or walked."""
     X, y = _regression(seed=1)
-    if multi_output:
+    link, atol = "identity", 1e-12
+    if kind == "multi-output":
         model = RandomForestRegressor(n_estimators=6, max_depth=depth, random_state=0)
         y = np.stack([y, X[:, 0] * X[:, 3]], axis=1)
+    elif kind == "log-odds":  # through the model's probabilities: their rounding
+        model = GradientBoostingClassifier(
+            n_estimators=20, max_depth=depth, random_state=0
+        )
+        y, link, atol = y > np.median(y), "logit", 1e-9
     else:
         model = GradientBoostingRegressor(
             n_estimators=20, max_depth=depth, random_state=0
         )
     players = [[0, 1], [2], [3], [4, 5]]
-    baseline = BaselineGame(model.fit(X, y), X[3], players=players)
+    baseline = BaselineGame(model.fit(X, y), X[3], players=players, link=link)
     proxy = resolve_game(baseline, X).proxy()
     assert isinstance(proxy, TreeHybridMarginalGame)
     d = len(players)
@@ -371,7 +376,7 @@ def test_a_regressors_pair_sums_over_one_row_are_summed_in_the_kernel(
     first_last, sums = proxy.contribution_values(rows, pairs=True)
     np.testing.assert_allclose(first_last, proxy.first_last_values(rows), atol=0)
     for mine, theirs in zip(sums, expected):
-        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=atol)
         assert np.abs(theirs).max() > 0.1
 
 

@@ -683,16 +683,22 @@ class TreeHybridMarginalGame(_ModelValuesGame):
 
     @property
     def _linear(self):
-        """Whether the values are the raw sums (a regressor's, identity link): the
-        pairs' interaction sums are then the raw interactions'."""
-        return self.output is _identity and self.game.link == "identity"
+        """The values as a linear map of the raw sums, ``(K, n_outputs)``, or None:
+        a regressor's sums under the identity link, a binary classifier's log-odds
+        (``±`` its sum) under the logit link. The pairs' interaction sums are then
+        that map of the raw interactions'."""
+        if self.output is _identity and self.game.link == "identity":
+            return np.eye(len(self._base))
+        if self.output is _sigmoid_pair and self.game.link == "logit":
+            return np.array([[-1.0, 1.0]])
+        return None
 
     @property
     def pair_cost(self):
         """Model evaluations a row's pair values cost: with one background row and
         :attr:`_linear`, a few look-ups or walks per tree for all their sums;
         else one value per pair, through the model's output."""
-        if len(self._b_left) == 1 and self._linear:
+        if len(self._b_left) == 1 and self._linear is not None:
             return 4
         return super().pair_cost
 
@@ -740,9 +746,10 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         values = self._values(raw)
         if not pairs:
             return values, None
-        if self._linear:  # the raw interactions, summed in the kernel
+        linear = self._linear
+        if linear is not None:  # the raw interactions, summed in the kernel
             at_empty, at_full = self._pair_raw(x_left, x_bits, summed=True)
-            return values, (at_empty[:, :, 0], at_full[:, :, 0])
+            return values, (at_empty[:, :, 0] @ linear, at_full[:, :, 0] @ linear)
         at_empty, at_full = self._pair_raw(x_left, x_bits, summed=False)
         raw = self._pair_raw_values(first, last, full, empty, at_empty, at_full)
         return values, pair_interaction_sums(values, self._values(raw))
