@@ -22,7 +22,9 @@ coalitions cost a walk per player diverging there, per tree.
 
 ``pair_raw`` gives their pairwise interactions at both ends: in a small tree only
 the players whose nodes decide differently for ``x`` and ``b`` interact, and each pair
-of them costs four pattern look-ups.
+of them costs four pattern look-ups; in a larger one, a pair's hybrid leaves the path
+where the first of its players diverges and then follows that player's singleton's
+walk, so it costs one more walk, from where the second diverges on that walk.
 
 ``hybrid_raw`` fills ``out[p, b] = base + Σ_t value_t(leaf reached by the hybrid of
 pair p's row, pair p's coalition and background row b)``; OpenMP over pairs, each

@@ -12,12 +12,13 @@ The hybrid row ``(x_S, b_{¬S})`` reaches ``L`` when ``x`` is inside on ``S ∩ 
 
 where ``I_L(x) ⊆ P_L`` is the set of path players on which ``x`` is inside. Each leaf
 is a game on its ``k = |P_L|`` players that depends on ``x`` only through the pattern
-``I_L(x)``, one of ``2^k``: its first and last marginal contributions and the
-Shapley-kernel statistic that FastSHAP trains on are tables over the patterns, built
-once from ``q_L`` by subset-sum (zeta) transforms. The tables of a small tree's leaves
-are summed into one table indexed by the row's decisions at the tree's nodes.
-Evaluating a row is then one table look-up per small tree, or per leaf of a larger
-one, whatever the background's size. The exact Shapley values come from the
+``I_L(x)``, one of ``2^k``: its first and last marginal contributions and its
+players' pairwise interaction sums (what FastSHAP's network takes) are tables over the
+patterns, built once from ``q_L`` by subset-sum (zeta) transforms. The tables of a
+small tree's leaves are summed into one table indexed by the row's decisions at the
+tree's nodes, holding only that tree's players' columns. Evaluating a row is then one
+table look-up per small tree, or per leaf of a larger one, whatever the background's
+size. The exact Shapley values come from the
 interventional kernel (:mod:`._interventional`), which needs no such tables and so
 also serves ensembles too deep for them (:class:`TreeShapleyMarginalGame`).
 """
