@@ -248,7 +248,8 @@ class FastSHAPExplainer(GameExplainer):
     first and last contributions in the game's proxy
     (:meth:`~sklearn_shapley.games.Game.proxy`: the game itself, or the baseline
     game at the background's mean for a marginal game), and with ``pairs`` its
-    ``d (d − 1)`` values on pairs and their complements. The additive
+    players' pairwise interaction sums
+    (:meth:`~sklearn_shapley.games.Game.contribution_values`). The additive
     normalization is applied again in float64, so ``base_values +
     values.sum(axis=1)`` equals the explained output to float precision.
     ``benchmarks/results/fastshap.md`` reports accuracy and fit time against
@@ -326,16 +327,19 @@ class FastSHAPExplainer(GameExplainer):
         baseline row).
     pairs : "auto" or bool, default="auto"
         With ``first_last``, also feed the network the correction computed from
-        the game's values on every pair of players and every pair's complement
-        (``d (d − 1)`` more values a row), which makes the average the Shapley
+        each player's pairwise interactions (the game on every pair of players
+        and every pair's complement, ``d (d − 1)`` more values a row, or the
+        game's fast form for their sums), which makes the average the Shapley
         value of a game whose interactions involve at most four players (a tree
         ensemble of depth at most 4 exactly, and a closer start for smooth models).
         ``"auto"``: where a row's explanation then costs at most 100 model
         evaluations (:attr:`~sklearn_shapley.games.Game.pair_cost` besides the
         contributions and ``v(full)``, ``v(∅)``), a tenth of what KernelSHAP with
-        1,000 evaluations spends: up to 9 players, or 10 where the game has a fast
-        form for the contributions (a tree ensemble's or a one-hidden-layer MLP's
-        game over one baseline row).
+        1,000 evaluations spends: at any number of players for a tree ensemble
+        whose explained output is linear in its trees' sums (a regressor's, a
+        binary classifier's log-odds: its pair sums cost a few look-ups per
+        tree), else up to 9 players, or 10 where the game has a fast form for the
+        contributions.
     efficiency_lambda : float, default=0.0
         Weight of the penalty ``(1ᵀφ − v(full) + v(∅))²`` added to the loss.
     input_noise : float, default=0.1
