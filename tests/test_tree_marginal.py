@@ -378,6 +378,11 @@ def test_linear_pair_sums_over_one_row_are_summed_in_the_kernel(kind, depth):
     for mine, theirs in zip(sums, expected):
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=atol)
         assert np.abs(theirs).max() > 0.1
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "openmp"):
+        for mine, again in zip(sums, proxy.contribution_values(rows, pairs=True)[1]):
+            np.testing.assert_array_equal(again, mine)
 
 
 def test_the_proxy_of_a_tree_game_is_a_hybrid_form_over_one_row():
