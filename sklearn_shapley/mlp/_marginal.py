@@ -154,12 +154,15 @@ class MLPMarginalGame(Game):
         return max(1, len(self.background) // 16)
 
     def proxy(self, max_cost=None):
-        """The same network's marginal game on the first ``PROXY_BACKGROUND``
-        background rows: features at a fraction of the cost, same ``v(full)``.
+        """The same network's marginal game on ``PROXY_BACKGROUND`` background rows
+        that stand for the rest (each the nearest to a k-means centre): features
+        at a fraction of the cost, same ``v(full)``.
         Where their first and last values cost more than ``max_cost``, its
         baseline game at the background's mean, whose first and last values cost
         a step per player (:meth:`first_last_values`)."""
-        proxy = self.with_background(self.background[: self.PROXY_BACKGROUND])
+        proxy = self.with_background(
+            _representatives(self.background, self.PROXY_BACKGROUND)
+        )
         if max_cost is not None and proxy.first_last_cost > max_cost:
             proxy = self.with_background(self.background.mean(axis=0)[None])
         return proxy
@@ -374,3 +377,15 @@ def mlp_marginal_game(game, rows=None, *, n_jobs=None):
         return None
     mlp_game.output_names = game.output_names
     return mlp_game
+
+
+def _representatives(rows, k):
+    """``k`` of the ``rows`` that stand for all of them: the row nearest each
+    centre of a k-means clustering (seeded); all rows when there are at most ``k``."""
+    from sklearn.cluster import KMeans
+
+    if len(rows) <= k:
+        return rows
+    centres = KMeans(k, random_state=0, n_init=1).fit(rows).cluster_centers_
+    nearest = ((rows[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=0)
+    return rows[np.unique(nearest)]
