@@ -419,6 +419,26 @@ def test_the_proxy_of_a_tree_game_is_a_hybrid_form_over_one_row():
     )
 
 
+def test_constant_trees_and_zero_rows():
+    """An ensemble of one-leaf trees (a constant) has tables with no units: its
+    values are the constant, its contributions and pair sums zero; zero rows
+    keep their shapes."""
+    X, y = _regression()
+    constant = GradientBoostingRegressor(
+        n_estimators=3, max_depth=1, min_samples_split=10_000
+    ).fit(X, y)
+    tree = tree_marginal_game(MarginalGame(constant, X[:20]), X)
+    assert isinstance(tree, TreeMarginalGame)
+    values, (s, t) = tree.contribution_values(X[:4], pairs=True)
+    np.testing.assert_allclose(values, constant.predict(X[:1])[0], rtol=1e-12)
+    assert values.shape == (4, 2 * X.shape[1] + 2, 1)
+    assert s.shape == t.shape == (4, X.shape[1], 1) and not s.any() and not t.any()
+    model = GradientBoostingRegressor(n_estimators=5, random_state=0).fit(X, y)
+    tree = tree_marginal_game(MarginalGame(model, X[:20]), X)
+    values, (s, t) = tree.contribution_values(X[:0], pairs=True)
+    assert values.shape == (0, 2 * X.shape[1] + 2, 1) and s.shape == (0, X.shape[1], 1)
+
+
 def test_bad_input_raises():
     X, y = _regression()
     gb = GradientBoostingRegressor(n_estimators=5, random_state=0).fit(X, y)

@@ -293,29 +293,27 @@ class TreeMarginalGame(Game):
         n_rows, n_blocks = len(dense), (dense.shape[1] - prefix) // (d * K)
         blocks = np.zeros((n_rows, n_blocks, d + 1, K))
         blocks[:, :, :d] = dense[:, prefix:].reshape(n_rows, n_blocks, d, K)
-        dense = np.hstack([dense[:, :prefix], blocks.reshape(n_rows, -1)])
+        width = prefix + n_blocks * (d + 1) * K
+        dense = np.hstack([dense[:, :prefix], blocks.reshape(n_rows, width - prefix)])
         n_units, m = self._unit_players.shape
         players = np.arange(n_blocks)[:, None, None] * (d + 1) + self._unit_players
         cells = players[..., None] * K + np.arange(K)  # (blocks, units, m, K)
         columns = np.hstack(
             [
                 np.broadcast_to(np.arange(prefix), (n_units, prefix)),
-                prefix + cells.transpose(1, 0, 2, 3).reshape(n_units, -1),
+                prefix + cells.transpose(1, 0, 2, 3).reshape(n_units, n_blocks * m * K),
             ]
         )
         table = dense[np.arange(n_rows)[:, None], columns[self._row_unit]]
-        return (
-            np.ascontiguousarray(table),
-            np.ascontiguousarray(columns),
-            dense.shape[1],
-        )
+        return np.ascontiguousarray(table), np.ascontiguousarray(columns), width
 
     def _split_sums(self, sums, prefix):
         """``(prefix (n, prefix), blocks)`` of a sum in the layout of
         :meth:`_unit_tables`: each block ``(n, d, K)``, without the padding
         player."""
         d, K = self.n_players, self.n_outputs
-        blocks = sums[:, prefix:].reshape(len(sums), -1, d + 1, K)[:, :, :d]
+        n_blocks = (sums.shape[1] - prefix) // ((d + 1) * K)
+        blocks = sums[:, prefix:].reshape(len(sums), n_blocks, d + 1, K)[:, :, :d]
         return sums[:, :prefix], tuple(blocks.transpose(1, 0, 2, 3))
 
     @property
