@@ -250,13 +250,19 @@ def pair_interaction_sums(first_last, pair_values):
     first = first_last[:, :d] - empty[:, None]  # v({i}) − v(∅)
     last = full[:, None] - first_last[:, d : 2 * d]  # v(N) − v(N∖{i})
     i, j = np.triu_indices(d, k=1)
-    incidence = np.zeros((d, len(i)))
-    incidence[i, np.arange(len(i))] = incidence[j, np.arange(len(i))] = 1.0
-    # each player's pair values summed (the incidence), less d − 1 of v(∅) or v(N)
-    s = np.matmul(incidence, pair_values[:, : len(i)]) - (d - 1) * empty[:, None]
+
+    def per_player(pairs):  # Σ over each player's pairs of (n, pair, K) values
+        n, n_pairs, K = pairs.shape
+        cell = np.arange(n * K)[:, None] * d  # (row, output) blocks of d players
+        values = pairs.transpose(0, 2, 1).reshape(n * K, n_pairs).ravel()
+        out = np.bincount((cell + i).ravel(), values, minlength=n * K * d)
+        out += np.bincount((cell + j).ravel(), values, minlength=n * K * d)
+        return out.reshape(n, K, d).transpose(0, 2, 1)
+
+    s = per_player(pair_values[:, : len(i)]) - (d - 1) * empty[:, None]
     s -= (d - 2) * first + first.sum(axis=1, keepdims=True)
     t = (d - 2) * last + last.sum(axis=1, keepdims=True) - (d - 1) * full[:, None]
-    t += np.matmul(incidence, pair_values[:, len(i) :])
+    t += per_player(pair_values[:, len(i) :])
     return s, t
 
 

@@ -271,6 +271,18 @@ def test_fastshap_trains_on_the_exact_mlp_game():
     )
 
 
+def test_proxy_of_a_background_with_repeated_rows_takes_distinct_rows():
+    """A background of few distinct rows, each repeated: the proxy's rows are
+    those distinct rows, without a k-means warning."""
+    X, y = _data()
+    model = _fit(MLPRegressor(hidden_layer_sizes=(8,), max_iter=50), X, y)
+    game = mlp_marginal_game(MarginalGame(model, np.repeat(X[:5], 10, axis=0)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        proxy = game.proxy()
+    np.testing.assert_array_equal(proxy.background, np.unique(X[:5], axis=0))
+
+
 def test_poisson_regressor_matches():
     X, y = _data()
     model = MLPRegressor(

@@ -336,10 +336,10 @@ class FastSHAPExplainer(GameExplainer):
         evaluations (:attr:`~sklearn_shapley.games.Game.pair_cost` besides the
         contributions and ``v(full)``, ``v(∅)``), a tenth of what KernelSHAP with
         1,000 evaluations spends: at any number of players for a tree ensemble
-        whose explained output is linear in its trees' sums (a regressor's, a
-        binary classifier's log-odds: its pair sums cost a few look-ups per
-        tree), else up to 9 players, or 10 where the game has a fast form for the
-        contributions.
+        whose explained output is its trees' sums (a regressor's: its pair sums
+        cost a few look-ups per tree, unless its marginal game's tables would
+        exceed their size limit), else up to 9 players, or 10 where the game has
+        a fast form for the contributions.
     efficiency_lambda : float, default=0.0
         Weight of the penalty ``(1ᵀφ − v(full) + v(∅))²`` added to the loss.
     input_noise : float, default=0.1

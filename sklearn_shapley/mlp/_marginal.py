@@ -160,12 +160,15 @@ class MLPMarginalGame(Game):
         Where their first and last values cost more than ``max_cost``, its
         baseline game at the background's mean, whose first and last values cost
         a step per player (:meth:`first_last_values`)."""
-        proxy = self.with_background(
+        rows = self.background[: self.PROXY_BACKGROUND]
+        if (
+            max_cost is not None
+            and self.with_background(rows).first_last_cost > max_cost
+        ):
+            return self.with_background(self.background.mean(axis=0)[None])
+        return self.with_background(
             _representatives(self.background, self.PROXY_BACKGROUND)
         )
-        if max_cost is not None and proxy.first_last_cost > max_cost:
-            proxy = self.with_background(self.background.mean(axis=0)[None])
-        return proxy
 
     def with_background(self, background):
         """The same network's marginal game over another ``background``."""
@@ -380,12 +383,14 @@ def mlp_marginal_game(game, rows=None, *, n_jobs=None):
 
 
 def _representatives(rows, k):
-    """``k`` of the ``rows`` that stand for all of them: the row nearest each
-    centre of a k-means clustering (seeded); all rows when there are at most ``k``."""
+    """At most ``k`` of the ``rows`` that stand for all of them: the distinct row
+    nearest each centre of a k-means clustering (seeded); all distinct rows when
+    there are at most ``k``."""
     from sklearn.cluster import KMeans
+    from sklearn.metrics import pairwise_distances_argmin
 
-    if len(rows) <= k:
-        return rows
-    centres = KMeans(k, random_state=0, n_init=1).fit(rows).cluster_centers_
-    nearest = ((rows[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=0)
-    return rows[np.unique(nearest)]
+    distinct = np.unique(rows, axis=0)
+    if len(distinct) <= k:
+        return distinct
+    centres = KMeans(k, random_state=0, n_init=1).fit(distinct).cluster_centers_
+    return distinct[np.unique(pairwise_distances_argmin(centres, distinct))]

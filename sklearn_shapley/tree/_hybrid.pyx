@@ -53,9 +53,6 @@ cdef enum:
     # most internal nodes of a tree whose leaves are looked up by decision pattern
     SMALL_NODES = 8
 
-#: ``SMALL_NODES``, for Python.
-small_nodes = SMALL_NODES
-
 
 def leaf_offsets(const int64_t[::1] tree_offsets, const int64_t[::1] left,
                  const int64_t[::1] right):

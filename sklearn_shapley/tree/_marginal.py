@@ -291,21 +291,32 @@ class TreeMarginalGame(Game):
         parts.append(tables[self._leaf_rows])
         dense = np.concatenate(parts)
         n_rows, n_blocks = len(dense), (dense.shape[1] - prefix) // (d * K)
-        blocks = np.zeros((n_rows, n_blocks, d + 1, K))
-        blocks[:, :, :d] = dense[:, prefix:].reshape(n_rows, n_blocks, d, K)
-        width = prefix + n_blocks * (d + 1) * K
-        dense = np.hstack([dense[:, :prefix], blocks.reshape(n_rows, width - prefix)])
         n_units, m = self._unit_players.shape
-        players = np.arange(n_blocks)[:, None, None] * (d + 1) + self._unit_players
-        cells = players[..., None] * K + np.arange(K)  # (blocks, units, m, K)
-        columns = np.hstack(
+        padding = self._unit_players == d  # (units, m)
+        block = np.arange(n_blocks)[:, None, None]
+        outputs = np.arange(K)
+
+        def per_unit(players):  # (blocks, units, m) players -> (units, columns)
+            cells = (players[..., None] * K + outputs).transpose(1, 0, 2, 3)
+            return cells.reshape(n_units, n_blocks * m * K)
+
+        first = np.broadcast_to(np.arange(prefix), (n_units, prefix))
+        source = np.hstack(
             [
-                np.broadcast_to(np.arange(prefix), (n_units, prefix)),
-                prefix + cells.transpose(1, 0, 2, 3).reshape(n_units, n_blocks * m * K),
+                first,
+                prefix + per_unit(block * d + np.where(padding, 0, self._unit_players)),
             ]
         )
-        table = dense[np.arange(n_rows)[:, None], columns[self._row_unit]]
-        return np.ascontiguousarray(table), np.ascontiguousarray(columns), width
+        columns = np.hstack(
+            [first, prefix + per_unit(block * (d + 1) + self._unit_players)]
+        )
+        # zero where a unit's player is the padding (its source is player 0's)
+        keep = np.tile(np.repeat(~padding, K, axis=1), n_blocks)
+        keep = np.hstack([np.ones((n_units, prefix), dtype=bool), keep])
+        table = dense[np.arange(n_rows)[:, None], source[self._row_unit]]
+        table *= keep[self._row_unit]
+        width = prefix + n_blocks * (d + 1) * K
+        return table, np.ascontiguousarray(columns), width
 
     def _split_sums(self, sums, prefix):
         """``(prefix (n, prefix), blocks)`` of a sum in the layout of
@@ -682,22 +693,18 @@ class TreeHybridMarginalGame(_ModelValuesGame):
 
     @property
     def _linear(self):
-        """The values as a linear map of the raw sums, ``(K, n_outputs)``, or None:
-        a regressor's sums under the identity link, a binary classifier's log-odds
-        (``±`` its sum) under the logit link. The pairs' interaction sums are then
-        that map of the raw interactions'."""
-        if self.output is _identity and self.game.link == "identity":
-            return np.eye(len(self._base))
-        if self.output is _sigmoid_pair and self.game.link == "logit":
-            return np.array([[-1.0, 1.0]])
-        return None
+        """Whether the values are the raw sums (a regressor's, a forest's
+        probabilities, under the identity link): the pairs' interaction sums are
+        then the raw interactions'. (A binary classifier's log-odds are not: the
+        logit link clips its probabilities.)"""
+        return self.output is _identity and self.game.link == "identity"
 
     @property
     def pair_cost(self):
         """Model evaluations a row's pair values cost: with one background row and
         :attr:`_linear`, a few look-ups or walks per tree for all their sums;
         else one value per pair, through the model's output."""
-        if len(self._b_left) == 1 and self._linear is not None:
+        if len(self._b_left) == 1 and self._linear:
             return 4
         return super().pair_cost
 
@@ -745,10 +752,9 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         values = self._values(raw)
         if not pairs:
             return values, None
-        linear = self._linear
-        if linear is not None:  # the raw interactions, summed in the kernel
+        if self._linear:  # the raw interactions, summed in the kernel
             at_empty, at_full = self._pair_raw(x_left, x_bits, summed=True)
-            return values, (at_empty[:, :, 0] @ linear, at_full[:, :, 0] @ linear)
+            return values, (at_empty[:, :, 0], at_full[:, :, 0])
         at_empty, at_full = self._pair_raw(x_left, x_bits, summed=False)
         raw = self._pair_raw_values(first, last, full, empty, at_empty, at_full)
         return values, pair_interaction_sums(values, self._values(raw))
