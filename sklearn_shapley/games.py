@@ -250,14 +250,16 @@ def pair_interaction_sums(first_last, pair_values):
     first = first_last[:, :d] - empty[:, None]  # v({i}) − v(∅)
     last = full[:, None] - first_last[:, d : 2 * d]  # v(N) − v(N∖{i})
     i, j = np.triu_indices(d, k=1)
+    n_pairs = len(i)
+    pair = np.arange(n_pairs)
+    incidence = sparse.csr_matrix(  # each pair's two players
+        (np.ones(2 * n_pairs), (np.r_[i, j], np.r_[pair, pair])), shape=(d, n_pairs)
+    )
 
     def per_player(pairs):  # Σ over each player's pairs of (n, pair, K) values
-        n, n_pairs, K = pairs.shape
-        cell = np.arange(n * K)[:, None] * d  # (row, output) blocks of d players
-        values = pairs.transpose(0, 2, 1).reshape(n * K, n_pairs).ravel()
-        out = np.bincount((cell + i).ravel(), values, minlength=n * K * d)
-        out += np.bincount((cell + j).ravel(), values, minlength=n * K * d)
-        return out.reshape(n, K, d).transpose(0, 2, 1)
+        n, _, K = pairs.shape
+        summed = incidence @ pairs.transpose(1, 0, 2).reshape(n_pairs, n * K)
+        return np.asarray(summed).reshape(d, n, K).transpose(1, 0, 2)
 
     s = per_player(pair_values[:, : len(i)]) - (d - 1) * empty[:, None]
     s -= (d - 2) * first + first.sum(axis=1, keepdims=True)
