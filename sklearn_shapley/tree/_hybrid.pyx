@@ -309,19 +309,28 @@ def decision_patterns(const uint8_t[:, ::1] left, const int32_t[:, ::1] trees,
     return out
 
 
+cdef inline int32_t _pair_leaf(const int32_t[:, ::1] nodes, int32_t node,
+                               const uint8_t* xl, const uint8_t* bl,
+                               const int32_t* player, int32_t p,
+                               int32_t q) noexcept nogil:
+    """The leaf below ``node`` of the hybrid taking players ``p``'s and ``q``'s
+    decisions from ``xl`` and every other player's from ``bl``."""
+    cdef int32_t c
+    while nodes[node, 0] >= 0:
+        c = nodes[node, 2]
+        if (xl[c] if player[c] == p or player[c] == q else bl[c]):
+            node = nodes[node, 0]
+        else:
+            node = nodes[node, 1]
+    return node
+
+
 cdef inline int32_t _leaf(const int32_t[:, ::1] nodes, int32_t node,
                           const uint8_t* xl, const uint8_t* bl,
                           const int32_t* player, int32_t p) noexcept nogil:
     """The leaf below ``node`` of the hybrid taking player ``p``'s decisions from
     ``xl`` and every other player's from ``bl``."""
-    cdef int32_t c
-    while nodes[node, 0] >= 0:
-        c = nodes[node, 2]
-        if (xl[c] if player[c] == p else bl[c]):
-            node = nodes[node, 0]
-        else:
-            node = nodes[node, 1]
-    return node
+    return _pair_leaf(nodes, node, xl, bl, player, p, p)
 
 
 cdef inline int32_t _hybrid_leaf(const int32_t[:, ::1] nodes, int32_t node,
@@ -499,22 +508,6 @@ def first_last_raw(
                            &first[r, 0, 0], n_out, value, group, leaf_b[t])
                 _diverging(nodes, trees[t, 0], xl, bl, &player[0], seen, stamp + 1,
                            &last[r, 0, 0], n_out, value, group, leaf_x)
-
-
-cdef inline int32_t _pair_leaf(const int32_t[:, ::1] nodes, int32_t node,
-                               const uint8_t* xl, const uint8_t* bl,
-                               const int32_t* player, int32_t p,
-                               int32_t q) noexcept nogil:
-    """The leaf below ``node`` of the hybrid taking players ``p``'s and ``q``'s
-    decisions from ``xl`` and every other player's from ``bl``."""
-    cdef int32_t c
-    while nodes[node, 0] >= 0:
-        c = nodes[node, 2]
-        if (xl[c] if player[c] == p or player[c] == q else bl[c]):
-            node = nodes[node, 0]
-        else:
-            node = nodes[node, 1]
-    return node
 
 
 cdef inline void _diverging_pairs(const int32_t[:, ::1] nodes, int32_t root,
