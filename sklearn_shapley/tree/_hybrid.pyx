@@ -674,18 +674,13 @@ def pair_raw(
                         pi, qi = p, q
                         if summed:
                             pi, qi = 0, 0
-                        same = sames[a] | sames[c]
                         if group >= 0:
-                            v = (small_value[t, offset[bb ^ same]]
-                                 - small_value[t, offset[bb ^ sames[a]]]
-                                 - small_value[t, offset[bb ^ sames[c]]]
-                                 + small_value[t, offset[bb]])
+                            v = _pattern_pair(&small_value[t, 0], offset, bb,
+                                              sames[a], sames[c])
                             at_empty[r, p, qi, group] += v
                             at_empty[r, q, pi, group] += v
-                            v = (small_value[t, offset[xb ^ same]]
-                                 - small_value[t, offset[xb ^ sames[a]]]
-                                 - small_value[t, offset[xb ^ sames[c]]]
-                                 + small_value[t, offset[xb]])
+                            v = _pattern_pair(&small_value[t, 0], offset, xb,
+                                              sames[a], sames[c])
                             at_full[r, p, qi, group] += v
                             at_full[r, q, pi, group] += v
                         else:
@@ -695,6 +690,16 @@ def pair_raw(
                             _pair_add(&at_full[r, p, qi, 0], &at_full[r, q, pi, 0],
                                       value, root, offset, xb, sames[a], sames[c],
                                       n_out)
+
+
+cdef inline double _pattern_pair(const double* values, const uint8_t* offset,
+                                 unsigned int base, unsigned int a,
+                                 unsigned int c) noexcept nogil:
+    """``value[ac] − value[a] − value[c] + value[base]`` in a small tree whose
+    leaves' values are one compact row, the leaves those flips of ``base``'s
+    pattern reach."""
+    return (values[offset[base ^ a ^ c]] - values[offset[base ^ a]]
+            - values[offset[base ^ c]] + values[offset[base]])
 
 
 cdef inline void _pair_add(double* o, double* o2, const double[:, ::1] value,

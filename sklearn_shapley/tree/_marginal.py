@@ -621,6 +621,15 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         self._internal = internal
         self._b_left = _node_decisions(flat, internal, game.background).view(np.uint8)
         self._b_bits = np.asarray(decision_patterns(self._b_left, self._trees))
+        # the trees as first_last_raw and pair_raw take them, after the patterns
+        self._tree_args = (
+            self._player,
+            self._nodes,
+            self._trees,
+            self._leaf_offset,
+            self._small_value,
+            self._value,
+        )
 
     @property
     def first_last_cost(self):
@@ -647,14 +656,6 @@ class TreeHybridMarginalGame(_ModelValuesGame):
         X = check_rows(X, self.n_features)
         n, d, K = len(X), self.n_players, len(self._base)
         threads = int(effective_n_threads(None))
-        args = (
-            self._player,
-            self._nodes,
-            self._trees,
-            self._leaf_offset,
-            self._small_value,
-            self._value,
-        )
         if getattr(self, "_baseline_raw", None) is None:  # its sums, once
             self._baseline_raw = np.zeros((1, K))
             first_last_raw(
@@ -662,7 +663,7 @@ class TreeHybridMarginalGame(_ModelValuesGame):
                 self._b_left[0],
                 self._b_bits,
                 self._b_bits[0],
-                *args,
+                *self._tree_args,
                 *np.zeros((2, 1, d, K)),
                 self._baseline_raw,
                 1,
@@ -676,7 +677,7 @@ class TreeHybridMarginalGame(_ModelValuesGame):
             self._b_left[0],
             x_bits,
             self._b_bits[0],
-            *args,
+            *self._tree_args,
             first,
             last,
             full,
@@ -772,12 +773,7 @@ class TreeHybridMarginalGame(_ModelValuesGame):
             self._b_left[0],
             x_bits,
             self._b_bits[0],
-            self._player,
-            self._nodes,
-            self._trees,
-            self._leaf_offset,
-            self._small_value,
-            self._value,
+            *self._tree_args,
             at_empty,
             at_full,
             int(effective_n_threads(None)),
