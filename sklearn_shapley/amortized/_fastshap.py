@@ -7,9 +7,9 @@ exact Shapley value of the game ``v``. After training, explaining a row costs on
 forward pass plus ``v(full)``, and with ``first_last`` (by default where the game
 computes them cheaply) ``2d + 1`` more values of the game's proxy: the players' first
 and last marginal contributions, inputs of the network, which learns a correction to
-their average; on small games (``pairs``) ``d (d − 1)`` more, on pairs of players and
-their complements, which make that average exact for interactions of up to four
-players.
+their average; where they are cheap (``pairs``), each player's pairwise interactions
+summed at both ends (from ``d (d − 1)`` more values, or the game's fast form), which
+make that average exact for interactions of up to four players.
 
 Training has one mechanism: the loss above, on targets from one coalition source that
 :func:`plan_coalitions` picks from the game's size, the number of rows and the budget
